@@ -1,0 +1,16 @@
+//! The pure core of omx-ecr-helper.
+//!
+//! Everything here is a function of its inputs: no network, no file system, no AWS, no terminal.
+//! The registry client, the AWS adapters and the CLI build on these types, so the rules that decide
+//! *what* happens (how an image reference is read, which private repository it lands in, what the
+//! repository policy must say) are tested once, here, without any service running.
+
+pub mod digest;
+pub mod manifest;
+pub mod namespace;
+pub mod plan;
+pub mod policy;
+pub mod reference;
+
+pub use digest::Digest;
+pub use reference::{Reference, ReferenceError};
