@@ -1,1 +1,26 @@
-//! (being written)
+//! Test support for omx-ecr-helper: real services on free loopback ports.
+//!
+//! * [`Registry`] runs a CNCF `docker-registry` (anonymous, htpasswd basic auth, or TLS).
+//! * [`Moto`] runs a `moto_server` that emulates the AWS APIs.
+//! * [`ImageFixture`] writes OCI image layouts to disk and [`push_with_skopeo`] pushes them.
+//!
+//! Every server is a child process stopped (killed and reaped) when its handle is dropped.
+//! When a required binary is missing the `start` functions panic with a hint to run
+//! `scripts/install-deps`; with `OMX_TESTENV_SKIP=1` the `try_start` variants return `None`
+//! instead so a test can skip:
+//!
+//! ```no_run
+//! let Some(registry) = omx_testenv::Registry::try_start() else { return; };
+//! assert!(registry.url().starts_with("http://127.0.0.1:"));
+//! ```
+
+mod http;
+mod moto;
+mod process;
+mod registry;
+mod tools;
+
+pub use http::{base64_encode, basic_auth_header, http_request, HttpResponse};
+pub use moto::{moto_ecr_password, Moto, MOTO_ACCOUNT_ID};
+pub use registry::{Registry, RegistryBuilder};
+pub use tools::{find_tool, workspace_root, Tool};
