@@ -1,1 +1,63 @@
-fn main() {}
+//! `omx-ecr-helper`: gets container images ready for AWS HealthOmics workflows.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod exit;
+mod plan;
+mod table;
+
+/// Gets container images ready for AWS HealthOmics workflows.
+///
+/// HealthOmics runs workflow tasks only from x86_64 images in ECR private, in the same region, in
+/// repositories whose policy lets omics.amazonaws.com pull. omx-ecr-helper brings public images
+/// there (pull-through cache where ECR supports it, a native registry-to-registry copy otherwise),
+/// builds images from Dockerfile bundles, and tells you the private URI of every image.
+#[derive(Parser)]
+#[command(
+    name = "omx-ecr-helper",
+    version,
+    about,
+    long_about,
+    max_term_width = 100
+)]
+struct Cli {
+    /// More log output (-v: debug, -vv: trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show what `pull` would do for a manifest, without touching any network.
+    Plan(plan::PlanArgs),
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let result = match cli.command {
+        Command::Plan(args) => plan::run(args),
+    };
+    exit::report(result)
+}
+
+fn init_logging(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn,omx=info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

@@ -1,1 +1,398 @@
-//! (being written)
+//! What `pull` will do for each entry of a manifest, decided before any network call.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::Serialize;
+
+use crate::manifest::{EntryError, PullEntry};
+use crate::namespace::{
+    check_ecr_repository_name, ecr_registry_host, parse_ecr_private_host, Method, NamespaceTable,
+};
+use crate::reference::Reference;
+
+/// The registry images are copied into.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetRegistry {
+    /// ECR private. Account and region come from the AWS credential chain when not given; until
+    /// then the plan shows `<account>` and `<region>` placeholders.
+    Ecr {
+        account: Option<String>,
+        region: Option<String>,
+    },
+    /// Any other OCI registry, as `host[:port]`; the ECR-only steps do not apply.
+    Oci { host: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid --registry {input:?}: {reason}")]
+pub struct TargetRegistryError {
+    input: String,
+    reason: String,
+}
+
+impl FromStr for TargetRegistry {
+    type Err = TargetRegistryError;
+
+    /// `ecr`, `ecr://ACCOUNT/REGION`, an ECR registry host, or the `host[:port]` of any registry.
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        let fail = |reason: &str| TargetRegistryError {
+            input: input.to_string(),
+            reason: reason.to_string(),
+        };
+        let text = input.trim();
+        if text.eq_ignore_ascii_case("ecr") {
+            return Ok(TargetRegistry::Ecr {
+                account: None,
+                region: None,
+            });
+        }
+        if let Some(rest) = text.strip_prefix("ecr://") {
+            let (account, region) = rest
+                .trim_end_matches('/')
+                .split_once('/')
+                .ok_or_else(|| fail("expected ecr://ACCOUNT/REGION"))?;
+            if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(fail("the account must be 12 digits"));
+            }
+            // Reuse the host check so that one definition says what a region looks like.
+            parse_ecr_private_host(&ecr_registry_host(account, region))
+                .ok_or_else(|| fail("the region must look like us-east-1"))?;
+            return Ok(TargetRegistry::Ecr {
+                account: Some(account.to_string()),
+                region: Some(region.to_string()),
+            });
+        }
+        if let Some((account, region)) = parse_ecr_private_host(text) {
+            return Ok(TargetRegistry::Ecr {
+                account: Some(account),
+                region: Some(region),
+            });
+        }
+        if text.contains("://") || text.contains('/') {
+            return Err(fail(
+                "give ecr, ecr://ACCOUNT/REGION or a registry host[:port] without scheme or path",
+            ));
+        }
+        // A registry host must be a valid reference domain: test it the way references are read.
+        Reference::parse(&format!("{text}/probe"))
+            .ok()
+            .filter(|probe| probe.domain() == text)
+            .ok_or_else(|| fail("not a valid registry host[:port]"))?;
+        Ok(TargetRegistry::Oci {
+            host: text.to_string(),
+        })
+    }
+}
+
+impl TargetRegistry {
+    /// The registry host, with `<account>`/`<region>` placeholders where ECR is not yet resolved.
+    pub fn host(&self) -> String {
+        match self {
+            TargetRegistry::Ecr { account, region } => ecr_registry_host(
+                account.as_deref().unwrap_or("<account>"),
+                region.as_deref().unwrap_or("<region>"),
+            ),
+            TargetRegistry::Oci { host } => host.clone(),
+        }
+    }
+
+    pub fn is_ecr(&self) -> bool {
+        matches!(self, TargetRegistry::Ecr { .. })
+    }
+}
+
+impl fmt::Display for TargetRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.host())
+    }
+}
+
+/// One image to bring into the private registry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlannedImage {
+    /// The entry as the user wrote it (the first one, when duplicates were merged).
+    pub input: String,
+    /// Fully-qualified normalized source, with Docker's `latest` applied when no tag or digest was
+    /// given (`docker.io/library/ubuntu:20.04`).
+    #[serde(serialize_with = "serialize_display")]
+    pub source: Reference,
+    pub target_repository: String,
+    /// The full private URI (`<registry>/<repository>:<tag>`, `@<digest>` for digest references).
+    pub target: String,
+    pub method: Method,
+    /// Tag to push or look up; `None` for a digest-only reference.
+    #[serde(skip)]
+    pub target_tag: Option<String>,
+    /// Positions in the manifest of this entry and the duplicates merged into it.
+    #[serde(skip)]
+    pub indexes: Vec<usize>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// The plan of a pull manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PullPlan {
+    pub images: Vec<PlannedImage>,
+    pub errors: Vec<EntryError>,
+}
+
+impl PullPlan {
+    pub fn has_errors(&self) -> bool {
+        !self.errors.is_empty()
+    }
+}
+
+/// Plans every entry, collecting all entry errors rather than stopping at the first.
+pub fn plan_pull(
+    entries: &[PullEntry],
+    table: &NamespaceTable,
+    registry: &TargetRegistry,
+) -> PullPlan {
+    let mut images: Vec<PlannedImage> = Vec::new();
+    let mut errors = Vec::new();
+    let mut by_source: HashMap<String, usize> = HashMap::new();
+    let mut by_target: HashMap<String, usize> = HashMap::new();
+
+    for entry in entries {
+        let planned = match plan_entry(entry, table, registry) {
+            Ok(planned) => planned,
+            Err(error) => {
+                errors.push(EntryError {
+                    index: entry.index,
+                    input: entry.input.clone(),
+                    error,
+                });
+                continue;
+            }
+        };
+        let source_key = planned.source.to_string();
+        if let Some(&first) = by_source.get(&source_key) {
+            images[first].indexes.push(entry.index);
+            continue;
+        }
+        if let Some(&other) = by_target.get(&planned.target) {
+            let other = &images[other];
+            errors.push(EntryError {
+                index: entry.index,
+                input: entry.input.clone(),
+                error: format!(
+                    "{} and {} (manifest[{}]) would both become {}",
+                    planned.source, other.source, other.indexes[0], planned.target
+                ),
+            });
+            continue;
+        }
+        by_source.insert(source_key, images.len());
+        by_target.insert(planned.target.clone(), images.len());
+        images.push(planned);
+    }
+    errors.sort_by_key(|e| e.index);
+    PullPlan { images, errors }
+}
+
+fn plan_entry(
+    entry: &PullEntry,
+    table: &NamespaceTable,
+    registry: &TargetRegistry,
+) -> Result<PlannedImage, String> {
+    let parsed = table
+        .parse_source(&entry.input)
+        .map_err(|e| e.to_string())?;
+    let mut warnings = Vec::new();
+    let source = if parsed.is_implicit_latest() {
+        warnings.push(format!(
+            "{:?} names no tag: using \"latest\", which can change under you; pin a tag or digest \
+             for reproducible workflows",
+            entry.input.trim()
+        ));
+        parsed.with_tag("latest").map_err(|e| e.to_string())?
+    } else {
+        parsed
+    };
+    let mapping = table.map(&source).map_err(|e| e.to_string())?;
+    if registry.is_ecr() {
+        check_ecr_repository_name(&mapping.repository)?;
+    }
+    let target_tag = source.tag().map(str::to_string);
+    let mut target = format!("{}/{}", registry.host(), mapping.repository);
+    if let Some(tag) = &target_tag {
+        target.push(':');
+        target.push_str(tag);
+    }
+    if let Some(digest) = source.digest() {
+        target.push('@');
+        target.push_str(&digest.to_string());
+    }
+    if let TargetRegistry::Oci { .. } = registry {
+        Reference::parse(&target)
+            .map_err(|e| format!("the target {target:?} is not a valid image reference: {e}"))?;
+    }
+    Ok(PlannedImage {
+        input: entry.input.clone(),
+        source,
+        target_repository: mapping.repository,
+        target,
+        method: mapping.method,
+        target_tag,
+        indexes: vec![entry.index],
+        warnings,
+    })
+}
+
+fn serialize_display<S: serde::Serializer>(
+    value: &impl fmt::Display,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::parse_pull_manifest;
+
+    const ECR: &str = "ecr://123456789012/us-east-1";
+    const HOST: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+
+    fn plan(json: &str, registry: &str) -> PullPlan {
+        let entries = parse_pull_manifest(json).unwrap();
+        assert!(entries.errors.is_empty());
+        plan_pull(
+            &entries.entries,
+            &NamespaceTable::builtin(),
+            &registry.parse().unwrap(),
+        )
+    }
+
+    #[test]
+    fn plans_the_readme_example() {
+        let plan = plan(
+            r#"{"manifest": ["ubuntu:20.04", "quay.io/biocontainers/bcftools:1.16--hfe4b78e_1"]}"#,
+            ECR,
+        );
+        assert!(plan.errors.is_empty());
+        let json = serde_json::to_value(&plan).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "images": [
+                    {
+                        "input": "ubuntu:20.04",
+                        "source": "docker.io/library/ubuntu:20.04",
+                        "target_repository": "dockerhub/ubuntu",
+                        "target": format!("{HOST}/dockerhub/ubuntu:20.04"),
+                        "method": "copy"
+                    },
+                    {
+                        "input": "quay.io/biocontainers/bcftools:1.16--hfe4b78e_1",
+                        "source": "quay.io/biocontainers/bcftools:1.16--hfe4b78e_1",
+                        "target_repository": "quay/biocontainers/bcftools",
+                        "target": format!("{HOST}/quay/biocontainers/bcftools:1.16--hfe4b78e_1"),
+                        "method": "pull-through-cache"
+                    }
+                ],
+                "errors": []
+            })
+        );
+    }
+
+    #[test]
+    fn digests_are_kept_and_latest_is_warned_about() {
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let plan = plan(
+            &format!(r#"{{"manifest": ["busybox@{digest}", "busybox:1.36@{digest}", "alpine"]}}"#),
+            "localhost:5000",
+        );
+        assert!(plan.errors.is_empty(), "{:?}", plan.errors);
+        let targets: Vec<_> = plan.images.iter().map(|i| i.target.as_str()).collect();
+        assert_eq!(
+            targets,
+            vec![
+                format!("localhost:5000/dockerhub/busybox@{digest}"),
+                format!("localhost:5000/dockerhub/busybox:1.36@{digest}"),
+                "localhost:5000/dockerhub/alpine:latest".to_string(),
+            ]
+        );
+        assert_eq!(plan.images[0].target_tag, None);
+        assert_eq!(
+            plan.images[2].source.to_string(),
+            "docker.io/library/alpine:latest"
+        );
+        assert!(plan.images[2].warnings[0].contains("latest"));
+        assert!(plan.images[0].warnings.is_empty());
+    }
+
+    #[test]
+    fn duplicates_merge_and_collisions_are_errors() {
+        let plan = plan(
+            r#"{"manifest": [
+                "ubuntu:20.04", "docker.io/library/ubuntu:20.04", "dockerhub/ubuntu:20.04",
+                "gcr.io/p/tool:1", "us.gcr.io/p/tool:1", "alpine", "alpine:latest"
+            ]}"#,
+            ECR,
+        );
+        assert_eq!(plan.images.len(), 3);
+        assert_eq!(plan.images[0].indexes, vec![0, 1, 2]);
+        assert_eq!(plan.images[2].indexes, vec![5, 6]);
+        assert_eq!(plan.errors.len(), 1);
+        assert_eq!(plan.errors[0].index, 4);
+        assert!(
+            plan.errors[0]
+                .error
+                .contains("gcr.io/p/tool:1 (manifest[3]) would both become"),
+            "{}",
+            plan.errors[0].error
+        );
+    }
+
+    #[test]
+    fn bad_references_are_entry_errors() {
+        let plan = plan(
+            r#"{"manifest": ["ubuntu:20.04", "Ubuntu:1", "a/b__c:1"]}"#,
+            ECR,
+        );
+        assert_eq!(plan.images.len(), 1);
+        let indexes: Vec<_> = plan.errors.iter().map(|e| e.index).collect();
+        assert_eq!(indexes, vec![1, 2]);
+        assert!(
+            plan.errors[1].error.contains("ECR repository name"),
+            "{:?}",
+            plan.errors
+        );
+    }
+
+    #[test]
+    fn target_registry_forms() {
+        assert_eq!(
+            "ecr".parse::<TargetRegistry>().unwrap().host(),
+            "<account>.dkr.ecr.<region>.amazonaws.com"
+        );
+        assert_eq!(ECR.parse::<TargetRegistry>().unwrap().host(), HOST);
+        assert_eq!(
+            HOST.parse::<TargetRegistry>().unwrap(),
+            TargetRegistry::Ecr {
+                account: Some("123456789012".into()),
+                region: Some("us-east-1".into())
+            }
+        );
+        assert_eq!(
+            "127.0.0.1:5000".parse::<TargetRegistry>().unwrap(),
+            TargetRegistry::Oci {
+                host: "127.0.0.1:5000".into()
+            }
+        );
+        for bad in [
+            "ecr://1/us-east-1",
+            "ecr://123456789012",
+            "https://x.io",
+            "x.io/path",
+            "bad host",
+        ] {
+            let err = bad.parse::<TargetRegistry>().unwrap_err().to_string();
+            assert!(err.contains(bad), "{err}");
+        }
+    }
+}

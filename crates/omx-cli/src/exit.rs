@@ -1,0 +1,34 @@
+//! Exit codes shared by every command, so scripts can tell "some images failed" from "nothing
+//! could be done".
+
+use std::process::ExitCode;
+
+/// How a command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Everything succeeded or was skipped.
+    Success,
+    /// Some entries failed or were invalid; the others were done (exit 1).
+    PartialFailure,
+}
+
+/// An error that made the whole input unusable (exit 2), as opposed to a failure while working (1).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UnusableInput(pub String);
+
+/// Prints an error chain and maps the outcome to the process exit code.
+pub fn report(result: anyhow::Result<Outcome>) -> ExitCode {
+    match result {
+        Ok(Outcome::Success) => ExitCode::SUCCESS,
+        Ok(Outcome::PartialFailure) => ExitCode::from(1),
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            if error.downcast_ref::<UnusableInput>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! `omx-ecr-helper plan`: what `pull` would do, with no network access.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use omx_core::manifest::parse_pull_manifest;
+use omx_core::namespace::NamespaceTable;
+use omx_core::plan::{plan_pull, PullPlan, TargetRegistry};
+
+use crate::exit::{Outcome, UnusableInput};
+use crate::table;
+
+/// What every command that reads a pull manifest takes.
+#[derive(Args, Debug, Clone)]
+pub struct PullManifestArgs {
+    /// The pull manifest: {"manifest": ["ubuntu:20.04", "quay.io/biocontainers/bcftools:1.16--hfe4b78e_1", ...]}
+    pub manifest: PathBuf,
+
+    /// Where images go: `ecr` (the account and region of the AWS credential chain),
+    /// `ecr://ACCOUNT/REGION`, or the host[:port] of any OCI registry.
+    #[arg(long, default_value = "ecr", value_name = "REGISTRY")]
+    pub registry: TargetRegistry,
+
+    /// A JSON file of namespace rules that extend or override the built-in table, e.g.
+    /// {"rules": [{"hosts": ["community.wave.seqera.io"], "namespace": "wave"}]}
+    #[arg(long, value_name = "FILE")]
+    pub namespaces: Option<PathBuf>,
+}
+
+impl PullManifestArgs {
+    /// The namespace table: built-in rules, with the user's file in front.
+    pub fn namespace_table(&self) -> anyhow::Result<NamespaceTable> {
+        let table = NamespaceTable::builtin();
+        let Some(path) = &self.namespaces else {
+            return Ok(table);
+        };
+        let text = read_input_file(path)?;
+        table
+            .with_user_rules(&text)
+            .map_err(|e| UnusableInput(format!("{}: {e}", path.display())).into())
+    }
+
+    /// Reads and plans the manifest against `registry`.
+    pub fn plan(&self, registry: &TargetRegistry) -> anyhow::Result<PullPlan> {
+        let table = self.namespace_table()?;
+        let text = read_input_file(&self.manifest)?;
+        let entries = parse_pull_manifest(&text)
+            .map_err(|e| UnusableInput(format!("{}: {e}", self.manifest.display())))?;
+        let mut plan = plan_pull(&entries.entries, &table, registry);
+        plan.errors.extend(entries.errors);
+        plan.errors.sort_by_key(|e| e.index);
+        Ok(plan)
+    }
+}
+
+/// Reads a user-named input file; failing to read it makes the whole run unusable (exit 2).
+pub fn read_input_file(path: &std::path::Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read {}", path.display()))
+        .map_err(|e| UnusableInput(format!("{e:#}")).into())
+}
+
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub input: PullManifestArgs,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// An aligned table for people.
+    Table,
+    /// One JSON object: {"images": [...], "errors": [...]}.
+    Json,
+}
+
+pub fn run(args: PlanArgs) -> anyhow::Result<Outcome> {
+    let plan = args.input.plan(&args.input.registry)?;
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
+        Format::Table => print!("{}", render_table(&plan)),
+    }
+    Ok(if plan.has_errors() {
+        Outcome::PartialFailure
+    } else {
+        Outcome::Success
+    })
+}
+
+fn render_table(plan: &PullPlan) -> String {
+    let rows: Vec<Vec<String>> = plan
+        .images
+        .iter()
+        .map(|image| {
+            vec![
+                image.source.to_string(),
+                image.method.to_string(),
+                image.target.clone(),
+            ]
+        })
+        .collect();
+    let mut out = table::render(&["SOURCE", "METHOD", "TARGET"], &rows);
+    for image in &plan.images {
+        for warning in &image.warnings {
+            out.push_str(&format!("warning: {warning}\n"));
+        }
+    }
+    if !plan.errors.is_empty() {
+        out.push('\n');
+        for error in &plan.errors {
+            out.push_str(&format!("error: {error}\n"));
+        }
+    }
+    out.push_str(&format!(
+        "\n{} image(s) planned, {} invalid entr{}\n",
+        plan.images.len(),
+        plan.errors.len(),
+        if plan.errors.len() == 1 { "y" } else { "ies" }
+    ));
+    out
+}
