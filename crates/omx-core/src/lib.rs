@@ -11,6 +11,8 @@ pub mod namespace;
 pub mod plan;
 pub mod policy;
 pub mod reference;
+pub mod registry_map;
+pub mod report;
 
 pub use digest::Digest;
 pub use reference::{Reference, ReferenceError};

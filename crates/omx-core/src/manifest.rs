@@ -30,7 +30,7 @@ pub enum ManifestFileError {
 }
 
 /// One entry that is unusable, with where it is and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EntryError {
     /// Position in the `manifest` array.
     pub index: usize,

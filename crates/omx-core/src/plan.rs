@@ -10,7 +10,7 @@ use crate::manifest::{EntryError, PullEntry};
 use crate::namespace::{
     check_ecr_repository_name, ecr_registry_host, parse_ecr_private_host, Method, NamespaceTable,
 };
-use crate::reference::Reference;
+use crate::reference::{Reference, ReferenceError};
 
 /// The registry images are copied into.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,6 +128,10 @@ pub struct PlannedImage {
     /// Positions in the manifest of this entry and the duplicates merged into it.
     #[serde(skip)]
     pub indexes: Vec<usize>,
+    /// Every distinct spelling of this image in the manifest (trimmed), first one first: a
+    /// workflow may name one image several ways, and each needs its mapping.
+    #[serde(skip)]
+    pub aliases: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
 }
@@ -162,7 +166,7 @@ pub fn plan_pull(
             Err(error) => {
                 errors.push(EntryError {
                     index: entry.index,
-                    input: entry.input.clone(),
+                    input: redact_credentials(&entry.input),
                     error,
                 });
                 continue;
@@ -170,7 +174,12 @@ pub fn plan_pull(
         };
         let source_key = planned.source.to_string();
         if let Some(&first) = by_source.get(&source_key) {
-            images[first].indexes.push(entry.index);
+            let merged = &mut images[first];
+            merged.indexes.push(entry.index);
+            let alias = entry.input.trim();
+            if !merged.aliases.iter().any(|a| a == alias) {
+                merged.aliases.push(alias.to_string());
+            }
             continue;
         }
         if let Some(&other) = by_target.get(&planned.target) {
@@ -238,8 +247,17 @@ fn plan_entry(
         method: mapping.method,
         target_tag,
         indexes: vec![entry.index],
+        aliases: vec![entry.input.trim().to_string()],
         warnings,
     })
+}
+
+/// The entry as it may be shown: a password written into a reference never reaches a report.
+fn redact_credentials(input: &str) -> String {
+    match Reference::parse(input) {
+        Err(ReferenceError::Credentials { redacted }) => redacted,
+        _ => input.to_string(),
+    }
 }
 
 fn serialize_display<S: serde::Serializer>(
@@ -336,6 +354,14 @@ mod tests {
         );
         assert_eq!(plan.images.len(), 3);
         assert_eq!(plan.images[0].indexes, vec![0, 1, 2]);
+        assert_eq!(
+            plan.images[0].aliases,
+            vec![
+                "ubuntu:20.04",
+                "docker.io/library/ubuntu:20.04",
+                "dockerhub/ubuntu:20.04"
+            ]
+        );
         assert_eq!(plan.images[2].indexes, vec![5, 6]);
         assert_eq!(plan.errors.len(), 1);
         assert_eq!(plan.errors[0].index, 4);
@@ -362,6 +388,17 @@ mod tests {
             "{:?}",
             plan.errors
         );
+    }
+
+    #[test]
+    fn credentials_in_a_reference_are_never_echoed() {
+        let plan = plan(
+            r#"{"manifest": ["alice:hunter2@registry.io/team/tool:1"]}"#,
+            ECR,
+        );
+        let json = serde_json::to_string(&plan).unwrap();
+        assert!(!json.contains("hunter2"), "{json}");
+        assert!(plan.errors[0].error.contains("credentials"), "{json}");
     }
 
     #[test]

@@ -1,0 +1,121 @@
+//! How a workflow reaches the private images: HealthOmics' `containerRegistryMap`.
+//!
+//! Pull-through-cache namespaces become registry mappings (HealthOmics rewrites every image of
+//! that upstream registry to the prefix); copied images become one image mapping per spelling the
+//! manifest used, since HealthOmics matches the image string the workflow names.
+
+use serde::{Deserialize, Serialize};
+
+use crate::namespace::{Method, NamespaceTable};
+use crate::plan::PlannedImage;
+
+/// The exact shape `CreateWorkflow --container-registry-map` accepts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerRegistryMap {
+    pub registry_mappings: Vec<RegistryMapping>,
+    pub image_mappings: Vec<ImageMapping>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistryMapping {
+    pub upstream_registry_url: String,
+    pub ecr_repository_prefix: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_repository_prefix: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ecr_account_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageMapping {
+    pub source_image: String,
+    pub destination_image: String,
+}
+
+/// Builds the map for the planned images (only those given: pass the ones that ended well).
+pub fn container_registry_map(
+    images: &[&PlannedImage],
+    table: &NamespaceTable,
+) -> ContainerRegistryMap {
+    let mut map = ContainerRegistryMap::default();
+    for image in images {
+        match image.method {
+            Method::PullThroughCache => {
+                let Some(rule) = table.rule_for(image.source.domain()) else {
+                    continue;
+                };
+                let Some(upstream) = rule.upstream_registry() else {
+                    continue;
+                };
+                let mapping = RegistryMapping {
+                    upstream_registry_url: upstream.to_string(),
+                    ecr_repository_prefix: rule.namespace.clone(),
+                    upstream_repository_prefix: None,
+                    ecr_account_id: None,
+                };
+                if !map.registry_mappings.contains(&mapping) {
+                    map.registry_mappings.push(mapping);
+                }
+            }
+            Method::Copy => {
+                let fully_qualified = image.source.to_string();
+                let spellings = image
+                    .aliases
+                    .iter()
+                    .chain(std::iter::once(&fully_qualified));
+                for source_image in spellings {
+                    let mapping = ImageMapping {
+                        source_image: source_image.clone(),
+                        destination_image: image.target.clone(),
+                    };
+                    if !map.image_mappings.contains(&mapping) {
+                        map.image_mappings.push(mapping);
+                    }
+                }
+            }
+        }
+    }
+    map
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::parse_pull_manifest;
+    use crate::plan::plan_pull;
+
+    #[test]
+    fn ptc_images_map_by_registry_and_copies_by_image() {
+        let table = NamespaceTable::builtin();
+        let entries = parse_pull_manifest(
+            r#"{"manifest": ["ubuntu:20.04", "docker.io/library/ubuntu:20.04",
+                "quay.io/biocontainers/bcftools:1.16--hfe4b78e_1", "quay.io/biocontainers/samtools:1.17--h00cdaf9_0",
+                "public.ecr.aws/lts/ubuntu:22.04"]}"#,
+        )
+        .unwrap();
+        let plan = plan_pull(
+            &entries.entries,
+            &table,
+            &"ecr://123456789012/us-east-1".parse().unwrap(),
+        );
+        let images: Vec<_> = plan.images.iter().collect();
+        let map = container_registry_map(&images, &table);
+        let host = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+        assert_eq!(
+            serde_json::to_value(&map).unwrap(),
+            serde_json::json!({
+                "registryMappings": [
+                    {"upstreamRegistryUrl": "quay.io", "ecrRepositoryPrefix": "quay"},
+                    {"upstreamRegistryUrl": "public.ecr.aws", "ecrRepositoryPrefix": "ecr-public"}
+                ],
+                "imageMappings": [
+                    {"sourceImage": "ubuntu:20.04", "destinationImage": format!("{host}/dockerhub/ubuntu:20.04")},
+                    {"sourceImage": "docker.io/library/ubuntu:20.04", "destinationImage": format!("{host}/dockerhub/ubuntu:20.04")}
+                ]
+            })
+        );
+    }
+}
