@@ -14,12 +14,18 @@
 //! assert!(registry.url().starts_with("http://127.0.0.1:"));
 //! ```
 
+mod fixture;
 mod http;
+mod layer;
 mod moto;
 mod process;
 mod registry;
 mod tools;
 
+pub use fixture::{
+    docker, layout_root_digest, oci, push_layout, push_with_skopeo, Descriptor, FixtureImage,
+    Format, ImageFixture, LayerSpec, PushTarget,
+};
 pub use http::{base64_encode, basic_auth_header, http_request, HttpResponse};
 pub use moto::{moto_ecr_password, Moto, MOTO_ACCOUNT_ID};
 pub use registry::{Registry, RegistryBuilder};
