@@ -13,6 +13,8 @@ pub mod policy;
 pub mod reference;
 pub mod registry_map;
 pub mod report;
+pub mod secret;
 
 pub use digest::Digest;
 pub use reference::{Reference, ReferenceError};
+pub use secret::Secret;
