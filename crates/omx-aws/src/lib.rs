@@ -1,1 +1,26 @@
-//! (being written)
+//! AWS adapters of omx-ecr-helper.
+//!
+//! [`AwsContext`] loads configuration the standard way (credential chain, profiles, region,
+//! `AWS_ENDPOINT_URL*` overrides) and knows the caller's account; [`Ecr`] drives the ECR control
+//! plane: repositories tagged `createdBy=omx-ecr-helper`, the HealthOmics repository and registry
+//! policies (merged by [`omx_core::policy`], written only when they change), image lookups,
+//! cached registry credentials, pull-through-cache rules and repository creation templates.
+//!
+//! Only a "not found" answer is ever read as absence; every other failure (access denied,
+//! throttling, no credentials) is an [`AwsError`] naming the operation and what it was about.
+
+mod context;
+mod ecr;
+mod error;
+mod pull_through;
+mod token;
+
+pub use context::AwsContext;
+pub use ecr::{registry_host, Ecr, RepositoryState};
+pub use error::AwsError;
+pub use omx_core::policy::PolicyChange;
+pub use pull_through::{PullThroughCacheRule, RuleState, TemplateState};
+pub use token::{EcrToken, Secret, TOKEN_REFRESH_MARGIN};
+
+/// The SDK configuration type, for callers that build one themselves (tests, emulators).
+pub use aws_config::SdkConfig;

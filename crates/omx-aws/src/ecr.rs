@@ -1,0 +1,361 @@
+//! The ECR control plane: private repositories, their policies, image lookups and registry
+//! credentials.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use aws_config::SdkConfig;
+use aws_sdk_ecr::types::{ImageIdentifier, Tag};
+use omx_core::policy::{
+    merge_omics_registry_statement, merge_omics_statement, Partition, PolicyChange,
+    CREATED_BY_TAG,
+};
+use omx_core::Digest;
+use tokio::sync::Mutex;
+
+use crate::error::AwsError;
+use crate::token::EcrToken;
+
+/// `<account>.dkr.ecr.<region>.amazonaws.com` (`.amazonaws.com.cn` in the China regions): the
+/// host of the private registry of `account` in `region`.
+pub fn registry_host(account: &str, region: &str) -> String {
+    let suffix = Partition::of_region(region).dns_suffix();
+    format!("{account}.dkr.ecr.{region}.{suffix}")
+}
+
+/// A repository that exists (now).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepositoryState {
+    /// This call created it. `false` when it was already there (an earlier run, another tag of
+    /// the same image being copied concurrently, or someone else's repository).
+    pub created: bool,
+    /// `<registry host>/<name>`.
+    pub uri: String,
+    pub arn: String,
+    /// It carries the `createdBy=omx-ecr-helper` tag. Existing repositories are not tagged by us:
+    /// the tag says *this tool created it* and is what a cleanup would select on, so putting it
+    /// on someone else's repository could get that repository deleted. An existing repository
+    /// without the tag is reported through this field instead.
+    pub tagged: bool,
+}
+
+/// An ECR client of one region, with a shared cache of the registry credentials. Clones share the
+/// client and the cache.
+#[derive(Debug, Clone)]
+pub struct Ecr {
+    pub(crate) client: aws_sdk_ecr::Client,
+    token: Arc<Mutex<Option<EcrToken>>>,
+}
+
+impl Ecr {
+    /// A client for `config`'s region, credentials and endpoint.
+    pub fn new(config: &SdkConfig) -> Ecr {
+        Ecr::from_client(aws_sdk_ecr::Client::new(config))
+    }
+
+    /// Wraps an existing SDK client (tests build one with a recorded HTTP exchange).
+    pub fn from_client(client: aws_sdk_ecr::Client) -> Ecr {
+        Ecr {
+            client,
+            token: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Makes sure repository `name` exists, creating it with the `createdBy=omx-ecr-helper` tag
+    /// (scanning and tag mutability left at the account's defaults) when it does not. A repository
+    /// created concurrently by another run is found, not an error.
+    pub async fn ensure_repository(&self, name: &str) -> Result<RepositoryState, AwsError> {
+        let target = repository_target(name);
+        let created = self
+            .client
+            .create_repository()
+            .repository_name(name)
+            .tags(created_by_tag())
+            .send()
+            .await;
+        match created {
+            Ok(output) => {
+                let repository = output.repository().ok_or_else(|| {
+                    AwsError::unexpected("CreateRepository", &target, "no repository")
+                })?;
+                let (uri, arn) = uri_and_arn("CreateRepository", &target, repository)?;
+                Ok(RepositoryState {
+                    created: true,
+                    uri,
+                    arn,
+                    tagged: true,
+                })
+            }
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_repository_already_exists_exception()) =>
+            {
+                self.existing_repository(name).await
+            }
+            Err(error) => Err(AwsError::from_sdk("CreateRepository", target, error)),
+        }
+    }
+
+    async fn existing_repository(&self, name: &str) -> Result<RepositoryState, AwsError> {
+        let target = repository_target(name);
+        let described = self
+            .client
+            .describe_repositories()
+            .repository_names(name)
+            .send()
+            .await
+            .map_err(|error| AwsError::from_sdk("DescribeRepositories", &target, error))?;
+        let repository = described.repositories().first().ok_or_else(|| {
+            AwsError::unexpected("DescribeRepositories", &target, "no repository listed")
+        })?;
+        let (uri, arn) = uri_and_arn("DescribeRepositories", &target, repository)?;
+        let tags = self
+            .client
+            .list_tags_for_resource()
+            .resource_arn(&arn)
+            .send()
+            .await
+            .map_err(|error| AwsError::from_sdk("ListTagsForResource", &target, error))?;
+        let (key, value) = CREATED_BY_TAG;
+        let tagged = tags
+            .tags()
+            .iter()
+            .any(|tag| tag.key() == key && tag.value() == value);
+        Ok(RepositoryState {
+            created: false,
+            uri,
+            arn,
+            tagged,
+        })
+    }
+
+    /// The policy text of repository `name`, `None` when it has none. Any other failure (the
+    /// repository is missing, access denied, throttling) is an error, never taken for "no policy".
+    pub async fn repository_policy(&self, name: &str) -> Result<Option<String>, AwsError> {
+        match self
+            .client
+            .get_repository_policy()
+            .repository_name(name)
+            .send()
+            .await
+        {
+            Ok(output) => Ok(output.policy_text().map(str::to_string)),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_repository_policy_not_found_exception()) =>
+            {
+                Ok(None)
+            }
+            Err(error) => Err(AwsError::from_sdk(
+                "GetRepositoryPolicy",
+                repository_target(name),
+                error,
+            )),
+        }
+    }
+
+    /// Makes sure repository `name` lets HealthOmics pull, merging our statement into its policy
+    /// and writing the policy only when it changed.
+    pub async fn ensure_omics_policy(&self, name: &str) -> Result<PolicyChange, AwsError> {
+        let target = repository_target(name);
+        let existing = self.repository_policy(name).await?;
+        let change = merge_omics_statement(existing.as_deref()).map_err(|source| {
+            AwsError::Policy {
+                target: target.clone(),
+                source,
+            }
+        })?;
+        if let PolicyChange::Updated(policy) = &change {
+            self.client
+                .set_repository_policy()
+                .repository_name(name)
+                .policy_text(policy)
+                .send()
+                .await
+                .map_err(|error| AwsError::from_sdk("SetRepositoryPolicy", target, error))?;
+        }
+        Ok(change)
+    }
+
+    /// The registry (account-level) policy, `None` when there is none.
+    pub async fn registry_policy(&self) -> Result<Option<String>, AwsError> {
+        match self.client.get_registry_policy().send().await {
+            Ok(output) => Ok(output.policy_text().map(str::to_string)),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_registry_policy_not_found_exception()) =>
+            {
+                Ok(None)
+            }
+            Err(error) => Err(AwsError::from_sdk("GetRegistryPolicy", REGISTRY, error)),
+        }
+    }
+
+    /// Makes sure the registry policy lets HealthOmics create repositories under `prefix` and
+    /// import upstream images into them (what a pull-through-cache rule needs), writing the policy
+    /// only when it changed. `account` is the registry's account (see
+    /// [`crate::AwsContext::account_id`]).
+    pub async fn ensure_omics_registry_policy(
+        &self,
+        account: &str,
+        prefix: &str,
+    ) -> Result<PolicyChange, AwsError> {
+        let region = self.region().ok_or(AwsError::NoRegion)?;
+        let existing = self.registry_policy().await?;
+        let change = merge_omics_registry_statement(existing.as_deref(), &region, account, prefix)
+            .map_err(|source| AwsError::Policy {
+                target: REGISTRY.to_string(),
+                source,
+            })?;
+        if let PolicyChange::Updated(policy) = &change {
+            self.client
+                .put_registry_policy()
+                .policy_text(policy)
+                .send()
+                .await
+                .map_err(|error| AwsError::from_sdk("PutRegistryPolicy", REGISTRY, error))?;
+        }
+        Ok(change)
+    }
+
+    /// The digest of `repository:tag`, `None` when the tag (or the repository) does not exist.
+    pub async fn image_digest(
+        &self,
+        repository: &str,
+        tag: &str,
+    ) -> Result<Option<Digest>, AwsError> {
+        const OPERATION: &str = "DescribeImages";
+        let target = format!("image {repository}:{tag}");
+        let described = self
+            .client
+            .describe_images()
+            .repository_name(repository)
+            .image_ids(ImageIdentifier::builder().image_tag(tag).build())
+            .send()
+            .await;
+        let described = match described {
+            Ok(described) => described,
+            Err(error)
+                if error.as_service_error().is_some_and(|e| {
+                    e.is_image_not_found_exception() || e.is_repository_not_found_exception()
+                }) =>
+            {
+                return Ok(None)
+            }
+            Err(error) => return Err(AwsError::from_sdk(OPERATION, target, error)),
+        };
+        let Some(image) = described.image_details().first() else {
+            return Ok(None);
+        };
+        let digest = image
+            .image_digest()
+            .ok_or_else(|| AwsError::unexpected(OPERATION, &target, "no image digest"))?;
+        digest
+            .parse::<Digest>()
+            .map(Some)
+            .map_err(|error| AwsError::unexpected(OPERATION, &target, error.to_string()))
+    }
+
+    /// Registry credentials for `docker login`-style Basic auth. Cached: a token is reused until
+    /// [`crate::TOKEN_REFRESH_MARGIN`] before it expires, and concurrent callers wait for one
+    /// request instead of each sending their own.
+    pub async fn authorization_token(&self) -> Result<EcrToken, AwsError> {
+        let mut cached = self.token.lock().await;
+        if let Some(token) = cached.as_ref().filter(|t| t.is_fresh_at(SystemTime::now())) {
+            return Ok(token.clone());
+        }
+        let token = self.fetch_authorization_token().await?;
+        *cached = Some(token.clone());
+        Ok(token)
+    }
+
+    async fn fetch_authorization_token(&self) -> Result<EcrToken, AwsError> {
+        const OPERATION: &str = "GetAuthorizationToken";
+        let output = self
+            .client
+            .get_authorization_token()
+            .send()
+            .await
+            .map_err(|error| AwsError::from_sdk(OPERATION, REGISTRY, error))?;
+        let data = output
+            .authorization_data()
+            .first()
+            .ok_or_else(|| AwsError::unexpected(OPERATION, REGISTRY, "no authorization data"))?;
+        let missing = |what: &str| AwsError::unexpected(OPERATION, REGISTRY, format!("no {what}"));
+        let token = data
+            .authorization_token()
+            .ok_or_else(|| missing("authorizationToken"))?;
+        let expires_at = data
+            .expires_at()
+            .ok_or_else(|| missing("expiresAt"))
+            .and_then(|at| {
+                SystemTime::try_from(*at).map_err(|_| missing("representable expiresAt"))
+            })?;
+        let proxy_endpoint = data
+            .proxy_endpoint()
+            .ok_or_else(|| missing("proxyEndpoint"))?;
+        EcrToken::decode(token, expires_at, proxy_endpoint.to_string())
+            .map_err(|reason| AwsError::unexpected(OPERATION, REGISTRY, reason))
+    }
+
+    /// The region this client talks to.
+    pub fn region(&self) -> Option<String> {
+        self.client
+            .config()
+            .region()
+            .map(|region| region.as_ref().to_string())
+    }
+}
+
+pub(crate) const REGISTRY: &str = "the registry";
+
+fn repository_target(name: &str) -> String {
+    format!("repository {name}")
+}
+
+pub(crate) fn created_by_tag() -> Tag {
+    let (key, value) = CREATED_BY_TAG;
+    Tag::builder()
+        .key(key)
+        .value(value)
+        .build()
+        .expect("key and value are set")
+}
+
+fn uri_and_arn(
+    operation: &'static str,
+    target: &str,
+    repository: &aws_sdk_ecr::types::Repository,
+) -> Result<(String, String), AwsError> {
+    let uri = repository
+        .repository_uri()
+        .ok_or_else(|| AwsError::unexpected(operation, target, "no repositoryUri"))?;
+    let arn = repository
+        .repository_arn()
+        .ok_or_else(|| AwsError::unexpected(operation, target, "no repositoryArn"))?;
+    Ok((uri.to_string(), arn.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_host_uses_the_partition_dns_suffix() {
+        assert_eq!(
+            registry_host("123456789012", "us-east-1"),
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+        );
+        assert_eq!(
+            registry_host("123456789012", "cn-north-1"),
+            "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn"
+        );
+        assert_eq!(
+            registry_host("123456789012", "us-gov-west-1"),
+            "123456789012.dkr.ecr.us-gov-west-1.amazonaws.com"
+        );
+    }
+}

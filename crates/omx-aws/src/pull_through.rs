@@ -1,0 +1,329 @@
+//! Pull-through-cache rules and the repository creation templates that go with them, so that
+//! HealthOmics can pull `<prefix>/...` images that ECR fetches from the upstream registry on first
+//! use, into repositories created with our policy and tag.
+
+use aws_sdk_ecr::types::{RctAppliedFor, RepositoryCreationTemplate};
+use omx_core::policy::{merge_omics_statement, Grant, PolicyChange};
+
+use crate::ecr::{created_by_tag, Ecr};
+use crate::error::AwsError;
+
+/// A pull-through-cache rule: repositories under `prefix` mirror `upstream_url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullThroughCacheRule {
+    pub prefix: String,
+    /// The upstream registry's host, e.g. `registry-1.docker.io`.
+    pub upstream_url: String,
+    /// The Secrets Manager secret holding upstream credentials, for upstreams that require them.
+    pub credential_arn: Option<String>,
+}
+
+/// What [`Ecr::ensure_pull_through_cache_rule`] found or did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuleState {
+    Created,
+    /// The same rule was already there.
+    Present,
+    /// A rule for the prefix exists with another upstream or credential. It is left as it is:
+    /// repositories already cached through it would silently change origin otherwise.
+    Conflicting(PullThroughCacheRule),
+}
+
+/// What [`Ecr::ensure_creation_template`] found or did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplateState {
+    Created,
+    /// The template already applies to pull-through-cache repositories with a policy letting
+    /// HealthOmics pull.
+    Unchanged,
+    /// The existing template was updated: our statement merged into its repository policy and/or
+    /// `PULL_THROUGH_CACHE` added to what it applies to. Its other settings were sent back as
+    /// they were.
+    Updated,
+}
+
+impl Ecr {
+    /// The pull-through-cache rule for `prefix`, if there is one.
+    pub async fn pull_through_cache_rule(
+        &self,
+        prefix: &str,
+    ) -> Result<Option<PullThroughCacheRule>, AwsError> {
+        const OPERATION: &str = "DescribePullThroughCacheRules";
+        let described = self
+            .client
+            .describe_pull_through_cache_rules()
+            .ecr_repository_prefixes(prefix)
+            .send()
+            .await;
+        let described = match described {
+            Ok(described) => described,
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_pull_through_cache_rule_not_found_exception()) =>
+            {
+                return Ok(None)
+            }
+            Err(error) => return Err(AwsError::from_sdk(OPERATION, rule_target(prefix), error)),
+        };
+        let Some(rule) = described
+            .pull_through_cache_rules()
+            .iter()
+            .find(|rule| rule.ecr_repository_prefix() == Some(prefix))
+        else {
+            return Ok(None);
+        };
+        let upstream_url = rule.upstream_registry_url().ok_or_else(|| {
+            AwsError::unexpected(OPERATION, rule_target(prefix), "no upstreamRegistryUrl")
+        })?;
+        Ok(Some(PullThroughCacheRule {
+            prefix: prefix.to_string(),
+            upstream_url: upstream_url.to_string(),
+            credential_arn: rule.credential_arn().map(str::to_string),
+        }))
+    }
+
+    /// Makes sure repositories under `prefix` are a pull-through cache of `upstream_url`. Creates
+    /// the rule only when there is none; an existing rule pointing elsewhere is reported, never
+    /// replaced.
+    pub async fn ensure_pull_through_cache_rule(
+        &self,
+        prefix: &str,
+        upstream_url: &str,
+        credential_arn: Option<&str>,
+    ) -> Result<RuleState, AwsError> {
+        let wanted = PullThroughCacheRule {
+            prefix: prefix.to_string(),
+            upstream_url: upstream_url.to_string(),
+            credential_arn: credential_arn.map(str::to_string),
+        };
+        if let Some(existing) = self.pull_through_cache_rule(prefix).await? {
+            return Ok(compare_rules(existing, &wanted));
+        }
+        let created = self
+            .client
+            .create_pull_through_cache_rule()
+            .ecr_repository_prefix(prefix)
+            .upstream_registry_url(upstream_url)
+            .set_credential_arn(wanted.credential_arn.clone())
+            .send()
+            .await;
+        match created {
+            Ok(_) => Ok(RuleState::Created),
+            // Another run created it between our look and our create: judge what it created.
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_pull_through_cache_rule_already_exists_exception()) =>
+            {
+                let existing = self.pull_through_cache_rule(prefix).await?.ok_or_else(|| {
+                    AwsError::unexpected(
+                        "DescribePullThroughCacheRules",
+                        rule_target(prefix),
+                        "the rule ECR said exists is not listed",
+                    )
+                })?;
+                Ok(compare_rules(existing, &wanted))
+            }
+            Err(error) => Err(AwsError::from_sdk(
+                "CreatePullThroughCacheRule",
+                rule_target(prefix),
+                error,
+            )),
+        }
+    }
+
+    /// Makes sure repositories that ECR creates under `prefix` for a pull-through cache get a
+    /// policy letting HealthOmics pull and the `createdBy=omx-ecr-helper` tag. An existing template
+    /// gets our statement merged into its policy (see [`omx_core::policy`]) and `PULL_THROUGH_CACHE`
+    /// added to what it applies to; its tags are left alone, as on existing repositories.
+    pub async fn ensure_creation_template(
+        &self,
+        prefix: &str,
+        description: &str,
+    ) -> Result<TemplateState, AwsError> {
+        let target = template_target(prefix);
+        let Some(existing) = self.creation_template(prefix).await? else {
+            let created = self
+                .client
+                .create_repository_creation_template()
+                .prefix(prefix)
+                .description(description)
+                .applied_for(RctAppliedFor::PullThroughCache)
+                .repository_policy(Grant::omics_pull().policy_document())
+                .resource_tags(created_by_tag())
+                .send()
+                .await;
+            return match created {
+                Ok(_) => Ok(TemplateState::Created),
+                Err(error)
+                    if error
+                        .as_service_error()
+                        .is_some_and(|e| e.is_template_already_exists_exception()) =>
+                {
+                    let existing = self.creation_template(prefix).await?.ok_or_else(|| {
+                        AwsError::unexpected(
+                            "DescribeRepositoryCreationTemplates",
+                            &target,
+                            "the template ECR said exists is not listed",
+                        )
+                    })?;
+                    self.complete_creation_template(prefix, existing).await
+                }
+                Err(error) => Err(AwsError::from_sdk(
+                    "CreateRepositoryCreationTemplate",
+                    target,
+                    error,
+                )),
+            };
+        };
+        self.complete_creation_template(prefix, existing).await
+    }
+
+    async fn creation_template(
+        &self,
+        prefix: &str,
+    ) -> Result<Option<RepositoryCreationTemplate>, AwsError> {
+        let described = self
+            .client
+            .describe_repository_creation_templates()
+            .prefixes(prefix)
+            .send()
+            .await;
+        match described {
+            Ok(described) => Ok(described
+                .repository_creation_templates()
+                .iter()
+                .find(|template| template.prefix() == Some(prefix))
+                .cloned()),
+            // Not in the model's error list for this operation, but what ECR answers for an
+            // unknown prefix.
+            Err(error) if error.as_service_error().and_then(|e| e.meta().code())
+                == Some("TemplateNotFoundException") =>
+            {
+                Ok(None)
+            }
+            Err(error) => Err(AwsError::from_sdk(
+                "DescribeRepositoryCreationTemplates",
+                template_target(prefix),
+                error,
+            )),
+        }
+    }
+
+    async fn complete_creation_template(
+        &self,
+        prefix: &str,
+        existing: RepositoryCreationTemplate,
+    ) -> Result<TemplateState, AwsError> {
+        let target = template_target(prefix);
+        let policy = merge_omics_statement(existing.repository_policy()).map_err(|source| {
+            AwsError::Policy {
+                target: target.clone(),
+                source,
+            }
+        })?;
+        let mut applied_for = existing.applied_for().to_vec();
+        let add_pull_through = !applied_for.contains(&RctAppliedFor::PullThroughCache);
+        if policy == PolicyChange::Unchanged && !add_pull_through {
+            return Ok(TemplateState::Unchanged);
+        }
+        if add_pull_through {
+            applied_for.push(RctAppliedFor::PullThroughCache);
+        }
+        let repository_policy = match policy {
+            PolicyChange::Updated(policy) => Some(policy),
+            PolicyChange::Unchanged => existing.repository_policy().map(str::to_string),
+        };
+        // Everything else is sent back unchanged, so the update means the same whether ECR
+        // replaces the template or merges into it.
+        self.client
+            .update_repository_creation_template()
+            .prefix(prefix)
+            .set_description(existing.description().map(str::to_string))
+            .set_encryption_configuration(existing.encryption_configuration().cloned())
+            .set_resource_tags(Some(existing.resource_tags().to_vec()))
+            .set_image_tag_mutability(existing.image_tag_mutability().cloned())
+            .set_image_tag_mutability_exclusion_filters(Some(
+                existing.image_tag_mutability_exclusion_filters().to_vec(),
+            ))
+            .set_repository_policy(repository_policy)
+            .set_lifecycle_policy(existing.lifecycle_policy().map(str::to_string))
+            .set_applied_for(Some(applied_for))
+            .set_custom_role_arn(existing.custom_role_arn().map(str::to_string))
+            .send()
+            .await
+            .map_err(|error| {
+                AwsError::from_sdk("UpdateRepositoryCreationTemplate", target, error)
+            })?;
+        Ok(TemplateState::Updated)
+    }
+}
+
+/// Same upstream (ignoring scheme, case and a trailing slash) and same credential: present;
+/// otherwise the existing rule is the conflict to report.
+fn compare_rules(existing: PullThroughCacheRule, wanted: &PullThroughCacheRule) -> RuleState {
+    let same_upstream = normalize_upstream(&existing.upstream_url)
+        == normalize_upstream(&wanted.upstream_url);
+    if same_upstream && existing.credential_arn == wanted.credential_arn {
+        RuleState::Present
+    } else {
+        RuleState::Conflicting(existing)
+    }
+}
+
+fn normalize_upstream(url: &str) -> String {
+    let url = url.trim();
+    let url = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .unwrap_or(url);
+    url.trim_end_matches('/').to_ascii_lowercase()
+}
+
+fn rule_target(prefix: &str) -> String {
+    format!("pull-through cache rule {prefix}")
+}
+
+fn template_target(prefix: &str) -> String {
+    format!("repository creation template {prefix}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(upstream_url: &str, credential_arn: Option<&str>) -> PullThroughCacheRule {
+        PullThroughCacheRule {
+            prefix: "docker-hub".to_string(),
+            upstream_url: upstream_url.to_string(),
+            credential_arn: credential_arn.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn rules_with_the_same_upstream_spelled_differently_are_the_same() {
+        let wanted = rule("registry-1.docker.io", Some("arn:secret"));
+        for existing in ["registry-1.docker.io", "https://Registry-1.docker.io/"] {
+            assert_eq!(
+                compare_rules(rule(existing, Some("arn:secret")), &wanted),
+                RuleState::Present
+            );
+        }
+    }
+
+    #[test]
+    fn another_upstream_or_credential_is_a_conflict_reporting_the_existing_rule() {
+        let wanted = rule("registry-1.docker.io", Some("arn:secret"));
+        for existing in [
+            rule("quay.io", Some("arn:secret")),
+            rule("registry-1.docker.io", None),
+            rule("registry-1.docker.io", Some("arn:other")),
+        ] {
+            assert_eq!(
+                compare_rules(existing.clone(), &wanted),
+                RuleState::Conflicting(existing)
+            );
+        }
+    }
+}
