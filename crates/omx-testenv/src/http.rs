@@ -101,6 +101,17 @@ fn parse_response(raw: &[u8], head_only: bool) -> io::Result<HttpResponse> {
     } else {
         rest.to_vec()
     };
+    if let Some(length) = response.header("content-length") {
+        if length.parse() != Ok(response.body.len()) {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "response body has {} bytes, Content-Length says {length}",
+                    response.body.len()
+                ),
+            ));
+        }
+    }
     Ok(response)
 }
 

@@ -3,6 +3,7 @@
 //! * [`Registry`] runs a CNCF `docker-registry` (anonymous, htpasswd basic auth, or TLS).
 //! * [`Moto`] runs a `moto_server` that emulates the AWS APIs.
 //! * [`ImageFixture`] writes OCI image layouts to disk and [`push_with_skopeo`] pushes them.
+//! * [`FaultProxy`] sits in front of a registry, records requests and injects [`Fault`]s.
 //!
 //! Every server is a child process stopped (killed and reaped) when its handle is dropped.
 //! When a required binary is missing the `start` functions panic with a hint to run
@@ -19,6 +20,7 @@ mod http;
 mod layer;
 mod moto;
 mod process;
+mod proxy;
 mod registry;
 mod tools;
 
@@ -28,5 +30,6 @@ pub use fixture::{
 };
 pub use http::{base64_encode, basic_auth_header, http_request, HttpResponse};
 pub use moto::{moto_ecr_password, Moto, MOTO_ACCOUNT_ID};
+pub use proxy::{Fault, FaultProxy, FaultRule, RequestRecord};
 pub use registry::{Registry, RegistryBuilder};
 pub use tools::{find_tool, workspace_root, Tool};

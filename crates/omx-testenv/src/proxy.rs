@@ -1,0 +1,971 @@
+//! A fault-injecting HTTP/1.1 reverse proxy in front of a plain-HTTP registry.
+//!
+//! It runs on its own std threads (one acceptor, one per client connection), so it works the
+//! same from plain tests and from `#[tokio::test]`. Each client request is forwarded on a fresh
+//! upstream connection; absolute `Location` headers pointing at the upstream are rewritten to
+//! point at the proxy; every request is recorded; and [`FaultRule`]s decide, on a seeded
+//! schedule, which requests get a [`Fault`] instead of (or on top of) the real response.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use crate::layer::splitmix64;
+use crate::registry::Registry;
+
+/// What the proxy does to a request that a [`FaultRule`] selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The request is not forwarded; the client connection is reset (TCP RST) at once.
+    Reset,
+    /// The request is forwarded; the client gets the response head and half the body, then
+    /// the connection is reset (TCP RST).
+    ResetMidBody,
+    /// The request is not forwarded (its body is read and discarded); the client gets this
+    /// status with a registry-style JSON error, and `Retry-After: <secs>` when given.
+    Status(u16, Option<u64>),
+    /// The request is forwarded; the response is held back this long before its head is sent.
+    Stall(Duration),
+    /// The request is forwarded; the response head and half the body are sent, then the
+    /// proxy pauses this long before sending the rest.
+    StallMidBody(Duration),
+    /// The request is forwarded; the client gets the head (with the real `Content-Length`) and
+    /// half the body, then a clean close (FIN): an unexpected end of body.
+    TruncateBody,
+    /// The request is forwarded; one byte in the middle of the response body is inverted, the
+    /// length unchanged: a digest mismatch for the client to catch.
+    CorruptByte,
+}
+
+impl Fault {
+    /// A plain error status, e.g. `Fault::status(503)`.
+    pub fn status(code: u16) -> Fault {
+        Fault::Status(code, None)
+    }
+
+    /// `429 Too Many Requests` with `Retry-After: <retry_after_secs>`.
+    pub fn too_many_requests(retry_after_secs: u64) -> Fault {
+        Fault::Status(429, Some(retry_after_secs))
+    }
+}
+
+/// Selects requests for a fault: method and path filters, which matches to skip, how many
+/// times to fire, and with what (seeded) probability.
+#[derive(Debug, Clone)]
+pub struct FaultRule {
+    method: Option<String>,
+    path_contains: String,
+    fault: Fault,
+    skip: u32,
+    times: Option<u32>,
+    probability: f64,
+}
+
+impl FaultRule {
+    /// A rule that applies `fault` to every request (narrow it with the other methods).
+    pub fn new(fault: Fault) -> FaultRule {
+        FaultRule {
+            method: None,
+            path_contains: String::new(),
+            fault,
+            skip: 0,
+            times: None,
+            probability: 1.0,
+        }
+    }
+
+    /// Only requests with this method (case-insensitive).
+    pub fn method(mut self, method: &str) -> FaultRule {
+        self.method = Some(method.to_ascii_uppercase());
+        self
+    }
+
+    /// Only requests whose path+query contains `fragment` (e.g. `"/blobs/"`).
+    pub fn path_contains(mut self, fragment: &str) -> FaultRule {
+        self.path_contains = fragment.to_string();
+        self
+    }
+
+    /// Lets the first `count` matching requests through untouched.
+    pub fn skip(mut self, count: u32) -> FaultRule {
+        self.skip = count;
+        self
+    }
+
+    /// Fires at most `count` times (default: unlimited).
+    pub fn times(mut self, count: u32) -> FaultRule {
+        self.times = Some(count);
+        self
+    }
+
+    /// Fires on each eligible request with this probability, drawn from the proxy's seed.
+    pub fn probability(mut self, probability: f64) -> FaultRule {
+        self.probability = probability.clamp(0.0, 1.0);
+        self
+    }
+
+    fn matches(&self, method: &str, target: &str) -> bool {
+        self.method
+            .as_deref()
+            .is_none_or(|wanted| wanted.eq_ignore_ascii_case(method))
+            && target.contains(&self.path_contains)
+    }
+}
+
+/// One request as the proxy saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestRecord {
+    /// HTTP method.
+    pub method: String,
+    /// Path and query, as sent by the client.
+    pub target: String,
+    /// The status the client got (0 when the connection was reset before any response).
+    pub status: u16,
+    /// The fault injected, if any.
+    pub fault: Option<Fault>,
+}
+
+struct RuleState {
+    rule: FaultRule,
+    matched: u32,
+    fired: u32,
+}
+
+struct ProxyState {
+    rules: Vec<RuleState>,
+    rng_state: u64,
+    records: Vec<RequestRecord>,
+}
+
+impl ProxyState {
+    /// The fault for this request: the first rule that matches and fires.
+    fn decide(&mut self, method: &str, target: &str) -> Option<Fault> {
+        for index in 0..self.rules.len() {
+            let state = &mut self.rules[index];
+            if !state.rule.matches(method, target) {
+                continue;
+            }
+            state.matched += 1;
+            let eligible = state.matched > state.rule.skip
+                && state.rule.times.is_none_or(|times| state.fired < times);
+            if !eligible {
+                continue;
+            }
+            let probability = state.rule.probability;
+            if probability < 1.0 && self.next_unit() >= probability {
+                continue;
+            }
+            let state = &mut self.rules[index];
+            state.fired += 1;
+            return Some(state.rule.fault);
+        }
+        None
+    }
+
+    /// A uniform draw in [0, 1) from the seeded sequence.
+    fn next_unit(&mut self) -> f64 {
+        self.rng_state = self.rng_state.wrapping_add(1);
+        (splitmix64(self.rng_state) >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+struct Shared {
+    upstream: String,
+    proxy_host: String,
+    state: Mutex<ProxyState>,
+    stopping: AtomicBool,
+    /// Clones of the client sockets being served, so dropping the proxy can end them.
+    open_connections: Mutex<HashMap<u64, TcpStream>>,
+    next_connection_id: AtomicU64,
+}
+
+impl Shared {
+    fn open_connections(&self) -> MutexGuard<'_, HashMap<u64, TcpStream>> {
+        self.open_connections
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, ProxyState> {
+        // A panicking connection thread must not take the recorded requests with it.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn record(&self, method: &str, target: &str, status: u16, fault: Option<Fault>) {
+        self.state().records.push(RequestRecord {
+            method: method.to_string(),
+            target: target.to_string(),
+            status,
+            fault,
+        });
+    }
+}
+
+/// A running fault-injecting proxy; dropping it stops accepting, closes open client
+/// connections and joins the acceptor thread.
+pub struct FaultProxy {
+    shared: Arc<Shared>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+impl fmt::Debug for FaultProxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FaultProxy")
+            .field("host", &self.shared.proxy_host)
+            .field("upstream", &self.shared.upstream)
+            .finish()
+    }
+}
+
+impl FaultProxy {
+    /// A proxy in front of a plain-HTTP test registry, with no rules yet and seed 0.
+    pub fn start(upstream: &Registry) -> FaultProxy {
+        assert!(
+            !upstream.is_tls(),
+            "FaultProxy speaks plain HTTP; put it in front of a non-TLS registry"
+        );
+        FaultProxy::start_for(&upstream.host(), 0, Vec::new())
+    }
+
+    /// A proxy in front of `upstream_host` (`127.0.0.1:PORT`, plain HTTP) with these rules;
+    /// `seed` drives the probabilistic rules.
+    pub fn start_for(upstream_host: &str, seed: u64, rules: Vec<FaultRule>) -> FaultProxy {
+        let listener =
+            TcpListener::bind("127.0.0.1:0").expect("cannot bind the fault proxy on 127.0.0.1");
+        let proxy_host = listener
+            .local_addr()
+            .expect("bound listener has an address")
+            .to_string();
+        let shared = Arc::new(Shared {
+            upstream: upstream_host.to_string(),
+            proxy_host,
+            state: Mutex::new(ProxyState {
+                rules: rules
+                    .into_iter()
+                    .map(|rule| RuleState {
+                        rule,
+                        matched: 0,
+                        fired: 0,
+                    })
+                    .collect(),
+                rng_state: splitmix64(seed),
+                records: Vec::new(),
+            }),
+            stopping: AtomicBool::new(false),
+            open_connections: Mutex::new(HashMap::new()),
+            next_connection_id: AtomicU64::new(0),
+        });
+        let acceptor_shared = Arc::clone(&shared);
+        let acceptor = thread::Builder::new()
+            .name("fault-proxy-accept".to_string())
+            .spawn(move || accept_loop(listener, acceptor_shared))
+            .expect("cannot spawn the fault proxy thread");
+        FaultProxy {
+            shared,
+            acceptor: Some(acceptor),
+        }
+    }
+
+    /// Adds a rule after the existing ones (the first matching rule that fires wins).
+    pub fn add_rule(&self, rule: FaultRule) {
+        self.shared.state().rules.push(RuleState {
+            rule,
+            matched: 0,
+            fired: 0,
+        });
+    }
+
+    /// Removes every rule: from now on requests pass through untouched.
+    pub fn clear_rules(&self) {
+        self.shared.state().rules.clear();
+    }
+
+    /// `127.0.0.1:PORT` of the proxy.
+    pub fn host(&self) -> String {
+        self.shared.proxy_host.clone()
+    }
+
+    /// `http://127.0.0.1:PORT` of the proxy.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.shared.proxy_host)
+    }
+
+    /// `(method, path+query, status)` of every request so far, in completion order.
+    pub fn requests(&self) -> Vec<(String, String, u16)> {
+        self.shared
+            .state()
+            .records
+            .iter()
+            .map(|record| (record.method.clone(), record.target.clone(), record.status))
+            .collect()
+    }
+
+    /// Every request so far with the fault injected into it, if any.
+    pub fn records(&self) -> Vec<RequestRecord> {
+        self.shared.state().records.clone()
+    }
+
+    /// How many faults have been injected.
+    pub fn faults_injected(&self) -> usize {
+        self.shared
+            .state()
+            .records
+            .iter()
+            .filter(|record| record.fault.is_some())
+            .count()
+    }
+
+    /// Forgets the recorded requests (rules and their counters stay).
+    pub fn clear_requests(&self) {
+        self.shared.state().records.clear();
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        // Wake the blocking accept so the acceptor sees the flag.
+        let _ = TcpStream::connect(&self.shared.proxy_host);
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
+        let connections = std::mem::take(&mut *self.shared.open_connections());
+        for connection in connections.into_values() {
+            let _ = connection.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    for stream in listener.incoming() {
+        if shared.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        let Ok(stream) = stream else { continue };
+        let id = shared.next_connection_id.fetch_add(1, Ordering::SeqCst);
+        if let Ok(clone) = stream.try_clone() {
+            shared.open_connections().insert(id, clone);
+        }
+        let connection_shared = Arc::clone(&shared);
+        let spawned = thread::Builder::new()
+            .name("fault-proxy-conn".to_string())
+            .spawn(move || {
+                // An I/O error just ends this client connection, as it would on a real proxy.
+                let _ = serve_connection(stream, &connection_shared);
+                // Closing the last descriptor of the socket (this clone) is what sends the
+                // FIN, or the RST when the connection was aborted.
+                connection_shared.open_connections().remove(&id);
+            });
+        if spawned.is_err() {
+            shared.open_connections().remove(&id);
+        }
+    }
+}
+
+/// A parsed request or response head.
+struct Head {
+    start_line: String,
+    headers: Vec<(String, String)>,
+}
+
+impl Head {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
+    fn has_token(&self, name: &str, token: &str) -> bool {
+        self.headers
+            .iter()
+            .filter(|(key, _)| key.eq_ignore_ascii_case(name))
+            .any(|(_, value)| {
+                value
+                    .split(',')
+                    .any(|part| part.trim().eq_ignore_ascii_case(token))
+            })
+    }
+}
+
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// Reads a head; `None` on a clean EOF before any byte.
+fn read_head(reader: &mut impl BufRead) -> io::Result<Option<Head>> {
+    let mut lines = Vec::new();
+    let mut total = 0;
+    loop {
+        let mut line = Vec::new();
+        let read = reader.read_until(b'\n', &mut line)?;
+        if read == 0 {
+            return if lines.is_empty() && total == 0 {
+                Ok(None)
+            } else {
+                Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "connection closed inside an HTTP head",
+                ))
+            };
+        }
+        total += read;
+        if total > MAX_HEAD_BYTES {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "HTTP head over 64 KiB",
+            ));
+        }
+        let line = String::from_utf8_lossy(&line)
+            .trim_end_matches(['\r', '\n'])
+            .to_string();
+        if line.is_empty() {
+            if lines.is_empty() {
+                continue; // tolerate stray CRLF between messages
+            }
+            break;
+        }
+        lines.push(line);
+    }
+    let start_line = lines.remove(0);
+    let headers = lines
+        .iter()
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_string(), value.trim().to_string()))
+        .collect();
+    Ok(Some(Head {
+        start_line,
+        headers,
+    }))
+}
+
+/// How a message body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Empty,
+    Length(u64),
+    Chunked,
+    UntilClose,
+}
+
+fn body_framing(head: &Head, is_response: bool) -> io::Result<Framing> {
+    if head.has_token("transfer-encoding", "chunked") {
+        return Ok(Framing::Chunked);
+    }
+    match head.header("content-length") {
+        Some(length) => length.parse().map(Framing::Length).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("bad Content-Length {length:?}"),
+            )
+        }),
+        None if is_response => Ok(Framing::UntilClose),
+        None => Ok(Framing::Empty),
+    }
+}
+
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "expect",
+];
+
+fn is_hop_by_hop(name: &str) -> bool {
+    HOP_BY_HOP.iter().any(|hop| hop.eq_ignore_ascii_case(name))
+}
+
+fn framing_header(framing: Framing) -> Option<String> {
+    match framing {
+        Framing::Chunked => Some("Transfer-Encoding: chunked\r\n".to_string()),
+        Framing::UntilClose => Some("Connection: close\r\n".to_string()),
+        // Content-Length is end-to-end and passed through with the other headers.
+        Framing::Length(_) | Framing::Empty => None,
+    }
+}
+
+fn serve_connection(client: TcpStream, shared: &Shared) -> io::Result<()> {
+    client.set_read_timeout(Some(Duration::from_secs(120)))?;
+    let mut reader = BufReader::new(client.try_clone()?);
+    let mut writer = BufWriter::new(client.try_clone()?);
+    // A TLS ClientHello (record type 0x16): answer in plain HTTP at once, as Go servers do,
+    // so clients that try HTTPS first (skopeo, containerd) fall back without a timeout.
+    if reader.fill_buf()?.first() == Some(&0x16) {
+        writer.write_all(
+            b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n",
+        )?;
+        writer.flush()?;
+        let _ = client.shutdown(Shutdown::Write);
+        return Ok(());
+    }
+    while let Some(request) = read_head(&mut reader)? {
+        let mut parts = request.start_line.split_whitespace();
+        let method = parts.next().unwrap_or_default().to_string();
+        let target = parts.next().unwrap_or_default().to_string();
+        let version = parts.next().unwrap_or("HTTP/1.1").to_string();
+        let client_wants_close = request.has_token("connection", "close") || version == "HTTP/1.0";
+        if request.has_token("expect", "100-continue") {
+            writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+            writer.flush()?;
+        }
+        let request_framing = body_framing(&request, false)?;
+        let fault = shared.state().decide(&method, &target);
+        let next = match fault {
+            Some(Fault::Reset) => {
+                shared.record(&method, &target, 0, fault);
+                ConnectionNext::Abort
+            }
+            Some(Fault::Status(status, retry_after)) => {
+                relay_body(
+                    &mut reader,
+                    request_framing,
+                    &mut io::sink(),
+                    &BodyFaults::default(),
+                )?;
+                write_injected_status(&mut writer, status, retry_after)?;
+                shared.record(&method, &target, status, fault);
+                ConnectionNext::KeepAlive
+            }
+            _ => forward(
+                &mut reader,
+                &mut writer,
+                shared,
+                &request,
+                &method,
+                &target,
+                fault,
+            )?,
+        };
+        match next {
+            ConnectionNext::KeepAlive if !client_wants_close => writer.flush()?,
+            ConnectionNext::KeepAlive | ConnectionNext::Close => break,
+            ConnectionNext::Abort => {
+                // Drop buffered output and end with a RST when the handles close.
+                set_abortive_close(&client);
+                return Ok(());
+            }
+        }
+    }
+    writer.flush()?;
+    let _ = client.shutdown(Shutdown::Write);
+    Ok(())
+}
+
+/// What happens to a client connection after a response.
+enum ConnectionNext {
+    /// It can carry another request.
+    KeepAlive,
+    /// It ends with a FIN (the response was close-delimited or cut short).
+    Close,
+    /// It ends with a RST.
+    Abort,
+}
+
+fn write_injected_status(
+    writer: &mut impl Write,
+    status: u16,
+    retry_after: Option<u64>,
+) -> io::Result<()> {
+    let (reason, code) = match status {
+        429 => ("Too Many Requests", "TOOMANYREQUESTS"),
+        500 => ("Internal Server Error", "UNKNOWN"),
+        502 => ("Bad Gateway", "UNAVAILABLE"),
+        503 => ("Service Unavailable", "UNAVAILABLE"),
+        _ => ("Injected Fault", "UNKNOWN"),
+    };
+    let body = format!(
+        r#"{{"errors":[{{"code":"{code}","message":"injected by omx-testenv FaultProxy","detail":null}}]}}"#
+    );
+    let mut head = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if let Some(seconds) = retry_after {
+        head.push_str(&format!("Retry-After: {seconds}\r\n"));
+    }
+    head.push_str("\r\n");
+    writer.write_all(head.as_bytes())?;
+    writer.write_all(body.as_bytes())?;
+    writer.flush()
+}
+
+/// Forwards one request upstream and relays the response with `fault` applied.
+#[allow(clippy::too_many_arguments)]
+fn forward(
+    reader: &mut BufReader<TcpStream>,
+    writer: &mut BufWriter<TcpStream>,
+    shared: &Shared,
+    request: &Head,
+    method: &str,
+    target: &str,
+    fault: Option<Fault>,
+) -> io::Result<ConnectionNext> {
+    let request_framing = body_framing(request, false)?;
+    let upstream = match TcpStream::connect(&shared.upstream) {
+        Ok(upstream) => upstream,
+        Err(_) => {
+            relay_body(
+                reader,
+                request_framing,
+                &mut io::sink(),
+                &BodyFaults::default(),
+            )?;
+            write_injected_status(writer, 502, None)?;
+            shared.record(method, target, 502, fault);
+            return Ok(ConnectionNext::KeepAlive);
+        }
+    };
+    upstream.set_read_timeout(Some(Duration::from_secs(120)))?;
+    let mut upstream_writer = BufWriter::new(upstream.try_clone()?);
+    let mut head = format!(
+        "{method} {target} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
+        shared.upstream
+    );
+    for (name, value) in &request.headers {
+        if !is_hop_by_hop(name) && !name.eq_ignore_ascii_case("host") {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+    }
+    head.push_str(&framing_header(request_framing).unwrap_or_default());
+    head.push_str("\r\n");
+    upstream_writer.write_all(head.as_bytes())?;
+    relay_body(
+        reader,
+        request_framing,
+        &mut upstream_writer,
+        &BodyFaults::default(),
+    )?;
+    upstream_writer.flush()?;
+
+    let mut upstream_reader = BufReader::new(upstream);
+    let response = loop {
+        let response = read_head(&mut upstream_reader)?.ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "upstream closed without a response",
+            )
+        })?;
+        // Interim 1xx responses are consumed here; the client got its own 100 Continue.
+        if !response
+            .start_line
+            .split_whitespace()
+            .nth(1)
+            .is_some_and(|code| code.starts_with('1'))
+        {
+            break response;
+        }
+    };
+    let status: u16 = response
+        .start_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(502);
+    let response_framing = if method.eq_ignore_ascii_case("HEAD") || status == 204 || status == 304
+    {
+        Framing::Empty
+    } else {
+        body_framing(&response, true)?
+    };
+    shared.record(method, target, status, fault);
+
+    if let Some(Fault::Stall(duration)) = fault {
+        thread::sleep(duration);
+    }
+    let upstream_url = format!("http://{}", shared.upstream);
+    let proxy_url = format!("http://{}", shared.proxy_host);
+    let mut head = format!(
+        "{}\r\n",
+        response.start_line.replacen("HTTP/1.0", "HTTP/1.1", 1)
+    );
+    for (name, value) in &response.headers {
+        if is_hop_by_hop(name) {
+            continue;
+        }
+        let value = if name.eq_ignore_ascii_case("location") && value.starts_with(&upstream_url) {
+            value.replacen(&upstream_url, &proxy_url, 1)
+        } else {
+            value.clone()
+        };
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str(&framing_header(response_framing).unwrap_or_default());
+    head.push_str("\r\n");
+    writer.write_all(head.as_bytes())?;
+
+    let body_faults = BodyFaults::for_fault(fault, response_framing);
+    match relay_body(&mut upstream_reader, response_framing, writer, &body_faults)? {
+        RelayEnd::Complete if response_framing == Framing::UntilClose => Ok(ConnectionNext::Close),
+        RelayEnd::Complete => Ok(ConnectionNext::KeepAlive),
+        RelayEnd::Cut(Cut::Reset) => {
+            writer.flush()?;
+            Ok(ConnectionNext::Abort)
+        }
+        RelayEnd::Cut(Cut::Truncate) => Ok(ConnectionNext::Close),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    Reset,
+    Truncate,
+}
+
+enum RelayEnd {
+    Complete,
+    Cut(Cut),
+}
+
+/// Body offsets at which a fault acts.
+#[derive(Default)]
+struct BodyFaults {
+    cut: Option<(u64, Cut)>,
+    stall: Option<(u64, Duration)>,
+    corrupt_at: Option<u64>,
+}
+
+impl BodyFaults {
+    fn for_fault(fault: Option<Fault>, framing: Framing) -> BodyFaults {
+        // The middle of the body when its length is known; otherwise just after its first byte.
+        let middle = match framing {
+            Framing::Length(length) => length / 2,
+            Framing::Empty => 0,
+            Framing::Chunked | Framing::UntilClose => 1,
+        };
+        match fault {
+            Some(Fault::ResetMidBody) => BodyFaults {
+                cut: Some((middle, Cut::Reset)),
+                ..BodyFaults::default()
+            },
+            Some(Fault::TruncateBody) => BodyFaults {
+                cut: Some((middle, Cut::Truncate)),
+                ..BodyFaults::default()
+            },
+            Some(Fault::StallMidBody(duration)) => BodyFaults {
+                stall: Some((middle, duration)),
+                ..BodyFaults::default()
+            },
+            Some(Fault::CorruptByte) => BodyFaults {
+                // The first byte when the length is unknown, so any non-empty body is hit.
+                corrupt_at: Some(if matches!(framing, Framing::Length(_)) {
+                    middle
+                } else {
+                    0
+                }),
+                ..BodyFaults::default()
+            },
+            _ => BodyFaults::default(),
+        }
+    }
+}
+
+/// Copies a body from `source` to `sink` in the same framing, applying `faults` by offset.
+fn relay_body(
+    source: &mut impl BufRead,
+    framing: Framing,
+    sink: &mut impl Write,
+    faults: &BodyFaults,
+) -> io::Result<RelayEnd> {
+    let chunked = framing == Framing::Chunked;
+    let mut relay = FaultyRelay {
+        sink,
+        chunked,
+        offset: 0,
+        faults,
+        stalled: false,
+    };
+    if relay.cut_due(0) {
+        return Ok(RelayEnd::Cut(faults.cut.expect("cut_due implies a cut").1));
+    }
+    let mut buffer = vec![0u8; 64 * 1024];
+    match framing {
+        Framing::Empty => {}
+        Framing::Length(mut remaining) => {
+            while remaining > 0 {
+                let want = remaining.min(buffer.len() as u64) as usize;
+                let read = source.read(&mut buffer[..want])?;
+                if read == 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "body shorter than its Content-Length",
+                    ));
+                }
+                remaining -= read as u64;
+                if let Some(cut) = relay.send(&mut buffer[..read])? {
+                    return Ok(RelayEnd::Cut(cut));
+                }
+            }
+        }
+        Framing::UntilClose => loop {
+            let read = source.read(&mut buffer)?;
+            if read == 0 {
+                break;
+            }
+            if let Some(cut) = relay.send(&mut buffer[..read])? {
+                return Ok(RelayEnd::Cut(cut));
+            }
+        },
+        Framing::Chunked => loop {
+            let mut size_line = String::new();
+            source.read_line(&mut size_line)?;
+            let size_text = size_line.split(';').next().unwrap_or_default().trim();
+            let mut remaining = u64::from_str_radix(size_text, 16).map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("bad chunk size {size_text:?}"),
+                )
+            })?;
+            if remaining == 0 {
+                // Trailer section: lines until an empty one (trailers are dropped).
+                loop {
+                    let mut line = String::new();
+                    if source.read_line(&mut line)? == 0 || line.trim().is_empty() {
+                        break;
+                    }
+                }
+                break;
+            }
+            while remaining > 0 {
+                let want = remaining.min(buffer.len() as u64) as usize;
+                let read = source.read(&mut buffer[..want])?;
+                if read == 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "chunked body ended inside a chunk",
+                    ));
+                }
+                remaining -= read as u64;
+                if let Some(cut) = relay.send(&mut buffer[..read])? {
+                    return Ok(RelayEnd::Cut(cut));
+                }
+            }
+            let mut crlf = [0u8; 2];
+            source.read_exact(&mut crlf)?;
+        },
+    }
+    // A cut past the end of a shorter-than-expected body still happens, before the terminator.
+    if let Some((_, cut)) = faults.cut {
+        return Ok(RelayEnd::Cut(cut));
+    }
+    if chunked {
+        relay.sink.write_all(b"0\r\n\r\n")?;
+    }
+    Ok(RelayEnd::Complete)
+}
+
+struct FaultyRelay<'a, W: Write> {
+    sink: &'a mut W,
+    chunked: bool,
+    offset: u64,
+    faults: &'a BodyFaults,
+    stalled: bool,
+}
+
+impl<W: Write> FaultyRelay<'_, W> {
+    fn cut_due(&self, end: u64) -> bool {
+        self.faults
+            .cut
+            .is_some_and(|(at, _)| at <= end && at >= self.offset)
+    }
+
+    fn write_data(&mut self, data: &[u8]) -> io::Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        if self.chunked {
+            write!(self.sink, "{:x}\r\n", data.len())?;
+            self.sink.write_all(data)?;
+            self.sink.write_all(b"\r\n")?;
+        } else {
+            self.sink.write_all(data)?;
+        }
+        self.offset += data.len() as u64;
+        Ok(())
+    }
+
+    /// Sends `data` (which starts at `self.offset`), applying any fault that falls inside it.
+    fn send(&mut self, data: &mut [u8]) -> io::Result<Option<Cut>> {
+        let start = self.offset;
+        let end = start + data.len() as u64;
+        if let Some(at) = self.faults.corrupt_at {
+            if (start..end).contains(&at) {
+                data[(at - start) as usize] ^= 0xff;
+            }
+        }
+        if let Some((at, cut)) = self.faults.cut {
+            if (start..end).contains(&at) {
+                self.write_data(&data[..(at - start) as usize])?;
+                return Ok(Some(cut));
+            }
+        }
+        if let Some((at, duration)) = self.faults.stall {
+            if !self.stalled && (start..end).contains(&at) {
+                let split = (at - start) as usize;
+                self.write_data(&data[..split])?;
+                self.sink.flush()?;
+                thread::sleep(duration);
+                self.stalled = true;
+                return self.write_data(&data[split..]).map(|()| None);
+            }
+        }
+        self.write_data(data)?;
+        Ok(None)
+    }
+}
+
+/// Makes the socket send a TCP RST instead of a FIN when its last descriptor closes
+/// (SO_LINGER with a zero timeout); the connection's threads then just drop their handles.
+fn set_abortive_close(stream: &TcpStream) {
+    #[cfg(all(
+        target_os = "linux",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    ))]
+    {
+        use std::os::fd::AsRawFd;
+        #[repr(C)]
+        struct Linger {
+            onoff: i32,
+            seconds: i32,
+        }
+        extern "C" {
+            fn setsockopt(fd: i32, level: i32, name: i32, value: *const Linger, length: u32)
+                -> i32;
+        }
+        // asm-generic socket constants, as on x86_64 and aarch64.
+        const SOL_SOCKET: i32 = 1;
+        const SO_LINGER: i32 = 13;
+        let linger = Linger {
+            onoff: 1,
+            seconds: 0,
+        };
+        // SAFETY: the fd is open (owned by `stream`, borrowed for this call) and `linger` is a
+        // live struct of the size passed.
+        unsafe {
+            setsockopt(
+                stream.as_raw_fd(),
+                SOL_SOCKET,
+                SO_LINGER,
+                &linger,
+                std::mem::size_of::<Linger>() as u32,
+            );
+        }
+    }
+    // Elsewhere the connection ends with a FIN, which clients also see as a broken response.
+    #[cfg(not(all(
+        target_os = "linux",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    )))]
+    let _ = stream;
+}
