@@ -7,8 +7,7 @@ use std::time::SystemTime;
 use aws_config::SdkConfig;
 use aws_sdk_ecr::types::{ImageIdentifier, Tag};
 use omx_core::policy::{
-    merge_omics_registry_statement, merge_omics_statement, Partition, PolicyChange,
-    CREATED_BY_TAG,
+    merge_omics_registry_statement, merge_omics_statement, Partition, PolicyChange, CREATED_BY_TAG,
 };
 use omx_core::Digest;
 use tokio::sync::Mutex;
@@ -161,12 +160,11 @@ impl Ecr {
     pub async fn ensure_omics_policy(&self, name: &str) -> Result<PolicyChange, AwsError> {
         let target = repository_target(name);
         let existing = self.repository_policy(name).await?;
-        let change = merge_omics_statement(existing.as_deref()).map_err(|source| {
-            AwsError::Policy {
+        let change =
+            merge_omics_statement(existing.as_deref()).map_err(|source| AwsError::Policy {
                 target: target.clone(),
                 source,
-            }
-        })?;
+            })?;
         if let PolicyChange::Updated(policy) = &change {
             self.client
                 .set_repository_policy()

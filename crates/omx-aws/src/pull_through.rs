@@ -198,8 +198,9 @@ impl Ecr {
                 .cloned()),
             // Not in the model's error list for this operation, but what ECR answers for an
             // unknown prefix.
-            Err(error) if error.as_service_error().and_then(|e| e.meta().code())
-                == Some("TemplateNotFoundException") =>
+            Err(error)
+                if error.as_service_error().and_then(|e| e.meta().code())
+                    == Some("TemplateNotFoundException") =>
             {
                 Ok(None)
             }
@@ -263,8 +264,8 @@ impl Ecr {
 /// Same upstream (ignoring scheme, case and a trailing slash) and same credential: present;
 /// otherwise the existing rule is the conflict to report.
 fn compare_rules(existing: PullThroughCacheRule, wanted: &PullThroughCacheRule) -> RuleState {
-    let same_upstream = normalize_upstream(&existing.upstream_url)
-        == normalize_upstream(&wanted.upstream_url);
+    let same_upstream =
+        normalize_upstream(&existing.upstream_url) == normalize_upstream(&wanted.upstream_url);
     if same_upstream && existing.credential_arn == wanted.credential_arn {
         RuleState::Present
     } else {
