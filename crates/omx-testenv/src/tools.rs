@@ -79,20 +79,23 @@ pub(crate) fn skip_when_missing() -> bool {
     env::var("OMX_TESTENV_SKIP").is_ok_and(|value| value == "1")
 }
 
-/// Finds every tool in `tools`; `Err` names the first missing one.
-pub(crate) fn find_all(tools: &[Tool]) -> Result<Vec<PathBuf>, Tool> {
-    tools
-        .iter()
-        .map(|&tool| find_tool(tool).ok_or(tool))
-        .collect()
-}
-
 /// Resolves `tools` for `what`: `Some(paths)`, `None` (after printing a skip line) when one is
 /// missing and skipping is allowed, otherwise a panic that says how to install it.
 pub(crate) fn require(what: &str, tools: &[Tool]) -> Option<Vec<PathBuf>> {
-    match find_all(tools) {
+    require_with(what, tools, find_tool, skip_when_missing())
+}
+
+fn require_with(
+    what: &str,
+    tools: &[Tool],
+    find: impl Fn(Tool) -> Option<PathBuf>,
+    skip: bool,
+) -> Option<Vec<PathBuf>> {
+    let found: Result<Vec<PathBuf>, Tool> =
+        tools.iter().map(|&tool| find(tool).ok_or(tool)).collect();
+    match found {
         Ok(paths) => Some(paths),
-        Err(missing) if skip_when_missing() => {
+        Err(missing) if skip => {
             eprintln!(
                 "skipped: {what} needs `{}`, which is not installed (OMX_TESTENV_SKIP=1)",
                 missing.program()
@@ -113,4 +116,47 @@ pub(crate) fn free_port() -> u16 {
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())
         .expect("cannot bind an ephemeral port on 127.0.0.1")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn only_openssl(tool: Tool) -> Option<PathBuf> {
+        (tool == Tool::Openssl).then(|| PathBuf::from("/usr/bin/openssl"))
+    }
+
+    #[test]
+    fn finds_every_tool_in_order() {
+        let found = require_with("x", &[Tool::Openssl, Tool::Openssl], only_openssl, false);
+        assert_eq!(found, Some(vec![PathBuf::from("/usr/bin/openssl"); 2]));
+    }
+
+    #[test]
+    fn a_missing_tool_skips_when_allowed() {
+        assert_eq!(
+            require_with("x", &[Tool::Openssl, Tool::Skopeo], only_openssl, true),
+            None
+        );
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "needs `moto_server`, which is not installed: run scripts/install-deps"
+    )]
+    fn a_missing_tool_panics_with_the_install_hint() {
+        require_with(
+            "a moto test server",
+            &[Tool::MotoServer],
+            only_openssl,
+            false,
+        );
+    }
+
+    #[test]
+    fn workspace_root_holds_the_workspace_manifest() {
+        assert!(workspace_root()
+            .join("crates/omx-testenv/Cargo.toml")
+            .is_file());
+    }
 }
