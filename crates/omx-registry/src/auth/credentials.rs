@@ -1,0 +1,629 @@
+//! Where registry credentials come from: explicit values, `~/.docker/config.json` (inline `auths`,
+//! `credHelpers`, `credsStore`) and pluggable providers such as the ECR token adapter.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use base64::Engine as _;
+use futures_util::future::BoxFuture;
+use serde::Deserialize;
+use tokio::io::AsyncWriteExt as _;
+
+use omx_core::Secret;
+
+/// A username and password (or token) for one registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    pub username: String,
+    pub password: Secret,
+    /// When the password stops working (ECR tokens last 12 hours); the client asks its provider
+    /// again shortly before this instant.
+    pub expires_at: Option<SystemTime>,
+}
+
+impl Credential {
+    pub fn new(username: impl Into<String>, password: impl Into<Secret>) -> Credential {
+        Credential {
+            username: username.into(),
+            password: password.into(),
+            expires_at: None,
+        }
+    }
+
+    /// Parses `USER:PASSWORD` as given on a command line (the password may contain `:`).
+    pub fn from_user_colon_password(value: &str) -> Result<Credential, CredentialError> {
+        match value.split_once(':') {
+            Some((user, password)) if !user.is_empty() => Ok(Credential::new(user, password)),
+            _ => Err(CredentialError::Malformed {
+                origin: "command line".to_string(),
+                reason: "expected USER:PASSWORD".to_string(),
+            }),
+        }
+    }
+
+    /// The value of an `Authorization: Basic ...` header.
+    pub(crate) fn basic_header(&self) -> String {
+        let pair = format!("{}:{}", self.username, self.password.expose());
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(pair)
+        )
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    #[error("cannot read Docker config {path}: {source}")]
+    ReadConfig {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("Docker config {path} is not valid JSON: {source}")]
+    ParseConfig {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("credentials from {origin} are malformed: {reason}")]
+    Malformed { origin: String, reason: String },
+    #[error("credential helper docker-credential-{helper} failed for {registry}: {reason}")]
+    Helper {
+        helper: String,
+        registry: String,
+        reason: String,
+    },
+    #[error("credential provider for {registry} failed: {reason}")]
+    Provider { registry: String, reason: String },
+}
+
+/// Supplies credentials for a registry host (`docker.io`, `quay.io`, `127.0.0.1:5000`).
+///
+/// `Ok(None)` means "anonymous". Implementations must be cheap to call repeatedly or cache
+/// themselves; the client caches answers until [`Credential::expires_at`] approaches and asks
+/// again after a registry rejects them.
+pub trait CredentialProvider: Send + Sync {
+    fn credentials<'a>(
+        &'a self,
+        registry: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Credential>, CredentialError>>;
+}
+
+impl fmt::Debug for dyn CredentialProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CredentialProvider")
+    }
+}
+
+/// No credentials for any registry.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Anonymous;
+
+impl CredentialProvider for Anonymous {
+    fn credentials<'a>(
+        &'a self,
+        _registry: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Credential>, CredentialError>> {
+        Box::pin(async { Ok(None) })
+    }
+}
+
+/// Credentials given explicitly per registry host (command-line `--src-creds`, tests).
+#[derive(Debug, Default, Clone)]
+pub struct StaticCredentials {
+    by_registry: HashMap<String, Credential>,
+}
+
+impl StaticCredentials {
+    pub fn new() -> StaticCredentials {
+        StaticCredentials::default()
+    }
+
+    /// Adds (or replaces) the credential for `registry`.
+    pub fn with(mut self, registry: &str, credential: Credential) -> StaticCredentials {
+        self.insert(registry, credential);
+        self
+    }
+
+    pub fn insert(&mut self, registry: &str, credential: Credential) {
+        self.by_registry
+            .insert(normalize_registry_key(registry), credential);
+    }
+}
+
+impl CredentialProvider for StaticCredentials {
+    fn credentials<'a>(
+        &'a self,
+        registry: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Credential>, CredentialError>> {
+        let found = self
+            .by_registry
+            .get(&normalize_registry_key(registry))
+            .cloned();
+        Box::pin(async move { Ok(found) })
+    }
+}
+
+/// Asks each provider in turn; the first that has credentials wins.
+#[derive(Debug, Default, Clone)]
+pub struct ChainCredentials {
+    providers: Vec<Arc<dyn CredentialProvider>>,
+}
+
+impl ChainCredentials {
+    pub fn new(providers: Vec<Arc<dyn CredentialProvider>>) -> ChainCredentials {
+        ChainCredentials { providers }
+    }
+}
+
+impl CredentialProvider for ChainCredentials {
+    fn credentials<'a>(
+        &'a self,
+        registry: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Credential>, CredentialError>> {
+        Box::pin(async move {
+            for provider in &self.providers {
+                if let Some(credential) = provider.credentials(registry).await? {
+                    return Ok(Some(credential));
+                }
+            }
+            Ok(None)
+        })
+    }
+}
+
+/// The parts of `~/.docker/config.json` that hold registry credentials.
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct DockerConfig {
+    #[serde(default)]
+    auths: HashMap<String, AuthEntry>,
+    #[serde(default, rename = "credHelpers")]
+    cred_helpers: HashMap<String, String>,
+    #[serde(default, rename = "credsStore")]
+    creds_store: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+struct AuthEntry {
+    #[serde(default, deserialize_with = "optional_secret")]
+    auth: Option<Secret>,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default, deserialize_with = "optional_secret")]
+    password: Option<Secret>,
+}
+
+/// Where [`DockerConfig`] says the credentials for one registry are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DockerConfigLookup {
+    /// Stored in the file itself.
+    Inline(Credential),
+    /// Held by `docker-credential-<helper>`; `inline` is the file's own entry, used when the
+    /// helper has nothing for this registry.
+    Helper {
+        helper: String,
+        inline: Option<Credential>,
+    },
+    None,
+}
+
+impl DockerConfig {
+    pub fn parse(json: &str, origin: &Path) -> Result<DockerConfig, CredentialError> {
+        serde_json::from_str(json).map_err(|source| CredentialError::ParseConfig {
+            path: origin.to_path_buf(),
+            source,
+        })
+    }
+
+    /// Where the credentials for `registry` live: a `credHelpers` entry first, then
+    /// `credsStore`, then the inline `auths` entry (Docker CLI's order).
+    pub fn lookup(&self, registry: &str) -> Result<DockerConfigLookup, CredentialError> {
+        let key = normalize_registry_key(registry);
+        let inline = self
+            .auths
+            .iter()
+            .find(|(server, _)| normalize_registry_key(server) == key)
+            .map(|(server, entry)| entry.credential(server))
+            .transpose()?
+            .flatten();
+        let helper = self
+            .cred_helpers
+            .iter()
+            .find(|(server, _)| normalize_registry_key(server) == key)
+            .map(|(_, helper)| helper.clone())
+            .or_else(|| self.creds_store.clone().filter(|s| !s.is_empty()));
+        Ok(match (helper, inline) {
+            (Some(helper), inline) => DockerConfigLookup::Helper { helper, inline },
+            (None, Some(credential)) => DockerConfigLookup::Inline(credential),
+            (None, None) => DockerConfigLookup::None,
+        })
+    }
+}
+
+impl AuthEntry {
+    fn credential(&self, server: &str) -> Result<Option<Credential>, CredentialError> {
+        let origin = || format!("Docker config entry {server:?}");
+        if let Some(auth) = self.auth.as_ref().filter(|a| !a.is_empty()) {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(auth.expose().trim())
+                .map_err(|_| CredentialError::Malformed {
+                    origin: origin(),
+                    reason: "\"auth\" is not valid base64".to_string(),
+                })?;
+            let decoded = String::from_utf8(decoded).map_err(|_| CredentialError::Malformed {
+                origin: origin(),
+                reason: "\"auth\" is not UTF-8".to_string(),
+            })?;
+            let (user, password) =
+                decoded
+                    .split_once(':')
+                    .ok_or_else(|| CredentialError::Malformed {
+                        origin: origin(),
+                        reason: "\"auth\" does not decode to USER:PASSWORD".to_string(),
+                    })?;
+            return Ok(Some(Credential::new(user, password)));
+        }
+        match (&self.username, &self.password) {
+            (Some(user), Some(password)) if !user.is_empty() => {
+                Ok(Some(Credential::new(user.clone(), password.clone())))
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+/// Reduces the many spellings of a registry in config files (`https://index.docker.io/v1/`,
+/// `http://host:5000`, `Quay.io/`) to the host form references use (`docker.io`, `host:5000`).
+pub fn normalize_registry_key(server: &str) -> String {
+    let without_scheme = server
+        .strip_prefix("https://")
+        .or_else(|| server.strip_prefix("http://"))
+        .unwrap_or(server);
+    let host = without_scheme
+        .split('/')
+        .next()
+        .unwrap_or(without_scheme)
+        .to_ascii_lowercase();
+    match host.as_str() {
+        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => {
+            omx_core::reference::DOCKER_HUB.to_string()
+        }
+        _ => host,
+    }
+}
+
+/// Credentials from a Docker config file, running credential helpers as Docker does.
+#[derive(Debug, Clone)]
+pub struct DockerConfigCredentials {
+    config: Option<DockerConfig>,
+    /// Directory holding `docker-credential-*` programs; `None` searches `PATH`.
+    helper_dir: Option<PathBuf>,
+}
+
+impl DockerConfigCredentials {
+    /// Reads `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`; a missing file means
+    /// no credentials, a malformed one is an error.
+    pub fn from_environment() -> Result<DockerConfigCredentials, CredentialError> {
+        let dir = std::env::var_os("DOCKER_CONFIG")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".docker")));
+        match dir {
+            Some(dir) => DockerConfigCredentials::from_file(&dir.join("config.json")),
+            None => Ok(DockerConfigCredentials::from_config(None)),
+        }
+    }
+
+    /// Reads one config file; a missing file means no credentials.
+    pub fn from_file(path: &Path) -> Result<DockerConfigCredentials, CredentialError> {
+        match std::fs::read_to_string(path) {
+            Ok(json) => Ok(DockerConfigCredentials::from_config(Some(
+                DockerConfig::parse(&json, path)?,
+            ))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Ok(DockerConfigCredentials::from_config(None))
+            }
+            Err(source) => Err(CredentialError::ReadConfig {
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
+    }
+
+    pub fn from_config(config: Option<DockerConfig>) -> DockerConfigCredentials {
+        DockerConfigCredentials {
+            config,
+            helper_dir: None,
+        }
+    }
+
+    /// Looks for `docker-credential-*` programs in `dir` instead of `PATH`.
+    pub fn with_helper_dir(mut self, dir: impl Into<PathBuf>) -> DockerConfigCredentials {
+        self.helper_dir = Some(dir.into());
+        self
+    }
+
+    async fn run_helper(
+        &self,
+        helper: &str,
+        registry: &str,
+    ) -> Result<Option<Credential>, CredentialError> {
+        let program = format!("docker-credential-{helper}");
+        let program = match &self.helper_dir {
+            Some(dir) => dir.join(program),
+            None => PathBuf::from(program),
+        };
+        let failure = |reason: String| CredentialError::Helper {
+            helper: helper.to_string(),
+            registry: registry.to_string(),
+            reason,
+        };
+        let mut child = tokio::process::Command::new(&program)
+            .arg("get")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| failure(format!("cannot run {}: {e}", program.display())))?;
+        let server_url = helper_server_url(registry);
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin
+                .write_all(server_url.as_bytes())
+                .await
+                .map_err(|e| failure(format!("cannot write to it: {e}")))?;
+        }
+        let output = child
+            .wait_with_output()
+            .await
+            .map_err(|e| failure(format!("cannot wait for it: {e}")))?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        if !output.status.success() {
+            // Helpers say "credentials not found" on stdout with a non-zero exit.
+            if stdout
+                .to_ascii_lowercase()
+                .contains("credentials not found")
+            {
+                return Ok(None);
+            }
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let message = if stderr.trim().is_empty() {
+                stdout.trim()
+            } else {
+                stderr.trim()
+            };
+            return Err(failure(format!("{} ({message})", output.status)));
+        }
+        parse_helper_output(&stdout).map_err(failure)
+    }
+}
+
+/// The server URL Docker passes to credential helpers: Docker Hub's legacy index URL, else the host.
+fn helper_server_url(registry: &str) -> String {
+    if normalize_registry_key(registry) == omx_core::reference::DOCKER_HUB {
+        "https://index.docker.io/v1/".to_string()
+    } else {
+        registry.to_string()
+    }
+}
+
+/// Parses a helper's `get` answer: `{"ServerURL": "...", "Username": "...", "Secret": "..."}`.
+fn parse_helper_output(stdout: &str) -> Result<Option<Credential>, String> {
+    #[derive(Deserialize)]
+    struct HelperAnswer {
+        #[serde(rename = "Username", default)]
+        username: String,
+        #[serde(rename = "Secret", default, deserialize_with = "optional_secret")]
+        secret: Option<Secret>,
+    }
+    let answer: HelperAnswer = serde_json::from_str(stdout.trim())
+        .map_err(|e| format!("its answer is not the expected JSON: {e}"))?;
+    let secret = answer.secret.unwrap_or_default();
+    if answer.username.is_empty() && secret.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Credential::new(answer.username, secret)))
+}
+
+impl CredentialProvider for DockerConfigCredentials {
+    fn credentials<'a>(
+        &'a self,
+        registry: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Credential>, CredentialError>> {
+        Box::pin(async move {
+            let Some(config) = &self.config else {
+                return Ok(None);
+            };
+            match config.lookup(registry)? {
+                DockerConfigLookup::None => Ok(None),
+                DockerConfigLookup::Inline(credential) => Ok(Some(credential)),
+                DockerConfigLookup::Helper { helper, inline } => {
+                    match self.run_helper(&helper, registry).await? {
+                        Some(credential) => Ok(Some(credential)),
+                        None => Ok(inline),
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// Reads an optional JSON string straight into a [`Secret`], so the plain value never sits in
+/// a loggable struct.
+pub(crate) fn optional_secret<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Secret>, D::Error> {
+    Ok(Option::<String>::deserialize(deserializer)?.map(Secret::new))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(json: &str) -> DockerConfig {
+        DockerConfig::parse(json, Path::new("config.json")).unwrap()
+    }
+
+    fn b64(s: &str) -> String {
+        base64::engine::general_purpose::STANDARD.encode(s)
+    }
+
+    #[test]
+    fn normalizes_registry_spellings() {
+        assert_eq!(
+            normalize_registry_key("https://index.docker.io/v1/"),
+            "docker.io"
+        );
+        assert_eq!(normalize_registry_key("registry-1.docker.io"), "docker.io");
+        assert_eq!(
+            normalize_registry_key("http://Localhost:5000/v2/"),
+            "localhost:5000"
+        );
+        assert_eq!(normalize_registry_key("quay.io"), "quay.io");
+    }
+
+    #[test]
+    fn inline_auth_base64_and_username_password() {
+        let json = format!(
+            r#"{{"auths": {{
+                "https://index.docker.io/v1/": {{"auth": "{}"}},
+                "quay.io": {{"username": "robot", "password": "pw:with:colons"}},
+                "empty.example": {{}}
+            }}}}"#,
+            b64("hubuser:hub:pass")
+        );
+        let config = config(&json);
+        assert_eq!(
+            config.lookup("docker.io").unwrap(),
+            DockerConfigLookup::Inline(Credential::new("hubuser", "hub:pass"))
+        );
+        assert_eq!(
+            config.lookup("quay.io").unwrap(),
+            DockerConfigLookup::Inline(Credential::new("robot", "pw:with:colons"))
+        );
+        assert_eq!(
+            config.lookup("empty.example").unwrap(),
+            DockerConfigLookup::None
+        );
+        assert_eq!(config.lookup("ghcr.io").unwrap(), DockerConfigLookup::None);
+    }
+
+    #[test]
+    fn cred_helpers_take_precedence_over_creds_store_and_auths() {
+        let json = format!(
+            r#"{{"auths": {{"quay.io": {{"auth": "{}"}}}},
+                 "credsStore": "desktop",
+                 "credHelpers": {{"123.dkr.ecr.us-east-1.amazonaws.com": "ecr-login"}}}}"#,
+            b64("u:p")
+        );
+        let config = config(&json);
+        assert_eq!(
+            config
+                .lookup("123.dkr.ecr.us-east-1.amazonaws.com")
+                .unwrap(),
+            DockerConfigLookup::Helper {
+                helper: "ecr-login".into(),
+                inline: None
+            }
+        );
+        assert_eq!(
+            config.lookup("quay.io").unwrap(),
+            DockerConfigLookup::Helper {
+                helper: "desktop".into(),
+                inline: Some(Credential::new("u", "p"))
+            }
+        );
+    }
+
+    #[test]
+    fn malformed_auth_is_a_clear_error_without_the_secret() {
+        let config = config(r#"{"auths": {"quay.io": {"auth": "%%%not-base64-secret"}}}"#);
+        let error = config.lookup("quay.io").unwrap_err().to_string();
+        assert!(
+            error.contains("quay.io") && error.contains("base64"),
+            "{error}"
+        );
+        assert!(!error.contains("not-base64-secret"), "{error}");
+        let config = config_with_auth(&b64("no-colon"));
+        assert!(config.lookup("quay.io").is_err());
+    }
+
+    fn config_with_auth(auth: &str) -> DockerConfig {
+        config(&format!(
+            r#"{{"auths": {{"quay.io": {{"auth": "{auth}"}}}}}}"#
+        ))
+    }
+
+    #[test]
+    fn unknown_fields_and_empty_documents_parse() {
+        let config = config(r#"{"HttpHeaders": {"User-Agent": "x"}, "psFormat": "table"}"#);
+        assert_eq!(config.lookup("quay.io").unwrap(), DockerConfigLookup::None);
+        assert!(DockerConfig::parse("not json", Path::new("c.json")).is_err());
+    }
+
+    #[test]
+    fn helper_output_parsing() {
+        let credential =
+            parse_helper_output(r#"{"ServerURL":"quay.io","Username":"AWS","Secret":"tok"}"#)
+                .unwrap()
+                .unwrap();
+        assert_eq!(credential, Credential::new("AWS", "tok"));
+        assert_eq!(
+            parse_helper_output(r#"{"Username":"","Secret":""}"#).unwrap(),
+            None
+        );
+        assert!(parse_helper_output("garbage").is_err());
+    }
+
+    #[test]
+    fn command_line_credentials() {
+        let credential = Credential::from_user_colon_password("me:pa:ss").unwrap();
+        assert_eq!(credential, Credential::new("me", "pa:ss"));
+        assert!(Credential::from_user_colon_password("nocolon").is_err());
+        assert!(Credential::from_user_colon_password(":pw").is_err());
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn runs_credential_helpers_with_the_host_on_stdin() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let helper = dir.path().join("docker-credential-fake");
+        // Echoes the host it was asked about back as the username, so the test sees the stdin
+        // protocol; "missing.example" answers like real helpers do when they hold nothing.
+        std::fs::write(
+            &helper,
+            "#!/bin/sh\n[ \"$1\" = get ] || exit 3\nread host\n\
+             if [ \"$host\" = missing.example ]; then echo 'credentials not found in native keychain'; exit 1; fi\n\
+             if [ \"$host\" = broken.example ]; then echo 'boom' >&2; exit 2; fi\n\
+             printf '{\"ServerURL\":\"%s\",\"Username\":\"%s\",\"Secret\":\"s3cret\"}' \"$host\" \"$host\"\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let json = format!(
+            r#"{{"credsStore": "fake", "auths": {{"missing.example": {{"auth": "{}"}}}}}}"#,
+            b64("inline:pw")
+        );
+        let provider =
+            DockerConfigCredentials::from_config(Some(config(&json))).with_helper_dir(dir.path());
+
+        let quay = provider.credentials("quay.io").await.unwrap().unwrap();
+        assert_eq!(quay, Credential::new("quay.io", "s3cret"));
+        let hub = provider.credentials("docker.io").await.unwrap().unwrap();
+        assert_eq!(hub.username, "https://index.docker.io/v1/");
+        let fallback = provider.credentials("missing.example").await.unwrap();
+        assert_eq!(fallback, Some(Credential::new("inline", "pw")));
+        let error = provider
+            .credentials("broken.example")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("docker-credential-fake") && error.contains("boom"),
+            "{error}"
+        );
+    }
+}

@@ -1,0 +1,106 @@
+//! Errors of registry operations. Every message names the thing (image, blob, registry) and the
+//! reason; none carries a credential (URLs never hold one, headers are never printed).
+
+use omx_core::Digest;
+
+use crate::auth::credentials::CredentialError;
+use crate::manifest::ManifestError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The connection failed or broke (refused, reset, TLS, timeout).
+    #[error("{what}: connection failed")]
+    Transport {
+        what: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The registry answered with an unexpected status.
+    #[error("{what}: registry answered {status}{}", detail_suffix(detail))]
+    Status {
+        what: String,
+        status: reqwest::StatusCode,
+        /// The registry's own error message (`errors[].message`), if any.
+        detail: String,
+        /// The server's `Retry-After`, honoured when the request is retried.
+        retry_after: Option<std::time::Duration>,
+    },
+    #[error("{what}: not found{}", detail_suffix(detail))]
+    NotFound { what: String, detail: String },
+    #[error("{what}: {reason}")]
+    Unauthorized { what: String, reason: String },
+    #[error(transparent)]
+    Credential(#[from] CredentialError),
+    #[error("{what}: {source}")]
+    Manifest {
+        what: String,
+        #[source]
+        source: ManifestError,
+    },
+    #[error("{what}: manifest is larger than the {limit}-byte limit")]
+    ManifestTooLarge { what: String, limit: usize },
+    #[error("{what}: content has digest {actual}, expected {expected}")]
+    DigestMismatch {
+        what: String,
+        expected: Digest,
+        actual: Digest,
+    },
+    #[error("{what}: {reason}")]
+    SizeMismatch { what: String, reason: String },
+    /// The registry broke the protocol (no `Location`, malformed header...).
+    #[error("{what}: {reason}")]
+    Protocol { what: String, reason: String },
+    /// Credentials or a token were rejected in the middle of an operation that cannot be
+    /// replayed as is (a streaming upload); the operation restarts with fresh authentication.
+    #[error("{what}: the registry rejected our authentication mid-operation")]
+    Reauthenticate { what: String },
+    #[error("{what}: gave up after {attempts} attempts")]
+    RetriesExhausted {
+        what: String,
+        attempts: u32,
+        #[source]
+        last: Box<RegistryError>,
+    },
+    #[error("invalid registry client configuration: {0}")]
+    Config(String),
+}
+
+fn detail_suffix(detail: &str) -> String {
+    if detail.is_empty() {
+        String::new()
+    } else {
+        format!(" ({detail})")
+    }
+}
+
+impl RegistryError {
+    /// Whether trying the same operation again may succeed: broken connections, rate limiting,
+    /// server errors and content damaged in transit. Exhausted retries are final.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            RegistryError::Transport { .. }
+            | RegistryError::DigestMismatch { .. }
+            | RegistryError::SizeMismatch { .. }
+            | RegistryError::Reauthenticate { .. } => true,
+            RegistryError::Status { status, .. } => crate::retry::is_retryable_status(*status),
+            _ => false,
+        }
+    }
+
+    /// How long the server asked us to wait before retrying, if it said.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            RegistryError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// True for a missing manifest or blob.
+    pub fn is_not_found(&self) -> bool {
+        match self {
+            RegistryError::NotFound { .. } => true,
+            RegistryError::RetriesExhausted { last, .. } => last.is_not_found(),
+            _ => false,
+        }
+    }
+}

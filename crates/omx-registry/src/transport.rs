@@ -1,0 +1,343 @@
+//! HTTP plumbing shared by the client and the token fetcher: the retry loop, turning error
+//! responses into [`RegistryError`]s, `Location` handling and host classification.
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::time::SystemTime;
+
+use reqwest::{Response, StatusCode, Url};
+use serde::Deserialize;
+
+use crate::error::RegistryError;
+use crate::retry::{is_retryable_status, parse_retry_after, RetryPolicy};
+
+/// Runs `attempt` until it succeeds, fails with a non-retryable error, or `policy.max_attempts`
+/// are used up (then [`RegistryError::RetriesExhausted`] names `what` and wraps the last cause).
+/// `on_retry` hears about every failure that will be retried (attempt number, cause).
+pub(crate) async fn retrying<T, F, Fut>(
+    policy: &RetryPolicy,
+    what: &str,
+    mut on_retry: impl FnMut(u32, &RegistryError),
+    mut attempt: F,
+) -> Result<T, RegistryError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, RegistryError>>,
+{
+    let max_attempts = policy.max_attempts.max(1);
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let error = match attempt().await {
+            Ok(value) => return Ok(value),
+            Err(error) if error.is_retryable() => error,
+            Err(error) => return Err(error),
+        };
+        if attempts >= max_attempts {
+            return Err(RegistryError::RetriesExhausted {
+                what: what.to_string(),
+                attempts,
+                last: Box::new(error),
+            });
+        }
+        let delay = policy.delay(attempts, error.retry_after());
+        tracing::debug!(%what, attempt = attempts, ?delay, error = %ErrorChain(&error), "retrying");
+        on_retry(attempts, &error);
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// Displays an error with its causes (`a: b: c`), for log lines.
+pub(crate) struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
+/// Maps a retryable status (429, 5xx) to an error so [`retrying`] tries again; other
+/// responses pass through for the caller to judge.
+pub(crate) async fn fail_retryable_status(
+    response: Response,
+    what: &str,
+) -> Result<Response, RegistryError> {
+    if is_retryable_status(response.status()) {
+        Err(status_error(response, what).await)
+    } else {
+        Ok(response)
+    }
+}
+
+/// An error for an unexpected response: `NotFound` for 404, else `Status` with the registry's
+/// own message and any `Retry-After`. (401/403 get their wording from the client, which knows
+/// whether credentials were sent.)
+pub(crate) async fn status_error(response: Response, what: &str) -> RegistryError {
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_retry_after(v, SystemTime::now()));
+    let detail = error_detail(response).await;
+    if status == StatusCode::NOT_FOUND {
+        RegistryError::NotFound {
+            what: what.to_string(),
+            detail,
+        }
+    } else {
+        RegistryError::Status {
+            what: what.to_string(),
+            status,
+            detail,
+            retry_after,
+        }
+    }
+}
+
+/// The registry's explanation from an error body (`{"errors":[{"code","message"}]}`), or a
+/// short excerpt of a non-JSON body.
+pub(crate) async fn error_detail(response: Response) -> String {
+    const MAX_BODY: usize = 64 * 1024;
+    let mut response = response;
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_BODY {
+            break;
+        }
+    }
+    describe_error_body(&body)
+}
+
+/// Pure part of [`error_detail`].
+pub(crate) fn describe_error_body(body: &[u8]) -> String {
+    #[derive(Deserialize)]
+    struct Errors {
+        errors: Vec<ErrorEntry>,
+    }
+    #[derive(Deserialize)]
+    struct ErrorEntry {
+        #[serde(default)]
+        code: String,
+        #[serde(default)]
+        message: String,
+    }
+    if let Ok(parsed) = serde_json::from_slice::<Errors>(body) {
+        return parsed
+            .errors
+            .iter()
+            .map(|e| match (e.code.is_empty(), e.message.is_empty()) {
+                (false, false) => format!("{}: {}", e.code, e.message),
+                (false, true) => e.code.clone(),
+                _ => e.message.clone(),
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+    }
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    let mut excerpt: String = text.chars().take(200).collect();
+    if excerpt.len() < text.len() {
+        excerpt.push('…');
+    }
+    excerpt.replace(['\n', '\r'], " ")
+}
+
+/// Resolves a `Location` header against the URL of the request that returned it; registries
+/// send both absolute URLs (distribution) and paths (others).
+pub fn resolve_location(request_url: &Url, location: &str) -> Result<Url, String> {
+    request_url
+        .join(location.trim())
+        .map_err(|e| format!("invalid Location header {location:?}: {e}"))
+}
+
+/// An upload URL with `name=value` appended, keeping the query the registry put there (upload
+/// state tokens live in it).
+pub fn with_query_param(url: &Url, name: &str, value: &str) -> Url {
+    let mut url = url.clone();
+    url.query_pairs_mut().append_pair(name, value);
+    url
+}
+
+/// Whether `host` (optionally with `:port`) is a loopback name or address.
+pub fn is_loopback_host(host: &str) -> bool {
+    let bare = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or(rest)
+    } else if host.matches(':').count() > 1 {
+        host
+    } else {
+        host.split(':').next().unwrap_or(host)
+    };
+    bare.eq_ignore_ascii_case("localhost")
+        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn location_absolute_relative_and_query_preserving() {
+        let request = Url::parse("https://r.example/v2/a/b/blobs/uploads/").unwrap();
+        let absolute = resolve_location(
+            &request,
+            "http://127.0.0.1:5000/v2/a/b/blobs/uploads/u1?_state=xyz",
+        )
+        .unwrap();
+        assert_eq!(
+            absolute.as_str(),
+            "http://127.0.0.1:5000/v2/a/b/blobs/uploads/u1?_state=xyz"
+        );
+        let relative = resolve_location(&request, "/v2/a/b/blobs/uploads/u2?_state=s%2Bt").unwrap();
+        assert_eq!(
+            relative.as_str(),
+            "https://r.example/v2/a/b/blobs/uploads/u2?_state=s%2Bt"
+        );
+        let sibling = resolve_location(&request, "u3").unwrap();
+        assert_eq!(
+            sibling.as_str(),
+            "https://r.example/v2/a/b/blobs/uploads/u3"
+        );
+
+        let digest = "sha256:abcd";
+        let finished = with_query_param(&relative, "digest", digest);
+        assert_eq!(
+            finished.as_str(),
+            "https://r.example/v2/a/b/blobs/uploads/u2?_state=s%2Bt&digest=sha256%3Aabcd"
+        );
+        let pairs: Vec<(String, String)> = finished.query_pairs().into_owned().collect();
+        assert_eq!(
+            pairs,
+            [
+                ("_state".to_string(), "s+t".to_string()),
+                ("digest".to_string(), digest.to_string())
+            ]
+        );
+        let bare = with_query_param(&sibling, "digest", digest);
+        assert_eq!(bare.query(), Some("digest=sha256%3Aabcd"));
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        for host in [
+            "localhost",
+            "LOCALHOST:5000",
+            "127.0.0.1",
+            "127.1.2.3:80",
+            "[::1]:5000",
+            "::1",
+        ] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in [
+            "docker.io",
+            "10.0.0.1:5000",
+            "localhost.example.com",
+            "[::2]:1",
+            "quay.io:443",
+        ] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn error_bodies() {
+        let body = br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{"Tag":"x"}}]}"#;
+        assert_eq!(
+            describe_error_body(body),
+            "MANIFEST_UNKNOWN: manifest unknown"
+        );
+        assert_eq!(describe_error_body(b"  plain\ntext  "), "plain text");
+        assert_eq!(describe_error_body(b""), "");
+        let long = "x".repeat(500);
+        assert_eq!(describe_error_body(long.as_bytes()).chars().count(), 201);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retrying_retries_only_retryable_errors_and_names_the_operation() {
+        let policy = RetryPolicy {
+            max_attempts: 3,
+            ..RetryPolicy::default()
+        };
+        let mut calls = 0;
+        let mut retries = Vec::new();
+        let result: Result<(), _> = retrying(
+            &policy,
+            "GET thing",
+            |n, _| retries.push(n),
+            || {
+                calls += 1;
+                async {
+                    Err(RegistryError::Status {
+                        what: "GET thing".into(),
+                        status: StatusCode::SERVICE_UNAVAILABLE,
+                        detail: String::new(),
+                        retry_after: Some(std::time::Duration::from_secs(1)),
+                    })
+                }
+            },
+        )
+        .await;
+        assert_eq!(calls, 3);
+        assert_eq!(retries, [1, 2]);
+        let error = result.unwrap_err();
+        assert!(matches!(
+            error,
+            RegistryError::RetriesExhausted { attempts: 3, .. }
+        ));
+        assert_eq!(
+            ErrorChain(&error).to_string(),
+            "GET thing: gave up after 3 attempts: GET thing: registry answered 503 Service Unavailable"
+        );
+
+        let mut calls = 0;
+        let result: Result<(), _> = retrying(
+            &policy,
+            "GET other",
+            |_, _| {},
+            || {
+                calls += 1;
+                async {
+                    Err(RegistryError::NotFound {
+                        what: "GET other".into(),
+                        detail: String::new(),
+                    })
+                }
+            },
+        )
+        .await;
+        assert_eq!(calls, 1);
+        assert!(result.unwrap_err().is_not_found());
+
+        let mut calls = 0;
+        let value = retrying(
+            &policy,
+            "GET flaky",
+            |_, _| {},
+            || {
+                calls += 1;
+                let fail = calls < 2;
+                async move {
+                    if fail {
+                        Err(RegistryError::SizeMismatch {
+                            what: "blob".into(),
+                            reason: "truncated".into(),
+                        })
+                    } else {
+                        Ok(42)
+                    }
+                }
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!((value, calls), (42, 2));
+    }
+}
