@@ -1,0 +1,207 @@
+//! `omx-ecr-helper copy SRC DST`: one image, registry to registry, digests preserved.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Args;
+use omx_core::Reference;
+use omx_registry::{
+    ChainCredentials, ClientConfig, CopyEngine, CopyOptions, Credential, CredentialProvider,
+    DockerConfigCredentials, Platform, RegistryClient, Secret, StaticCredentials,
+};
+
+use crate::exit::{Outcome, UnusableInput};
+use crate::progress::{Mode, TerminalProgress};
+
+/// Copy one image (a whole multi-arch index by default) between registries.
+///
+/// Prints the digest of what DST now holds on stdout. Credentials come from --src-creds and
+/// --dest-creds, else from the Docker config (~/.docker/config.json or $DOCKER_CONFIG, including
+/// credential helpers).
+#[derive(Args, Debug)]
+pub struct CopyArgs {
+    /// Source image, e.g. quay.io/biocontainers/samtools:1.19--h50ea8bc_0 or ubuntu@sha256:...
+    #[arg(value_name = "SRC")]
+    pub source: String,
+
+    /// Destination image; without a tag the source's tag is kept.
+    #[arg(value_name = "DST")]
+    pub destination: String,
+
+    /// Copy only this platform out of a multi-arch index (the destination digest then differs
+    /// from the source index digest).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<Platform>,
+
+    /// Blob transfers in flight at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
+
+    /// Credentials for the source registry.
+    #[arg(long, value_name = "USER:PASSWORD", value_parser = parse_secret)]
+    pub src_creds: Option<Secret>,
+
+    /// Credentials for the destination registry (they win when both images share a registry).
+    #[arg(long, value_name = "USER:PASSWORD", value_parser = parse_secret)]
+    pub dest_creds: Option<Secret>,
+
+    /// A registry host (host or host:port) that may be reached over plain HTTP; repeatable.
+    /// Loopback hosts always may.
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    pub insecure_registries: Vec<String>,
+
+    /// A PEM file of extra CA certificates to trust (added to the system roots); repeatable.
+    #[arg(long = "ca-cert", value_name = "FILE")]
+    pub ca_certs: Vec<PathBuf>,
+
+    /// No progress output; only the digest (stdout) and errors (stderr).
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// Keeps `USER:PASSWORD` secret from the moment it is read: clap echoes values it rejects, so
+/// the split into user and password happens later, with an error that does not repeat it.
+fn parse_secret(value: &str) -> Result<Secret, std::convert::Infallible> {
+    Ok(Secret::new(value))
+}
+
+fn command_line_credential(flag: &str, value: &Secret) -> anyhow::Result<Credential> {
+    Credential::from_user_colon_password(value.expose())
+        .map_err(|e| UnusableInput(format!("--{flag}: {e}")).into())
+}
+
+fn parse_reference(role: &str, text: &str) -> anyhow::Result<Reference> {
+    Reference::parse(text).map_err(|e| {
+        UnusableInput(format!(
+            "{role} image {text:?} is not a valid reference: {e}"
+        ))
+        .into()
+    })
+}
+
+/// Explicit credentials first, then the Docker config.
+fn credentials(
+    args: &CopyArgs,
+    source: &Reference,
+    destination: &Reference,
+) -> anyhow::Result<Arc<dyn CredentialProvider>> {
+    let mut explicit = StaticCredentials::new();
+    if let Some(value) = &args.src_creds {
+        explicit.insert(
+            source.domain(),
+            command_line_credential("src-creds", value)?,
+        );
+    }
+    if let Some(value) = &args.dest_creds {
+        explicit.insert(
+            destination.domain(),
+            command_line_credential("dest-creds", value)?,
+        );
+    }
+    let docker_config = DockerConfigCredentials::from_environment()?;
+    Ok(Arc::new(ChainCredentials::new(vec![
+        Arc::new(explicit),
+        Arc::new(docker_config),
+    ])))
+}
+
+pub async fn run(args: CopyArgs) -> anyhow::Result<Outcome> {
+    let source = parse_reference("source", &args.source)?;
+    let destination = parse_reference("destination", &args.destination)?;
+    let config = ClientConfig {
+        credentials: credentials(&args, &source, &destination)?,
+        insecure_registries: args.insecure_registries.clone(),
+        ca_certificates: args.ca_certs.clone(),
+        ..ClientConfig::default()
+    };
+    let client = RegistryClient::new(config)?;
+    let engine = CopyEngine::new(
+        client,
+        CopyOptions {
+            jobs: usize::from(args.jobs),
+            platform: args.platform.clone(),
+            ..CopyOptions::default()
+        },
+    );
+    let progress = TerminalProgress::new(Mode::detect(args.quiet));
+    let result = engine.copy(&source, &destination, &progress).await;
+    progress.finish();
+    let report = result?;
+    for warning in &report.warnings {
+        // Warnings matter even with --quiet: an arm64-only image will not run on HealthOmics.
+        eprintln!("warning: {warning}");
+    }
+    println!("{}", report.digest);
+    Ok(Outcome::Success)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Harness {
+        #[command(flatten)]
+        args: CopyArgs,
+    }
+
+    #[test]
+    fn parses_every_option_and_never_shows_passwords() {
+        let harness = Harness::try_parse_from([
+            "copy",
+            "quay.io/a/b:1",
+            "127.0.0.1:5000/quay/a/b",
+            "--platform",
+            "linux/arm64/v8",
+            "--jobs",
+            "8",
+            "--src-creds",
+            "me:src-secret",
+            "--dest-creds",
+            "AWS:dst:secret",
+            "--insecure-registry",
+            "registry.lan:5000",
+            "--insecure-registry",
+            "other.lan",
+            "--ca-cert",
+            "/tmp/ca.pem",
+            "--quiet",
+        ])
+        .unwrap();
+        let args = harness.args;
+        assert_eq!(
+            args.platform,
+            Some(Platform::new("linux", "arm64", Some("v8")))
+        );
+        assert_eq!(args.jobs, 8);
+        let dest =
+            command_line_credential("dest-creds", args.dest_creds.as_ref().unwrap()).unwrap();
+        assert_eq!(dest.username, "AWS");
+        assert_eq!(dest.password.expose(), "dst:secret");
+        assert_eq!(args.insecure_registries, ["registry.lan:5000", "other.lan"]);
+        assert!(args.quiet);
+        let shown = format!("{args:?}");
+        assert!(
+            !shown.contains("src-secret") && !shown.contains("dst:secret"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        for bad in [
+            vec!["copy", "a", "b", "--platform", "amd64"],
+            vec!["copy", "a", "b", "--jobs", "0"],
+        ] {
+            assert!(Harness::try_parse_from(&bad).is_err(), "{bad:?}");
+        }
+        let error = command_line_credential("src-creds", &Secret::new("nocolonsecret"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("--src-creds") && !error.contains("nocolonsecret"),
+            "{error}"
+        );
+    }
+}
