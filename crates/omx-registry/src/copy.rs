@@ -958,6 +958,17 @@ mod tests {
     }
 
     #[test]
+    fn copy_futures_can_be_spawned_on_a_multi_threaded_runtime() {
+        fn assert_send<T: Send>(_: &T) {}
+        let client = RegistryClient::new(crate::ClientConfig::default()).unwrap();
+        let engine = CopyEngine::new(client, CopyOptions::default());
+        let image = Reference::parse("127.0.0.1:1/a/b:1").unwrap();
+        let sink = crate::NoProgress;
+        let copy = engine.copy(&image, &image, &sink);
+        assert_send(&copy);
+    }
+
+    #[test]
     fn warnings_explain_themselves() {
         let warning = CopyWarning::NoLinuxAmd64 {
             image: "docker.io/library/x:1".into(),

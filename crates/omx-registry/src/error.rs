@@ -78,8 +78,8 @@ impl RegistryError {
     /// server errors and content damaged in transit. Exhausted retries are final.
     pub fn is_retryable(&self) -> bool {
         match self {
-            RegistryError::Transport { .. }
-            | RegistryError::DigestMismatch { .. }
+            RegistryError::Transport { source, .. } => !is_tls_rejection(source),
+            RegistryError::DigestMismatch { .. }
             | RegistryError::SizeMismatch { .. }
             | RegistryError::Reauthenticate { .. } => true,
             RegistryError::Status { status, .. } => crate::retry::is_retryable_status(*status),
@@ -103,4 +103,19 @@ impl RegistryError {
             _ => false,
         }
     }
+}
+
+/// A TLS handshake that failed on the certificate or protocol will fail the same way again
+/// (rustls reports these as `InvalidData` I/O errors), unlike a reset or refused connection.
+fn is_tls_rejection(error: &reqwest::Error) -> bool {
+    let mut cause = std::error::Error::source(error);
+    while let Some(error) = cause {
+        if let Some(io) = error.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::InvalidData {
+                return true;
+            }
+        }
+        cause = error.source();
+    }
+    false
 }

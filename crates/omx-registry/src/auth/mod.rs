@@ -372,6 +372,104 @@ fn parse_token_response(body: &[u8]) -> Result<TokenResponse, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures_util::future::BoxFuture;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Hands out ECR-style expiring credentials and counts how often it is asked.
+    struct Expiring {
+        lifetime_from_now: Option<Duration>,
+        calls: AtomicUsize,
+    }
+
+    impl CredentialProvider for Expiring {
+        fn credentials<'a>(
+            &'a self,
+            _registry: &'a str,
+        ) -> BoxFuture<'a, Result<Option<Credential>, credentials::CredentialError>> {
+            let call = self.calls.fetch_add(1, Ordering::SeqCst);
+            let expires_at = match self.lifetime_from_now {
+                Some(lifetime) => Some(SystemTime::now() + lifetime),
+                None => Some(SystemTime::now() - Duration::from_secs(1)),
+            };
+            Box::pin(async move {
+                Ok(Some(Credential {
+                    username: "AWS".into(),
+                    password: Secret::new(format!("token-{call}")),
+                    expires_at,
+                }))
+            })
+        }
+    }
+
+    fn authenticator(provider: Arc<Expiring>) -> Authenticator {
+        Authenticator::new(reqwest::Client::new(), provider, RetryPolicy::default())
+    }
+
+    #[tokio::test]
+    async fn credentials_are_cached_until_shortly_before_they_expire() {
+        let valid = Arc::new(Expiring {
+            lifetime_from_now: Some(Duration::from_secs(12 * 3600)),
+            calls: AtomicUsize::new(0),
+        });
+        let auth = authenticator(valid.clone());
+        for _ in 0..3 {
+            let credential = auth.credential("123.dkr.ecr.us-east-1.amazonaws.com").await;
+            assert_eq!(credential.unwrap().unwrap().password.expose(), "token-0");
+        }
+        assert_eq!(valid.calls.load(Ordering::SeqCst), 1);
+
+        let expired = Arc::new(Expiring {
+            lifetime_from_now: None,
+            calls: AtomicUsize::new(0),
+        });
+        let auth = authenticator(expired.clone());
+        let first = auth.credential("r").await.unwrap().unwrap();
+        let second = auth.credential("r").await.unwrap().unwrap();
+        assert_eq!(
+            (first.password.expose(), second.password.expose()),
+            ("token-0", "token-1")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_rejected_header_forgets_credentials_and_challenges_set_the_scheme() {
+        let provider = Arc::new(Expiring {
+            lifetime_from_now: Some(Duration::from_secs(3600)),
+            calls: AtomicUsize::new(0),
+        });
+        let auth = authenticator(provider.clone());
+        let scopes = [Scope::pull("a/b")];
+        assert_eq!(auth.authorization("r", &scopes).await.unwrap(), None);
+
+        let basic = challenge::parse_challenges([r#"Basic realm="registry""#]);
+        auth.handle_challenge("r", &scopes, &basic, false)
+            .await
+            .unwrap();
+        let header = auth.authorization("r", &scopes).await.unwrap().unwrap();
+        assert!(header.is_sensitive());
+        let expected = Credential::new("AWS", "token-0").basic_header();
+        assert_eq!(header.to_str().unwrap(), expected);
+
+        auth.handle_challenge("r", &scopes, &basic, true)
+            .await
+            .unwrap();
+        let renewed = auth.authorization("r", &scopes).await.unwrap().unwrap();
+        assert_eq!(
+            renewed.to_str().unwrap(),
+            Credential::new("AWS", "token-1").basic_header()
+        );
+
+        let unknown = challenge::parse_challenges(["Negotiate"]);
+        let error = auth
+            .handle_challenge("r", &scopes, &unknown, false)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("unsupported authentication scheme (Negotiate)"),
+            "{error}"
+        );
+    }
 
     #[test]
     fn token_url_has_service_and_every_scope() {
