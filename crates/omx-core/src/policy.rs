@@ -152,16 +152,26 @@ impl Grant {
 
     /// The statement itself, as JSON.
     pub fn statement(&self) -> Value {
-        let mut statement = json!({
-            "Sid": self.sid,
-            "Effect": "Allow",
-            "Principal": { "Service": self.service_principal },
-            "Action": self.actions,
-        });
+        serde_json::from_str(&self.statement_text()).expect("statement_text writes valid JSON")
+    }
+
+    /// The statement as written into a policy: keys in the order people read them (`Sid`,
+    /// `Effect`, `Principal`, `Action`, `Resource`), spelled out here rather than left to
+    /// `serde_json`'s map ordering, which a `preserve_order` feature anywhere in the build would
+    /// change.
+    pub fn statement_text(&self) -> String {
+        let mut text = format!(
+            "{{\"Sid\":{},\"Effect\":\"Allow\",\"Principal\":{{\"Service\":{}}},\"Action\":{}",
+            json_text(&json!(self.sid)),
+            json_text(&json!(self.service_principal)),
+            json_text(&json!(self.actions)),
+        );
         if let Some(resources) = &self.resources {
-            statement["Resource"] = json!(resources);
+            text.push_str(",\"Resource\":");
+            text.push_str(&json_text(&json!(resources)));
         }
-        statement
+        text.push('}');
+        text
     }
 
     /// A whole policy document holding only this statement.
@@ -171,7 +181,7 @@ impl Grant {
                 ("Version".to_string(), json_text(&json!(POLICY_VERSION))),
                 ("Statement".to_string(), String::new()),
             ],
-            Some(&[json_text(&self.statement())]),
+            Some(&[self.statement_text()]),
         )
     }
 }
@@ -227,7 +237,6 @@ pub fn merge_grant(existing: Option<&str>, grant: &Grant) -> Result<PolicyChange
         return Ok(PolicyChange::Unchanged);
     }
 
-    let mut ours = grant.statement();
     let mut merged = Vec::with_capacity(document.statements.len() + 1);
     let mut placed = false;
     for (raw, value) in document.statements.iter().zip(&statements) {
@@ -236,6 +245,7 @@ pub fn merge_grant(existing: Option<&str>, grant: &Grant) -> Result<PolicyChange
         } else if !placed {
             // Our Sid, but short of the grant: take its place. A registry statement keeps the
             // resources it listed, so setting up a second prefix does not revoke the first.
+            let mut ours = grant.clone();
             if let (Some(wanted), Some(listed)) = (&grant.resources, strings(value.get("Resource")))
             {
                 let mut union = listed;
@@ -244,15 +254,15 @@ pub fn merge_grant(existing: Option<&str>, grant: &Grant) -> Result<PolicyChange
                         union.push(resource.clone());
                     }
                 }
-                ours["Resource"] = json!(union);
+                ours.resources = Some(union);
             }
-            merged.push(json_text(&ours));
+            merged.push(ours.statement_text());
             placed = true;
         }
         // A second statement with our Sid is dropped: ECR rejects duplicate Sids.
     }
     if !placed {
-        merged.push(json_text(&ours));
+        merged.push(grant.statement_text());
     }
 
     let mut keys = document.keys;
@@ -613,6 +623,18 @@ mod tests {
                     "ecr:GetDownloadUrlForLayer"
                 ]
             })
+        );
+    }
+
+    #[test]
+    fn our_statement_text_has_a_fixed_key_order_whatever_serde_json_features_are_on() {
+        assert_eq!(
+            Grant::omics_pull().policy_document(),
+            "{\n  \"Version\": \"2012-10-17\",\n  \"Statement\": [\n    \
+             {\"Sid\":\"omics workflow access\",\"Effect\":\"Allow\",\
+             \"Principal\":{\"Service\":\"omics.amazonaws.com\"},\
+             \"Action\":[\"ecr:BatchCheckLayerAvailability\",\"ecr:BatchGetImage\",\
+             \"ecr:GetDownloadUrlForLayer\"]}\n  ]\n}"
         );
     }
 
