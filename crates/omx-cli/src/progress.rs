@@ -243,15 +243,20 @@ impl ProgressSink for TerminalProgress {
                 source,
                 target,
             } => self.started(image, format!("{source} -> {target}")),
-            ProgressEvent::ImageDone { image, digest } => {
+            ProgressEvent::ImageDone {
+                image,
+                digest,
+                up_to_date,
+            } => {
                 let line = {
                     let state = self.state();
                     state.images.get(&image).map(|entry| {
-                        format!(
-                            "copied {} ({}) {digest}",
-                            entry.label,
-                            entry.tally.summary()
-                        )
+                        if up_to_date {
+                            format!("up to date {} {digest}", entry.label)
+                        } else {
+                            let summary = entry.tally.summary();
+                            format!("copied {} ({summary}) {digest}", entry.label)
+                        }
                     })
                 };
                 self.ended(image, line.unwrap_or_else(|| format!("copied {digest}")));
@@ -389,6 +394,7 @@ mod tests {
             sink.event(ProgressEvent::ImageDone {
                 image: ImageId(0),
                 digest: &digest(9),
+                up_to_date: false,
             });
             sink.finish();
         }

@@ -78,6 +78,8 @@ pub struct CopyReport {
     pub blobs_mounted: usize,
     /// Manifests written, child manifests of an index included.
     pub manifests_pushed: usize,
+    /// The target already had this exact image under this name; nothing was transferred.
+    pub up_to_date: bool,
     pub warnings: Vec<CopyWarning>,
 }
 
@@ -265,6 +267,7 @@ impl CopyEngine {
             Ok(report) => progress.event(ProgressEvent::ImageDone {
                 image: id,
                 digest: &report.digest,
+                up_to_date: report.up_to_date,
             }),
             Err(error) => progress.event(ProgressEvent::ImageFailed {
                 image: id,
@@ -315,7 +318,6 @@ impl CopyEngine {
                             available: describe_platforms(index.platforms()),
                         })?;
                 let child = self.fetch_child(job, &index.manifests[chosen]).await?;
-                self.copy_tree(job, &child, 1).await?;
                 warnings.push(CopyWarning::PlatformSelected {
                     platform: candidates[chosen].clone(),
                     index_digest: top.digest.clone(),
@@ -336,7 +338,6 @@ impl CopyEngine {
                         platforms,
                     });
                 }
-                self.copy_tree(job, &top, 0).await?;
                 top.clone()
             }
             (ManifestKind::Image(image), filter) => {
@@ -356,7 +357,6 @@ impl CopyEngine {
                         platforms: vec![actual],
                     });
                 }
-                self.copy_tree(job, &top, 0).await?;
                 top.clone()
             }
         };
@@ -376,7 +376,23 @@ impl CopyEngine {
                 ManifestRef::Digest(&selected.digest)
             }
         };
-        self.push_manifest(job, target_name, &selected).await?;
+        let current = self
+            .client
+            .head_manifest_in(&job.target, target_name)
+            .await
+            .map_err(|source| CopyError::Push {
+                image: job.image.clone(),
+                target: job.target.to_string(),
+                source,
+            })?;
+        // The registry accepted a manifest under that name only once everything it refers to
+        // was there, so the same digest means the same complete image: nothing to do (and
+        // nothing to re-push, which immutable tags would refuse).
+        let up_to_date = current.is_some_and(|current| current.digest == selected.digest);
+        if !up_to_date {
+            self.copy_tree(job, &selected, 0).await?;
+            self.push_manifest(job, target_name, &selected).await?;
+        }
         Ok(CopyReport {
             source: source.clone(),
             target: target.clone(),
@@ -388,6 +404,7 @@ impl CopyEngine {
             blobs_skipped: job.blobs_skipped.load(Ordering::Relaxed),
             blobs_mounted: job.blobs_mounted.load(Ordering::Relaxed),
             manifests_pushed: job.manifests_pushed.load(Ordering::Relaxed),
+            up_to_date,
             warnings,
         })
     }

@@ -63,6 +63,8 @@ pub enum ProgressEvent<'a> {
     ImageDone {
         image: ImageId,
         digest: &'a Digest,
+        /// The target already held this image under this name; nothing was transferred.
+        up_to_date: bool,
     },
     ImageFailed {
         image: ImageId,

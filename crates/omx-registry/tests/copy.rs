@@ -228,8 +228,20 @@ async fn target_without_tag_keeps_the_source_tag() {
     );
 }
 
+fn blob_writes(proxy: &FaultProxy) -> Vec<(String, String, u16)> {
+    proxy
+        .requests()
+        .into_iter()
+        .filter(|(method, target, _)| {
+            target.contains("/blobs/uploads")
+                || method == "PATCH"
+                || (method == "PUT" && target.contains("/blobs/"))
+        })
+        .collect()
+}
+
 #[tokio::test]
-async fn second_copy_skips_every_blob_and_uploads_nothing() {
+async fn second_copy_uploads_nothing() {
     let source = Registry::start();
     let target = Registry::start();
     let watched = FaultProxy::start(&target);
@@ -243,27 +255,51 @@ async fn second_copy_skips_every_blob_and_uploads_nothing() {
         .await
         .unwrap();
     assert_eq!(first.blobs_copied, blob_count(&fixture));
+    assert!(!first.up_to_date);
     watched.clear_requests();
 
-    // A new engine is a new run: nothing is remembered, the registry is asked.
-    let second = default_engine()
+    // Same name, same digest: the image is complete there, so not even its blobs are asked about.
+    let again = default_engine()
         .copy(&src, &dst, &NoProgress)
         .await
         .unwrap();
+    assert!(again.up_to_date);
+    assert_eq!(
+        (again.digest.clone(), again.bytes_copied),
+        (first.digest.clone(), 0)
+    );
+    assert_eq!((again.blobs_copied, again.manifests_pushed), (0, 0));
+    let target_requests: Vec<_> = watched
+        .requests()
+        .into_iter()
+        .filter(|(_, target, _)| target != "/v2/")
+        .collect();
+    assert_eq!(target_requests.len(), 1, "{target_requests:?}");
+    assert!(target_requests[0].0 == "HEAD" && target_requests[0].1 == "/v2/app/x/manifests/1");
+
+    // A new tag in the same repository: every blob is found by HEAD and skipped.
+    // (A new engine is a new run: nothing is remembered, the registry is asked.)
+    watched.clear_requests();
+    let new_tag = reference(&format!("{}/app/x:2", watched.host()));
+    let second = default_engine()
+        .copy(&src, &new_tag, &NoProgress)
+        .await
+        .unwrap();
     assert_eq!(second.digest, first.digest);
+    assert!(!second.up_to_date);
     assert_eq!(second.bytes_copied, 0);
     assert_eq!(second.blobs_copied, 0);
     assert_eq!(second.blobs_skipped, blob_count(&fixture));
-    let uploads: Vec<_> = watched
-        .requests()
-        .into_iter()
-        .filter(|(method, target, _)| {
-            target.contains("/blobs/uploads")
-                || method == "PATCH"
-                || (method == "PUT" && target.contains("/blobs/"))
-        })
-        .collect();
-    assert!(uploads.is_empty(), "{uploads:?}");
+    assert_eq!(second.manifests_pushed, 1);
+    assert!(
+        blob_writes(&watched).is_empty(),
+        "{:?}",
+        blob_writes(&watched)
+    );
+    assert_eq!(
+        skopeo_raw_digest(&target, &target.host(), "app/x:2"),
+        first.digest
+    );
 }
 
 #[tokio::test]

@@ -88,7 +88,9 @@ impl ProgressSink for RecordingSink {
             ProgressEvent::BlobMounted { digest, from, .. } => {
                 format!("blob-mounted {digest} from {from}")
             }
-            ProgressEvent::ImageDone { digest, .. } => format!("done {digest}"),
+            ProgressEvent::ImageDone {
+                digest, up_to_date, ..
+            } => format!("done {digest} up-to-date={up_to_date}"),
             ProgressEvent::ImageFailed { error, .. } => format!("failed {error}"),
         };
         self.events.lock().unwrap().push(line);
