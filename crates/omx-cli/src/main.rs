@@ -4,8 +4,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod copy;
 mod exit;
 mod plan;
+mod progress;
 mod table;
 
 /// Gets container images ready for AWS HealthOmics workflows.
@@ -35,6 +37,8 @@ struct Cli {
 enum Command {
     /// Show what `pull` would do for a manifest, without touching any network.
     Plan(plan::PlanArgs),
+    /// Copy one image between registries, byte for byte (digests preserved, multi-arch kept).
+    Copy(copy::CopyArgs),
 }
 
 #[tokio::main]
@@ -43,6 +47,7 @@ async fn main() -> ExitCode {
     init_logging(cli.verbose);
     let result = match cli.command {
         Command::Plan(args) => plan::run(args),
+        Command::Copy(args) => copy::run(args).await,
     };
     exit::report(result)
 }
