@@ -1,29 +1,8 @@
 //! ECR registry credentials (`GetAuthorizationToken`) and their cache.
 
-use std::fmt;
 use std::time::{Duration, SystemTime};
 
-/// A credential that must not end up in logs: `Debug` prints `<redacted>` and there is no
-/// `Display`; read it with [`Secret::expose`] where it is actually sent.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-
-    /// The secret itself, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
+pub use omx_core::Secret;
 
 /// Basic-auth credentials for an ECR registry (`docker login` equivalent).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,7 +79,7 @@ mod tests {
     #[test]
     fn debug_output_redacts_the_password() {
         let printed = format!("{:?}", token(SystemTime::UNIX_EPOCH));
-        assert!(printed.contains("<redacted>"), "{printed}");
+        assert!(printed.contains("***"), "{printed}");
         assert!(!printed.contains("pass:word"), "{printed}");
     }
 
