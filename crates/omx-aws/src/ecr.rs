@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use aws_config::SdkConfig;
 use aws_sdk_ecr::types::{ImageIdentifier, Tag};
 use omx_core::policy::{
-    merge_omics_registry_statement, merge_omics_statement, Partition, PolicyChange, CREATED_BY_TAG,
+    merge_omics_registry_statement, merge_omics_statement, PolicyChange, CREATED_BY_TAG,
 };
 use omx_core::Digest;
 use tokio::sync::Mutex;
@@ -15,12 +15,8 @@ use tokio::sync::Mutex;
 use crate::error::AwsError;
 use crate::token::EcrToken;
 
-/// `<account>.dkr.ecr.<region>.amazonaws.com` (`.amazonaws.com.cn` in the China regions): the
-/// host of the private registry of `account` in `region`.
-pub fn registry_host(account: &str, region: &str) -> String {
-    let suffix = Partition::of_region(region).dns_suffix();
-    format!("{account}.dkr.ecr.{region}.{suffix}")
-}
+/// The host of the private registry of an account in a region.
+pub use omx_core::namespace::ecr_registry_host as registry_host;
 
 /// A repository that exists (now).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,6 +90,23 @@ impl Ecr {
             }
             Err(error) => Err(AwsError::from_sdk("CreateRepository", target, error)),
         }
+    }
+
+    /// Tags a repository that exists because of this tool although ECR created it (a
+    /// pull-through-cache pull that this tool made creates the repository on ECR's side), so that
+    /// it carries `createdBy=omx-ecr-helper` like the repositories this tool creates itself.
+    pub async fn tag_as_created_by_us(&self, state: &RepositoryState) -> Result<(), AwsError> {
+        if state.tagged {
+            return Ok(());
+        }
+        self.client
+            .tag_resource()
+            .resource_arn(&state.arn)
+            .set_tags(Some(vec![created_by_tag()]))
+            .send()
+            .await
+            .map_err(|error| AwsError::from_sdk("TagResource", &state.uri, error))?;
+        Ok(())
     }
 
     async fn existing_repository(&self, name: &str) -> Result<RepositoryState, AwsError> {

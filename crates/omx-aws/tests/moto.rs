@@ -164,6 +164,38 @@ async fn an_existing_repository_without_our_tag_is_reported_and_left_untagged() 
 }
 
 #[tokio::test]
+async fn a_repository_ecr_created_for_a_pull_through_pull_can_be_tagged_as_ours() {
+    let Some(moto) = Moto::try_start() else {
+        return;
+    };
+    let context = context(&moto).await;
+    // Stands in for the repository ECR creates on a pull-through-cache pull.
+    raw_ecr(&context)
+        .create_repository()
+        .repository_name("quay/biocontainers/tool")
+        .send()
+        .await
+        .unwrap();
+    let ecr = context.ecr();
+    let state = ecr
+        .ensure_repository("quay/biocontainers/tool")
+        .await
+        .unwrap();
+    assert!(!state.tagged);
+    ecr.tag_as_created_by_us(&state).await.unwrap();
+    let tags = tags_of(&context, &state.arn).await;
+    assert_eq!(
+        tags,
+        vec![("createdBy".to_string(), "omx-ecr-helper".to_string())]
+    );
+    let again = ecr
+        .ensure_repository("quay/biocontainers/tool")
+        .await
+        .unwrap();
+    assert!(again.tagged);
+}
+
+#[tokio::test]
 async fn a_fresh_repository_gets_the_omics_policy_once() {
     let Some(moto) = Moto::try_start() else {
         return;

@@ -304,13 +304,9 @@ pub fn parse_ecr_private_host(host: &str) -> Option<(String, String)> {
     region_ok.then(|| (account.to_string(), region.to_string()))
 }
 
-/// The registry host of an ECR private registry.
+/// The registry host of an ECR private registry: `<account>.dkr.ecr.<region>.<partition DNS suffix>`.
 pub fn ecr_registry_host(account: &str, region: &str) -> String {
-    let suffix = if region.starts_with("cn-") {
-        "amazonaws.com.cn"
-    } else {
-        "amazonaws.com"
-    };
+    let suffix = crate::policy::Partition::of_region(region).dns_suffix();
     format!("{account}.dkr.ecr.{region}.{suffix}")
 }
 
