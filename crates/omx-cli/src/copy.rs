@@ -61,11 +61,11 @@ pub struct CopyArgs {
 
 /// Keeps `USER:PASSWORD` secret from the moment it is read: clap echoes values it rejects, so
 /// the split into user and password happens later, with an error that does not repeat it.
-fn parse_secret(value: &str) -> Result<Secret, std::convert::Infallible> {
+pub(crate) fn parse_secret(value: &str) -> Result<Secret, std::convert::Infallible> {
     Ok(Secret::new(value))
 }
 
-fn command_line_credential(flag: &str, value: &Secret) -> anyhow::Result<Credential> {
+pub(crate) fn command_line_credential(flag: &str, value: &Secret) -> anyhow::Result<Credential> {
     Credential::from_user_colon_password(value.expose())
         .map_err(|e| UnusableInput(format!("--{flag}: {e}")).into())
 }

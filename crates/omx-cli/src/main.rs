@@ -8,6 +8,7 @@ mod copy;
 mod exit;
 mod plan;
 mod progress;
+mod pull;
 mod table;
 
 /// Gets container images ready for AWS HealthOmics workflows.
@@ -35,6 +36,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Bring every image of a pull manifest into ECR (or any OCI registry).
+    Pull(pull::PullArgs),
     /// Show what `pull` would do for a manifest, without touching any network.
     Plan(plan::PlanArgs),
     /// Copy one image between registries, byte for byte (digests preserved, multi-arch kept).
@@ -46,6 +49,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let result = match cli.command {
+        Command::Pull(args) => pull::run(args).await,
         Command::Plan(args) => plan::run(args),
         Command::Copy(args) => copy::run(args).await,
     };

@@ -36,6 +36,9 @@ impl Mode {
 /// A [`ProgressSink`] for the terminal; handles any number of images at once.
 pub struct TerminalProgress {
     mode: Mode,
+    /// Print a line when an image's copy ends; off where the caller reports each image's end
+    /// itself with more to say (skips, pull-through priming, verification).
+    end_lines: bool,
     multi: MultiProgress,
     state: Mutex<State>,
 }
@@ -133,9 +136,16 @@ impl TerminalProgress {
         };
         TerminalProgress {
             mode,
+            end_lines: true,
             multi: MultiProgress::with_draw_target(target),
             state: Mutex::new(State::default()),
         }
+    }
+
+    /// Leaves each image's closing line to the caller.
+    pub fn without_end_lines(mut self) -> TerminalProgress {
+        self.end_lines = false;
+        self
     }
 
     /// Prints a message to stderr without tearing the bars (suppressed when quiet).
@@ -222,7 +232,9 @@ impl TerminalProgress {
                 self.multi.remove(&bar);
             }
         }
-        self.println(&line);
+        if self.end_lines {
+            self.println(&line);
+        }
         self.redraw(&state, image);
     }
 }

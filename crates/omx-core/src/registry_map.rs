@@ -6,8 +6,52 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::digest::Digest;
 use crate::namespace::{Method, NamespaceTable};
-use crate::plan::PlannedImage;
+use crate::plan::{PlannedImage, PullPlan};
+use crate::report::{ImageStatus, RunReport};
+
+/// What `--output-map FILE` holds: every image that is in place, with its private URI, and the
+/// map to pass to `CreateWorkflow --container-registry-map`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutputMap {
+    pub images: Vec<MappedImage>,
+    pub container_registry_map: ContainerRegistryMap,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MappedImage {
+    pub input: String,
+    pub source: String,
+    pub target: String,
+    pub digest: Option<Digest>,
+}
+
+impl OutputMap {
+    /// The images of `plan` whose report (same order) says they are in place.
+    pub fn from_run(plan: &PullPlan, report: &RunReport, table: &NamespaceTable) -> OutputMap {
+        let in_place: Vec<(&PlannedImage, &crate::report::ImageReport)> = plan
+            .images
+            .iter()
+            .zip(&report.images)
+            .filter(|(_, r)| matches!(r.status, ImageStatus::Succeeded | ImageStatus::Skipped))
+            .collect();
+        let planned: Vec<&PlannedImage> = in_place.iter().map(|(image, _)| *image).collect();
+        OutputMap {
+            images: in_place
+                .iter()
+                .map(|(image, report)| MappedImage {
+                    input: image.input.trim().to_string(),
+                    source: image.source.to_string(),
+                    target: image.target.clone(),
+                    digest: report.digest.clone(),
+                })
+                .collect(),
+            container_registry_map: container_registry_map(&planned, table),
+        }
+    }
+}
 
 /// The exact shape `CreateWorkflow --container-registry-map` accepts.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,6 +128,39 @@ pub fn container_registry_map(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::ImageReport;
+
+    #[test]
+    fn the_output_map_holds_only_images_in_place() {
+        let table = NamespaceTable::builtin();
+        let entries =
+            parse_pull_manifest(r#"{"manifest": ["ubuntu:20.04", "alpine:3.19"]}"#).unwrap();
+        let plan = plan_pull(&entries.entries, &table, &"127.0.0.1:5000".parse().unwrap());
+        let report_of = |image: &PlannedImage, status| ImageReport {
+            input: image.input.clone(),
+            source: image.source.to_string(),
+            target: image.target.clone(),
+            digest: None,
+            status,
+            message: String::new(),
+        };
+        let run = RunReport {
+            images: vec![
+                report_of(&plan.images[0], ImageStatus::Skipped),
+                report_of(&plan.images[1], ImageStatus::Failed),
+            ],
+            errors: vec![],
+        };
+        let map = OutputMap::from_run(&plan, &run, &table);
+        assert_eq!(map.images.len(), 1);
+        assert_eq!(
+            map.images[0].target,
+            "127.0.0.1:5000/dockerhub/ubuntu:20.04"
+        );
+        assert_eq!(map.container_registry_map.image_mappings.len(), 2);
+        let json = serde_json::to_value(&map).unwrap();
+        assert!(json.get("containerRegistryMap").is_some(), "{json}");
+    }
     use crate::manifest::parse_pull_manifest;
     use crate::plan::plan_pull;
 

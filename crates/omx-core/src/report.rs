@@ -13,6 +13,8 @@ pub enum ImageStatus {
     Skipped,
     Succeeded,
     Failed,
+    /// A dry run found work to do and did none of it.
+    Planned,
 }
 
 /// One image's line of a run report.

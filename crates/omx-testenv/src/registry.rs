@@ -42,6 +42,7 @@ struct TlsFiles {
 pub struct RegistryBuilder {
     basic_auth: Option<(String, String)>,
     tls: bool,
+    proxy_of: Option<String>,
 }
 
 impl fmt::Debug for RegistryBuilder {
@@ -78,6 +79,14 @@ impl RegistryBuilder {
     /// test CA (see [`Registry::ca_cert_path`]).
     pub fn tls(mut self) -> Self {
         self.tls = true;
+        self
+    }
+
+    /// Runs as a pull-through cache of the registry at `upstream_url` (distribution's proxy
+    /// mode): a pull fetches from upstream and keeps a copy; pushes are refused. Tests use it to
+    /// stand in for an ECR pull-through-cache endpoint.
+    pub fn pull_through_cache_of(mut self, upstream_url: impl Into<String>) -> Self {
+        self.proxy_of = Some(upstream_url.into());
         self
     }
 
@@ -133,6 +142,7 @@ impl RegistryBuilder {
                 secret: &secret,
                 htpasswd: htpasswd_path.as_deref(),
                 tls: tls.as_ref().map(|_| dir.path().join("tls")),
+                proxy_of: self.proxy_of.as_deref(),
             };
             fs::write(&config_path, config.to_yaml()).expect("cannot write the registry config");
             let mut command = Command::new(registry_bin);
@@ -186,6 +196,7 @@ struct RegistryConfig<'a> {
     secret: &'a str,
     htpasswd: Option<&'a Path>,
     tls: Option<PathBuf>,
+    proxy_of: Option<&'a str>,
 }
 
 impl RegistryConfig<'_> {
@@ -213,6 +224,9 @@ impl RegistryConfig<'_> {
                 "auth:\n  htpasswd:\n    realm: omx-testenv\n    path: {}\n",
                 yaml_path(htpasswd)
             ));
+        }
+        if let Some(upstream) = self.proxy_of {
+            yaml.push_str(&format!("proxy:\n  remoteurl: '{upstream}'\n"));
         }
         yaml
     }

@@ -1,0 +1,237 @@
+//! `omx-ecr-helper pull`: the main job. Every image of a manifest into the private registry.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Args;
+use omx_core::plan::PullPlan;
+use omx_core::registry_map::OutputMap;
+use omx_core::report::{ImageReport, ImageStatus, RunReport};
+use omx_puller::{EcrCredentials, PullOptions, Puller, ResolvedTarget, TargetOptions};
+use omx_registry::{
+    ChainCredentials, ClientConfig, CopyEngine, CopyOptions, CredentialProvider,
+    DockerConfigCredentials, Platform, RegistryClient, Secret, StaticCredentials,
+};
+
+use crate::copy::{command_line_credential, parse_secret};
+use crate::exit::{Outcome, UnusableInput};
+use crate::plan::{Format, PullManifestArgs};
+use crate::progress::{Mode, TerminalProgress};
+use crate::table;
+
+/// Bring every image of a pull manifest into ECR (or any OCI registry).
+///
+/// For each image, concurrently: create its repository with the tag createdBy=omx-ecr-helper
+/// and a policy that lets HealthOmics pull (ECR), skip it when the target already has it, prime
+/// it through ECR's pull-through cache (quay, ecr-public) or copy it registry to registry
+/// (digests preserved, multi-arch kept), and verify the target's digest. One failing image never
+/// stops the others. Exit 0: all succeeded or skipped; 1: some failed; 2: unusable input.
+#[derive(Args, Debug)]
+pub struct PullArgs {
+    #[command(flatten)]
+    pub input: PullManifestArgs,
+
+    /// AWS region of the ECR target (default: the credential chain's region).
+    #[arg(long)]
+    pub region: Option<String>,
+
+    /// AWS profile to use.
+    #[arg(long)]
+    pub profile: Option<String>,
+
+    /// A registry endpoint (host[:port]) that receives the ECR registry API calls instead of
+    /// the ECR host (emulators, VPC endpoints); private URIs still name the ECR host.
+    #[arg(long, value_name = "HOST")]
+    pub ecr_registry_endpoint: Option<String>,
+
+    /// Re-copy tags whose upstream now points at a different digest (default: an existing tag
+    /// is skipped).
+    #[arg(long)]
+    pub refresh: bool,
+
+    /// Plan and check what already exists; create, copy and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Copy only this platform of multi-arch images (the digest then differs from upstream's
+    /// index). HealthOmics runs linux/amd64.
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<Platform>,
+
+    /// Blob transfers in flight at once (images run up to twice as many at once).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
+
+    /// Output format of the final report.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+
+    /// Write every image's private URI and a HealthOmics containerRegistryMap to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub output_map: Option<PathBuf>,
+
+    /// Credentials for a non-ECR target registry (ECR uses your AWS credentials).
+    #[arg(long, value_name = "USER:PASSWORD", value_parser = parse_secret)]
+    pub dest_creds: Option<Secret>,
+
+    /// A registry host that may be reached over plain HTTP; repeatable. Loopback always may.
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    pub insecure_registries: Vec<String>,
+
+    /// A PEM file of extra CA certificates to trust; repeatable.
+    #[arg(long = "ca-cert", value_name = "FILE")]
+    pub ca_certs: Vec<PathBuf>,
+
+    /// No progress output.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+pub async fn run(args: PullArgs) -> anyhow::Result<Outcome> {
+    // Read and check the manifest before any AWS call, so bad input fails fast and offline.
+    let table = args.input.namespace_table()?;
+    args.input.plan(&args.input.registry)?;
+
+    let target = ResolvedTarget::resolve(
+        &args.input.registry,
+        &TargetOptions {
+            region: args.region.clone(),
+            profile: args.profile.clone(),
+            ecr_registry_endpoint: args.ecr_registry_endpoint.clone(),
+        },
+    )
+    .await?;
+    let plan = args.input.plan(&target.registry)?;
+    let puller = Puller::new(
+        CopyEngine::new(
+            RegistryClient::new(client_config(&args, &target)?)?,
+            CopyOptions {
+                jobs: usize::from(args.jobs),
+                platform: args.platform.clone(),
+                ..CopyOptions::default()
+            },
+        ),
+        target,
+        PullOptions {
+            refresh: args.refresh,
+            dry_run: args.dry_run,
+            image_concurrency: usize::from(args.jobs) * 2,
+        },
+    );
+
+    let progress = TerminalProgress::new(Mode::detect(args.quiet)).without_end_lines();
+    for error in &plan.errors {
+        progress.println(&format!("invalid  {error}"));
+    }
+    let on_done = |report: &ImageReport| progress.println(&status_line(report));
+    let report = puller.run(&plan, &progress, &on_done).await;
+    progress.finish();
+
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Table => print!("{}", render_report(&report)),
+    }
+    if let Some(path) = &args.output_map {
+        write_output_map(path, &plan, &report, &table)?;
+    }
+    Ok(if report.all_ok() {
+        Outcome::Success
+    } else {
+        Outcome::PartialFailure
+    })
+}
+
+/// Explicit target credentials first, then ECR's token, then the Docker config (sources).
+fn client_config(args: &PullArgs, target: &ResolvedTarget) -> anyhow::Result<ClientConfig> {
+    let mut providers: Vec<Arc<dyn CredentialProvider>> = Vec::new();
+    if let Some(value) = &args.dest_creds {
+        if target.ecr.is_some() {
+            return Err(UnusableInput(
+                "--dest-creds is for non-ECR targets; ECR uses your AWS credentials".into(),
+            )
+            .into());
+        }
+        let credential = command_line_credential("dest-creds", value)?;
+        providers.push(Arc::new(
+            StaticCredentials::new().with(&target.api_host, credential),
+        ));
+    }
+    if let Some(ecr) = &target.ecr {
+        providers.push(Arc::new(EcrCredentials::new(
+            ecr.clone(),
+            target.ecr_hosts(),
+        )));
+    }
+    providers.push(Arc::new(DockerConfigCredentials::from_environment()?));
+    Ok(ClientConfig {
+        credentials: Arc::new(ChainCredentials::new(providers)),
+        insecure_registries: args.insecure_registries.clone(),
+        ca_certificates: args.ca_certs.clone(),
+        ..ClientConfig::default()
+    })
+}
+
+fn write_output_map(
+    path: &std::path::Path,
+    plan: &PullPlan,
+    report: &RunReport,
+    table: &omx_core::namespace::NamespaceTable,
+) -> anyhow::Result<()> {
+    let map = OutputMap::from_run(plan, report, table);
+    let text = serde_json::to_string_pretty(&map)? + "\n";
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn status_word(status: ImageStatus) -> &'static str {
+    match status {
+        ImageStatus::Skipped => "skipped",
+        ImageStatus::Succeeded => "done",
+        ImageStatus::Failed => "FAILED",
+        ImageStatus::Planned => "planned",
+    }
+}
+
+fn status_line(report: &ImageReport) -> String {
+    format!(
+        "{:<8} {} -> {}: {}",
+        status_word(report.status),
+        report.source,
+        report.target,
+        report.message
+    )
+}
+
+fn render_report(report: &RunReport) -> String {
+    let rows: Vec<Vec<String>> = report
+        .images
+        .iter()
+        .map(|image| {
+            vec![
+                status_word(image.status).to_string(),
+                image.target.clone(),
+                image.digest.as_ref().map_or(String::new(), short_digest),
+                image.message.clone(),
+            ]
+        })
+        .collect();
+    let mut out = table::render(&["STATUS", "TARGET", "DIGEST", "MESSAGE"], &rows);
+    for error in &report.errors {
+        out.push_str(&format!("invalid  {error}\n"));
+    }
+    let count = |status| report.count(status);
+    out.push_str(&format!(
+        "\n{} succeeded, {} skipped, {} failed, {} planned, {} invalid entr{}\n",
+        count(ImageStatus::Succeeded),
+        count(ImageStatus::Skipped),
+        count(ImageStatus::Failed),
+        count(ImageStatus::Planned),
+        report.errors.len(),
+        if report.errors.len() == 1 { "y" } else { "ies" }
+    ));
+    out
+}
+
+fn short_digest(digest: &omx_core::Digest) -> String {
+    format!("{}:{}", digest.algorithm().name(), &digest.hex()[..12])
+}

@@ -1,0 +1,17 @@
+//! The puller: brings every image of a pull plan into the private registry.
+//!
+//! For each planned image, concurrently: make sure its repository exists with the
+//! `createdBy=omx-ecr-helper` tag and a policy that lets HealthOmics pull (ECR targets), skip it when
+//! the target already holds it, prime it through ECR's pull-through cache or copy it with the copy
+//! engine, and verify that the target serves the source's digest. One image failing never stops
+//! the others; the [`omx_core::report::RunReport`] says what happened to each.
+//!
+//! The CLI (`omx-ecr-helper pull`) and the Step Functions Lambda both run this code.
+
+mod ecr_credentials;
+mod puller;
+mod target;
+
+pub use ecr_credentials::EcrCredentials;
+pub use puller::{PullError, PullOptions, Puller};
+pub use target::{ResolvedTarget, TargetError, TargetOptions};
