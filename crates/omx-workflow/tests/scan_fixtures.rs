@@ -1,0 +1,224 @@
+//! Scans the fixture workflows under tests/fixtures and checks the exact manifest, where each
+//! image was found, and every warning's location.
+
+use std::path::{Path, PathBuf};
+
+use omx_workflow::{scan_path, ScanReport, WarningKind, WdlInputs};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// `file:line` with the file relative to `root`.
+fn at(root: &Path, location: &omx_workflow::Location) -> String {
+    let file = location.file.strip_prefix(root).unwrap_or(&location.file);
+    format!("{}:{}", file.display(), location.line)
+}
+
+fn scan(name: &str, inputs: Option<&WdlInputs>) -> (PathBuf, ScanReport) {
+    let root = fixture(name);
+    let report = scan_path(&root, inputs).expect("the fixture scans");
+    (root, report)
+}
+
+fn findings(root: &Path, report: &ScanReport) -> Vec<String> {
+    report
+        .findings
+        .iter()
+        .map(|f| format!("{} {}", f.image, at(root, &f.location)))
+        .collect()
+}
+
+fn warnings(root: &Path, report: &ScanReport) -> Vec<(String, WarningKind)> {
+    report
+        .warnings
+        .iter()
+        .map(|w| (at(root, &w.location), w.kind))
+        .collect()
+}
+
+#[test]
+fn nextflow_nf_core_style_pipeline() {
+    let (root, report) = scan("nextflow", None);
+    assert_eq!(
+        report.manifest(),
+        vec![
+            "community.wave.seqera.io/library/fastqc:0.12.1--af7a5314d5015c29",
+            "ghcr.io/example/index-tools:2.1",
+            "nvcr.io/nvidia/clara/clara-parabricks:4.2.0-1",
+            "quay.io/biocontainers/biocontainers:v1.2.0_cv1",
+            "quay.io/biocontainers/foo:1.0--0",
+            "quay.io/biocontainers/samtools:1.17--h00cdaf9_0",
+            "quay.io/staphb/bwa:0.7.17",
+        ]
+    );
+    let mut by_location = report.findings.clone();
+    by_location.sort_by(|a, b| a.location.cmp(&b.location));
+    let by_location = findings(
+        &root,
+        &ScanReport {
+            findings: by_location,
+            ..ScanReport::default()
+        },
+    );
+    assert_eq!(
+        by_location,
+        vec![
+            "quay.io/biocontainers/biocontainers:v1.2.0_cv1 conf/base.config:3",
+            "quay.io/staphb/bwa:0.7.17 modules/local/align/main.nf:3",
+            "ghcr.io/example/index-tools:2.1 modules/local/align/main.nf:16",
+            "community.wave.seqera.io/library/fastqc:0.12.1--af7a5314d5015c29 modules/nf-core/fastqc/main.nf:8",
+            "quay.io/biocontainers/samtools:1.17--h00cdaf9_0 modules/nf-core/samtools/sort/main.nf:8",
+            "quay.io/biocontainers/foo:1.0--0 nextflow.config:14",
+            "nvcr.io/nvidia/clara/clara-parabricks:4.2.0-1 nextflow.config:17",
+        ]
+    );
+    assert_eq!(
+        warnings(&root, &report),
+        vec![
+            ("conf/modules.config:7".to_string(), WarningKind::Unresolved),
+            (
+                "modules/local/custom/main.nf:4".to_string(),
+                WarningKind::Unresolved
+            ),
+        ]
+    );
+    assert!(report.warnings[1].message.contains("params.custom_image"));
+    let skipped: Vec<String> = report
+        .skipped
+        .iter()
+        .map(|s| at(&root, &s.location))
+        .collect();
+    assert_eq!(
+        skipped,
+        vec![
+            "modules/nf-core/fastqc/main.nf:7",
+            "modules/nf-core/samtools/sort/main.nf:7"
+        ]
+    );
+    assert!(!report.is_complete());
+}
+
+#[test]
+fn wdl_1_0_defaults_bindings_imports_and_a_missing_input() {
+    let (root, report) = scan("wdl", None);
+    assert_eq!(
+        report.manifest(),
+        vec![
+            "biocontainers/bwa:v0.7.17_cv1",
+            "biocontainers/fastqc:v0.11.9_cv8",
+            "ewels/multiqc:v1.14",
+            "quay.io/biocontainers/samtools:1.17--h00cdaf9_0",
+            "ubuntu:22.04",
+        ]
+    );
+    assert_eq!(
+        findings(&root, &report),
+        vec![
+            "biocontainers/bwa:v0.7.17_cv1 main.wdl:10",
+            "biocontainers/fastqc:v0.11.9_cv8 tasks/qc.wdl:6",
+            "ewels/multiqc:v1.14 tasks/qc.wdl:21",
+            "quay.io/biocontainers/samtools:1.17--h00cdaf9_0 main.wdl:9",
+            "ubuntu:22.04 main.wdl:72",
+        ]
+    );
+    assert_eq!(
+        warnings(&root, &report),
+        vec![("main.wdl:30".to_string(), WarningKind::Unresolved)]
+    );
+    assert!(
+        report.warnings[0]
+            .message
+            .contains("give `align_and_qc.index_ref.docker` in the inputs file"),
+        "{}",
+        report.warnings[0].message
+    );
+}
+
+#[test]
+fn wdl_inputs_file_overrides_defaults_and_fills_missing_inputs() {
+    let inputs_path = fixture("wdl/inputs.json");
+    let text = std::fs::read_to_string(&inputs_path).unwrap();
+    let inputs = WdlInputs::parse(&inputs_path, &text).unwrap();
+    let (root, report) = scan("wdl", Some(&inputs));
+    assert_eq!(
+        report.manifest(),
+        vec![
+            "biocontainers/bwa:v0.7.17_cv1",
+            "ewels/multiqc:v1.14",
+            "quay.io/biocontainers/bwa:0.7.17--he4a0461_11",
+            "quay.io/biocontainers/fastqc:0.12.1--hdfd78af_0",
+            "quay.io/biocontainers/samtools:1.17--h00cdaf9_0",
+            "ubuntu:22.04",
+        ]
+    );
+    let found = findings(&root, &report);
+    assert!(found.contains(&"biocontainers/bwa:v0.7.17_cv1 inputs.json:3".to_string()));
+    assert!(
+        found.contains(&"quay.io/biocontainers/bwa:0.7.17--he4a0461_11 inputs.json:5".to_string())
+    );
+    assert!(found
+        .contains(&"quay.io/biocontainers/fastqc:0.12.1--hdfd78af_0 inputs.json:4".to_string()));
+    assert!(report.is_complete(), "{:?}", report.warnings);
+}
+
+#[test]
+fn wdl_draft_2_declarations_and_dollar_placeholders() {
+    let (root, report) = scan("wdl-draft2", None);
+    assert_eq!(
+        report.manifest(),
+        vec!["alpine:3.18", "debian:bookworm-slim"]
+    );
+    assert_eq!(
+        findings(&root, &report),
+        vec![
+            "alpine:3.18 hello.wdl:19",
+            "debian:bookworm-slim hello.wdl:23"
+        ]
+    );
+    assert_eq!(
+        warnings(&root, &report),
+        vec![("hello.wdl:11".to_string(), WarningKind::Unresolved)]
+    );
+    assert!(report.warnings[0]
+        .message
+        .contains("`greet.hello_again.docker_image`"));
+}
+
+#[test]
+fn cwl_yaml_and_json_requirements_and_hints() {
+    let (root, report) = scan("cwl", None);
+    assert_eq!(
+        report.manifest(),
+        vec![
+            "biocontainers/samtools:v1.9-4-deb_cv1",
+            "debian:stable-slim",
+            "quay.io/biocontainers/samtools:1.17--h00cdaf9_0",
+        ]
+    );
+    assert_eq!(
+        findings(&root, &report),
+        vec![
+            "biocontainers/samtools:v1.9-4-deb_cv1 sort.cwl:16",
+            "debian:stable-slim count-lines.json:8",
+            "quay.io/biocontainers/samtools:1.17--h00cdaf9_0 sort.cwl:8",
+        ]
+    );
+    assert_eq!(
+        warnings(&root, &report),
+        vec![("pipeline.cwl:16".to_string(), WarningKind::Unresolved)]
+    );
+}
+
+#[test]
+fn a_single_file_brings_the_files_it_imports() {
+    let root = fixture("wdl");
+    let report = scan_path(&root.join("main.wdl"), None).unwrap();
+    assert_eq!(report.manifest().len(), 5, "{:?}", report.manifest());
+    assert!(report
+        .findings
+        .iter()
+        .any(|f| f.location.file == root.join("tasks/qc.wdl")));
+}
