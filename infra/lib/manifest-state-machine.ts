@@ -24,9 +24,9 @@ export interface ManifestStateMachineProps {
 
 /**
  * A state machine over `{"manifest": [...]}`: an inline Map runs `itemProcessor` for each item,
- * then the results are counted. It FAILS (error `failureError`, cause listing the failed items)
+ * then the results are checked. It FAILS (error `failureError`, cause listing the failed items)
  * when any item's status is FAILED, and otherwise outputs
- * `{"<resultsKey>": [...every item's result], "summary": {"total", "succeeded", "skipped", "failed"}}`.
+ * `{"<resultsKey>": [...every item's result], "total": <number of items>}`.
  */
 export class ManifestStateMachine extends Construct {
   readonly stateMachine: sfn.StateMachine;
@@ -44,41 +44,35 @@ export class ManifestStateMachine extends Construct {
     });
     eachItem.itemProcessor(props.itemProcessor);
 
-    const withStatus = (status: string) => `${results}[?(@.status == '${status}')]`;
+    // Only wildcard paths are used on the results list: a JSONPath filter that matches nothing is
+    // an error (States.Runtime), so the FAILED filter runs only once a failure is known to exist.
     const collect = new sfn.Pass(this, 'Collect Results', {
+      parameters: { [`${props.resultsKey}.$`]: results, 'statuses.$': `${results}[*].status` },
+    });
+    const check = new sfn.Pass(this, 'Check Results', {
       parameters: {
         [`${props.resultsKey}.$`]: results,
-        'succeeded.$': withStatus(ITEM_STATUS.succeeded),
-        'skipped.$': withStatus(ITEM_STATUS.skipped),
-        'failed.$': withStatus(ITEM_STATUS.failed),
+        'total.$': `States.ArrayLength(${results})`,
+        'any_failed.$': `States.ArrayContains($.statuses, '${ITEM_STATUS.failed}')`,
       },
     });
-    const count = new sfn.Pass(this, 'Count Results', {
-      parameters: {
-        [`${props.resultsKey}.$`]: results,
-        'failed.$': '$.failed',
-        summary: {
-          'total.$': `States.ArrayLength(${results})`,
-          'succeeded.$': 'States.ArrayLength($.succeeded)',
-          'skipped.$': 'States.ArrayLength($.skipped)',
-          'failed.$': 'States.ArrayLength($.failed)',
-        },
-      },
+    const listFailures = new sfn.Pass(this, 'List Failures', {
+      parameters: { 'failed.$': `${results}[?(@.status == '${ITEM_STATUS.failed}')]`, 'total.$': '$.total' },
     });
     const fail = new sfn.Fail(this, `Some ${capitalize(props.itemNoun)}s Failed`, {
       error: props.failureError,
       causePath: sfn.JsonPath.format(
         `{} of {} ${props.itemNoun}(s) failed: {}`,
-        sfn.JsonPath.stringAt('$.summary.failed'),
-        sfn.JsonPath.stringAt('$.summary.total'),
+        sfn.JsonPath.arrayLength(sfn.JsonPath.listAt('$.failed')),
+        sfn.JsonPath.stringAt('$.total'),
         sfn.JsonPath.jsonToString(sfn.JsonPath.objectAt('$.failed')),
       ),
     });
     const report = new sfn.Pass(this, 'Report Results', {
-      parameters: { [`${props.resultsKey}.$`]: results, 'summary.$': '$.summary' },
+      parameters: { [`${props.resultsKey}.$`]: results, 'total.$': '$.total' },
     });
     const anyFailed = new sfn.Choice(this, `Any ${capitalize(props.itemNoun)} Failed?`)
-      .when(sfn.Condition.numberGreaterThan('$.summary.failed', 0), fail)
+      .when(sfn.Condition.booleanEquals('$.any_failed', true), listFailures.next(fail))
       .otherwise(report);
 
     const logGroup = new logs.LogGroup(this, 'Logs', { retention: logs.RetentionDays.ONE_MONTH });
@@ -86,7 +80,7 @@ export class ManifestStateMachine extends Construct {
       stateMachineName: props.stateMachineName,
       comment: props.comment,
       stateMachineType: sfn.StateMachineType.STANDARD,
-      definitionBody: sfn.DefinitionBody.fromChainable(eachItem.next(collect).next(count).next(anyFailed)),
+      definitionBody: sfn.DefinitionBody.fromChainable(eachItem.next(collect).next(check).next(anyFailed)),
       logs: { destination: logGroup, level: sfn.LogLevel.ALL, includeExecutionData: true },
       tracingEnabled: true,
     });

@@ -18,12 +18,12 @@ describe('omx-container-builder state machine', () => {
     assert.equal(map.MaxConcurrency, 10);
     assert.equal(map.ItemSelector, undefined, 'each {"source_uri", "target_image"} item is passed as is');
     assert.equal(map.ResultPath, '$.builds');
-    assert.equal(definition.States['Collect Results']!.Parameters['failed.$'], "$.builds[?(@.status == 'FAILED')]");
+    assert.equal(definition.States['List Failures']!.Parameters['failed.$'], "$.builds[?(@.status == 'FAILED')]");
     const fail = definition.States['Some Builds Failed']!;
     assert.equal(fail.Type, 'Fail');
     assert.equal(fail.Error, 'OmxBuildsFailed');
     assert.match(fail.CausePath, /build\(s\) failed/);
-    assert.deepEqual(definition.States['Report Results']!.Parameters, { 'builds.$': '$.builds', 'summary.$': '$.summary' });
+    assert.deepEqual(definition.States['Report Results']!.Parameters, { 'builds.$': '$.builds', 'total.$': '$.total' });
   });
 
   it('prepares each item with omx-build-prepare and builds only when needed', () => {

@@ -88,22 +88,23 @@ describe('omx-container-puller state machine', () => {
   });
 
   it('fails the execution, listing the failed images, when any image failed', () => {
-    assert.deepEqual(definition.States['Collect Results']!.Parameters, {
+    assert.deepEqual(definition.States['Collect Results']!.Parameters, { 'images.$': '$.images', 'statuses.$': '$.images[*].status' });
+    assert.deepEqual(definition.States['Check Results']!.Parameters, {
       'images.$': '$.images',
-      'succeeded.$': "$.images[?(@.status == 'SUCCEEDED')]",
-      'skipped.$': "$.images[?(@.status == 'SKIPPED')]",
-      'failed.$': "$.images[?(@.status == 'FAILED')]",
+      'total.$': 'States.ArrayLength($.images)',
+      'any_failed.$': "States.ArrayContains($.statuses, 'FAILED')",
     });
-    assert.equal(definition.States['Count Results']!.Parameters.summary['failed.$'], 'States.ArrayLength($.failed)');
     const choice = definition.States['Any Image Failed?']!;
-    assert.deepEqual(choice.Choices, [{ Variable: '$.summary.failed', NumericGreaterThan: 0, Next: 'Some Images Failed' }]);
+    assert.deepEqual(choice.Choices, [{ Variable: '$.any_failed', BooleanEquals: true, Next: 'List Failures' }]);
     assert.equal(choice.Default, 'Report Results');
+    assert.deepEqual(definition.States['List Failures']!.Parameters, { 'failed.$': "$.images[?(@.status == 'FAILED')]", 'total.$': '$.total' });
+    assert.equal(definition.States['List Failures']!.Next, 'Some Images Failed');
     const fail = definition.States['Some Images Failed']!;
     assert.equal(fail.Type, 'Fail');
     assert.equal(fail.Error, 'OmxImagesFailed');
-    assert.equal(fail.CausePath, "States.Format('{} of {} image(s) failed: {}', $.summary.failed, $.summary.total, States.JsonToString($.failed))");
+    assert.equal(fail.CausePath, "States.Format('{} of {} image(s) failed: {}', States.ArrayLength($.failed), $.total, States.JsonToString($.failed))");
     const report = definition.States['Report Results']!;
-    assert.deepEqual(report.Parameters, { 'images.$': '$.images', 'summary.$': '$.summary' });
+    assert.deepEqual(report.Parameters, { 'images.$': '$.images', 'total.$': '$.total' });
     assert.equal(report.End, true);
   });
 });
