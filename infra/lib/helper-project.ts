@@ -89,7 +89,7 @@ export class HelperProject extends Construct {
         version: '0.2',
         env: { shell: 'bash' },
         phases: {
-          install: { commands: [`chmod +x ./${CLI_BINARY_NAME}`, `./${CLI_BINARY_NAME} --version`] },
+          install: { commands: [`chmod +x ./${CLI_BINARY_NAME}`] },
           build: { commands: props.commands },
         },
       }),
