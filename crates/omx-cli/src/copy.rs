@@ -45,6 +45,17 @@ pub struct CopyArgs {
     #[arg(long, value_name = "USER:PASSWORD", value_parser = parse_secret)]
     pub dest_creds: Option<Secret>,
 
+    #[command(flatten)]
+    pub access: RegistryAccessArgs,
+
+    /// No progress output; only the digest (stdout) and errors (stderr).
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// How to reach registries, for every command that talks to them.
+#[derive(Args, Debug, Clone, Default)]
+pub struct RegistryAccessArgs {
     /// A registry host (host or host:port) that may be reached over plain HTTP; repeatable.
     /// Loopback hosts always may.
     #[arg(long = "insecure-registry", value_name = "HOST")]
@@ -53,10 +64,17 @@ pub struct CopyArgs {
     /// A PEM file of extra CA certificates to trust (added to the system roots); repeatable.
     #[arg(long = "ca-cert", value_name = "FILE")]
     pub ca_certs: Vec<PathBuf>,
+}
 
-    /// No progress output; only the digest (stdout) and errors (stderr).
-    #[arg(short, long)]
-    pub quiet: bool,
+impl RegistryAccessArgs {
+    /// A client configuration with these choices and anonymous credentials.
+    pub fn client_config(&self) -> ClientConfig {
+        ClientConfig {
+            insecure_registries: self.insecure_registries.clone(),
+            ca_certificates: self.ca_certs.clone(),
+            ..ClientConfig::default()
+        }
+    }
 }
 
 /// Keeps `USER:PASSWORD` secret from the moment it is read: clap echoes values it rejects, so
@@ -110,9 +128,7 @@ pub async fn run(args: CopyArgs) -> anyhow::Result<Outcome> {
     let destination = parse_reference("destination", &args.destination)?;
     let config = ClientConfig {
         credentials: credentials(&args, &source, &destination)?,
-        insecure_registries: args.insecure_registries.clone(),
-        ca_certificates: args.ca_certs.clone(),
-        ..ClientConfig::default()
+        ..args.access.client_config()
     };
     let client = RegistryClient::new(config)?;
     let engine = CopyEngine::new(
@@ -179,7 +195,10 @@ mod tests {
             command_line_credential("dest-creds", args.dest_creds.as_ref().unwrap()).unwrap();
         assert_eq!(dest.username, "AWS");
         assert_eq!(dest.password.expose(), "dst:secret");
-        assert_eq!(args.insecure_registries, ["registry.lan:5000", "other.lan"]);
+        assert_eq!(
+            args.access.insecure_registries,
+            ["registry.lan:5000", "other.lan"]
+        );
         assert!(args.quiet);
         let shown = format!("{args:?}");
         assert!(

@@ -9,6 +9,7 @@ mod exit;
 mod plan;
 mod progress;
 mod pull;
+mod scan;
 mod table;
 
 /// Gets container images ready for AWS HealthOmics workflows.
@@ -40,6 +41,8 @@ enum Command {
     Pull(pull::PullArgs),
     /// Show what `pull` would do for a manifest, without touching any network.
     Plan(plan::PlanArgs),
+    /// Find the container images a workflow (Nextflow, WDL, CWL) uses and write the pull manifest.
+    Scan(scan::ScanArgs),
     /// Copy one image between registries, byte for byte (digests preserved, multi-arch kept).
     Copy(copy::CopyArgs),
 }
@@ -52,6 +55,7 @@ async fn main() -> ExitCode {
         Command::Pull(args) => pull::run(args).await,
         Command::Plan(args) => plan::run(args),
         Command::Copy(args) => copy::run(args).await,
+        Command::Scan(args) => scan::run(args),
     };
     exit::report(result)
 }

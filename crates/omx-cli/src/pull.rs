@@ -14,7 +14,7 @@ use omx_registry::{
     DockerConfigCredentials, Platform, RegistryClient, Secret, StaticCredentials,
 };
 
-use crate::copy::{command_line_credential, parse_secret};
+use crate::copy::{command_line_credential, parse_secret, RegistryAccessArgs};
 use crate::exit::{Outcome, UnusableInput};
 use crate::plan::{Format, PullManifestArgs};
 use crate::progress::{Mode, TerminalProgress};
@@ -75,13 +75,8 @@ pub struct PullArgs {
     #[arg(long, value_name = "USER:PASSWORD", value_parser = parse_secret)]
     pub dest_creds: Option<Secret>,
 
-    /// A registry host that may be reached over plain HTTP; repeatable. Loopback always may.
-    #[arg(long = "insecure-registry", value_name = "HOST")]
-    pub insecure_registries: Vec<String>,
-
-    /// A PEM file of extra CA certificates to trust; repeatable.
-    #[arg(long = "ca-cert", value_name = "FILE")]
-    pub ca_certs: Vec<PathBuf>,
+    #[command(flatten)]
+    pub access: RegistryAccessArgs,
 
     /// No progress output.
     #[arg(short, long)]
@@ -166,9 +161,7 @@ fn client_config(args: &PullArgs, target: &ResolvedTarget) -> anyhow::Result<Cli
     providers.push(Arc::new(DockerConfigCredentials::from_environment()?));
     Ok(ClientConfig {
         credentials: Arc::new(ChainCredentials::new(providers)),
-        insecure_registries: args.insecure_registries.clone(),
-        ca_certificates: args.ca_certs.clone(),
-        ..ClientConfig::default()
+        ..args.access.client_config()
     })
 }
 

@@ -139,12 +139,7 @@ impl Puller {
         image: &PlannedImage,
         progress: &dyn ProgressSink,
     ) -> Result<Done, PullError> {
-        let api_target = Reference::new(
-            &self.target.api_host,
-            &image.target_repository,
-            image.target_tag.as_deref(),
-            image.source.digest().cloned(),
-        )?;
+        let api_target = self.target.api_reference(image)?;
         match (&self.target.ecr, image.method) {
             (Some(ecr), Method::PullThroughCache) => {
                 self.prime_through_cache(ecr, image, &api_target).await

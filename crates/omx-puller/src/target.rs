@@ -2,7 +2,8 @@
 //! API is reached on, and ECR's control plane when the target is ECR.
 
 use omx_aws::{AwsContext, AwsError, Ecr};
-use omx_core::plan::TargetRegistry;
+use omx_core::plan::{PlannedImage, TargetRegistry};
+use omx_core::{Reference, ReferenceError};
 
 /// How to reach AWS when the target is ECR.
 #[derive(Debug, Clone, Default)]
@@ -95,6 +96,17 @@ impl ResolvedTarget {
             api_host,
             ecr: Some(context.ecr()),
         })
+    }
+
+    /// Where registry API calls for `image`'s target go: its private repository, tag and digest on
+    /// [`ResolvedTarget::api_host`].
+    pub fn api_reference(&self, image: &PlannedImage) -> Result<Reference, ReferenceError> {
+        Reference::new(
+            &self.api_host,
+            &image.target_repository,
+            image.target_tag.as_deref(),
+            image.source.digest().cloned(),
+        )
     }
 
     /// The hosts an ECR token must be offered to.

@@ -1,0 +1,99 @@
+//! Runs the built `omx-ecr-helper scan` on the fixture workflows of omx-workflow.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../omx-workflow/tests/fixtures")
+}
+
+fn omx(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_omx-ecr-helper"))
+        .args(args)
+        .current_dir(fixtures())
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("the binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn writes_the_pull_manifest_and_exits_1_with_warnings_on_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("container_image_manifest.json");
+    let output = omx(&["scan", "nextflow", "--output", manifest.to_str().unwrap()]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(text(&output.stdout), "");
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    assert_eq!(
+        written,
+        serde_json::json!({"manifest": [
+            "community.wave.seqera.io/library/fastqc:0.12.1--af7a5314d5015c29",
+            "ghcr.io/example/index-tools:2.1",
+            "nvcr.io/nvidia/clara/clara-parabricks:4.2.0-1",
+            "quay.io/biocontainers/biocontainers:v1.2.0_cv1",
+            "quay.io/biocontainers/foo:1.0--0",
+            "quay.io/biocontainers/samtools:1.17--h00cdaf9_0",
+            "quay.io/staphb/bwa:0.7.17"
+        ]})
+    );
+    assert!(
+        stderr.contains("warning: nextflow/modules/local/custom/main.nf:4: "),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("warning: nextflow/conf/modules.config:7: "),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn wdl_inputs_resolve_everything_and_exit_0() {
+    let output = omx(&[
+        "scan",
+        "wdl",
+        "--inputs",
+        "wdl/inputs.json",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["manifest"].as_array().unwrap().len(), 6);
+    assert_eq!(json["warnings"], serde_json::json!([]));
+    assert_eq!(
+        json["images"][0],
+        serde_json::json!({"image": "biocontainers/bwa:v0.7.17_cv1", "locations": ["wdl/inputs.json:3"]})
+    );
+}
+
+#[test]
+fn table_names_where_each_image_is_written() {
+    let output = omx(&["scan", "cwl", "--format", "table"]);
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    assert!(
+        stdout.contains("debian:stable-slim                               cwl/count-lines.json:8"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("warning: cwl/pipeline.cwl:16: "),
+        "{stdout}"
+    );
+    assert!(stdout.ends_with("3 images found, 1 warning\n"), "{stdout}");
+}
+
+#[test]
+fn unusable_paths_and_inputs_exit_2() {
+    let missing = omx(&["scan", "no/such/workflow"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(text(&missing.stderr).contains("no/such/workflow does not exist"));
+    let bad_inputs = omx(&["scan", "wdl", "--inputs", "cwl/sort.cwl"]);
+    assert_eq!(bad_inputs.status.code(), Some(2));
+    assert!(text(&bad_inputs.stderr).contains("the inputs file is not valid JSON"));
+}

@@ -1,0 +1,316 @@
+//! The Lambda functions of the serverless stack, as plain async handlers.
+//!
+//! Each binary in `src/bin` is a thin `lambda_runtime` wrapper around one handler here, so the
+//! handlers run in-process in tests against moto and a local registry, and the Step Functions
+//! payloads are the types below.
+//!
+//! - `omx-pull-image`: a task of the `omx-container-puller` state machine's Map; pulls one image with
+//!   the same puller as the CLI, or answers `too_large` so the state machine hands the image to
+//!   CodeBuild (a Lambda stops after 15 minutes).
+//! - `omx-apply-policy`: the EventBridge target for ECR `CreateRepository` events; merges the
+//!   HealthOmics statement into the new repository's policy.
+
+use std::sync::Arc;
+
+use omx_aws::{AwsContext, PolicyChange};
+use omx_core::manifest::PullEntry;
+use omx_core::namespace::{Method, NamespaceTable};
+use omx_core::plan::{plan_pull, PlannedImage, TargetRegistry};
+use omx_core::report::ImageStatus;
+use omx_core::Digest;
+use omx_puller::{EcrCredentials, PullOptions, Puller, ResolvedTarget, TargetOptions};
+use omx_registry::{
+    ChainCredentials, ClientConfig, CopyEngine, CopyOptions, ManifestKind, ManifestRef, NoProgress,
+    RegistryClient, Repository,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Images whose blobs add up to more than this are handed to CodeBuild by default: at the
+/// throughput a Lambda gets from public registries, larger copies risk the 15-minute limit.
+pub const DEFAULT_MAX_LAMBDA_BYTES: u64 = 8 * 1024 * 1024 * 1024;
+
+/// The input of `omx-pull-image`: one entry of the puller's manifest.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PullImageRequest {
+    /// The image reference as written in the manifest.
+    pub image: String,
+    /// Namespace rules (the `--namespaces` file's content) to apply on top of the built-in ones.
+    #[serde(default)]
+    pub namespaces: Option<Value>,
+}
+
+/// The output of `omx-pull-image`, one element of the execution's output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullImageResponse {
+    pub image: String,
+    pub status: ImageStatus,
+    pub target: Option<String>,
+    pub digest: Option<Digest>,
+    pub message: String,
+    /// True when the image was left for the CodeBuild fallback.
+    pub too_large: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    #[error("{0}")]
+    Setup(String),
+    #[error("the event has no repository name: {0}")]
+    NoRepository(String),
+    #[error(transparent)]
+    Aws(#[from] omx_aws::AwsError),
+}
+
+/// Pulls single images into the account's ECR registry.
+pub struct PullImageHandler {
+    target: ResolvedTarget,
+    /// Shared by invocations of a warm Lambda: connections and tokens are reused.
+    client: RegistryClient,
+    max_lambda_bytes: u64,
+}
+
+impl PullImageHandler {
+    /// A handler for the ECR registry of `context` (its region, and `account` or STS's answer).
+    pub async fn new(
+        context: AwsContext,
+        account: Option<String>,
+        options: TargetOptions,
+        max_lambda_bytes: u64,
+    ) -> Result<PullImageHandler, HandlerError> {
+        let target = ResolvedTarget::for_ecr(context, account, None, &options)
+            .await
+            .map_err(|e| HandlerError::Setup(e.to_string()))?;
+        let ecr = target
+            .ecr
+            .clone()
+            .expect("an ECR target has a control plane");
+        let credentials =
+            ChainCredentials::new(vec![Arc::new(EcrCredentials::new(ecr, target.ecr_hosts()))]);
+        let client = RegistryClient::new(ClientConfig {
+            credentials: Arc::new(credentials),
+            ..ClientConfig::default()
+        })
+        .map_err(|e| HandlerError::Setup(e.to_string()))?;
+        Ok(PullImageHandler {
+            target,
+            client,
+            max_lambda_bytes,
+        })
+    }
+
+    /// The configuration the stack gives its Lambdas: `OMX_REGION`, `OMX_ACCOUNT`, optionally
+    /// `OMX_ECR_REGISTRY_ENDPOINT` and `OMX_MAX_LAMBDA_BYTES`.
+    pub async fn from_env() -> Result<PullImageHandler, HandlerError> {
+        let region = std::env::var("OMX_REGION").ok();
+        let account = std::env::var("OMX_ACCOUNT").ok();
+        let max = match std::env::var("OMX_MAX_LAMBDA_BYTES") {
+            Ok(text) => text.parse().map_err(|_| {
+                HandlerError::Setup(format!("OMX_MAX_LAMBDA_BYTES={text:?} is not a number"))
+            })?,
+            Err(_) => DEFAULT_MAX_LAMBDA_BYTES,
+        };
+        let context = AwsContext::load(region, None).await?;
+        let options = TargetOptions {
+            ecr_registry_endpoint: std::env::var("OMX_ECR_REGISTRY_ENDPOINT").ok(),
+            ..TargetOptions::default()
+        };
+        PullImageHandler::new(context, account, options, max).await
+    }
+
+    /// Pulls one image; every failure is a `FAILED` response, never an error of the Lambda (the
+    /// state machine collects them all and fails the execution at the end).
+    pub async fn handle(&self, request: PullImageRequest) -> PullImageResponse {
+        let failed = |message: String, target: Option<String>| PullImageResponse {
+            image: request.image.clone(),
+            status: ImageStatus::Failed,
+            target,
+            digest: None,
+            message,
+            too_large: false,
+        };
+        let image = match self.plan(&request) {
+            Ok(image) => image,
+            Err(message) => return failed(message, None),
+        };
+        match self.too_large(&image).await {
+            Ok(Some(bytes)) => {
+                return PullImageResponse {
+                    image: request.image.clone(),
+                    status: ImageStatus::Planned,
+                    target: Some(image.target.clone()),
+                    digest: None,
+                    message: format!(
+                        "{bytes} bytes is more than this Lambda copies ({}): handed to CodeBuild",
+                        self.max_lambda_bytes
+                    ),
+                    too_large: true,
+                }
+            }
+            Ok(None) => {}
+            Err(error) => {
+                let message = format!("cannot size {}: {error}", image.source);
+                return failed(message, Some(image.target.clone()));
+            }
+        }
+        let puller = Puller::new(
+            CopyEngine::new(self.client.clone(), CopyOptions::default()),
+            self.target.clone(),
+            PullOptions::default(),
+        );
+        let report = puller.pull_image(&image, &NoProgress).await;
+        PullImageResponse {
+            image: request.image,
+            status: report.status,
+            target: Some(report.target),
+            digest: report.digest,
+            message: report.message,
+            too_large: false,
+        }
+    }
+
+    fn plan(&self, request: &PullImageRequest) -> Result<PlannedImage, String> {
+        let mut table = NamespaceTable::builtin();
+        if let Some(rules) = &request.namespaces {
+            table = table
+                .with_user_rules(&rules.to_string())
+                .map_err(|e| e.to_string())?;
+        }
+        let entry = PullEntry {
+            index: 0,
+            input: request.image.clone(),
+        };
+        let registry: &TargetRegistry = &self.target.registry;
+        let mut plan = plan_pull(&[entry], &table, registry);
+        match plan.errors.pop() {
+            Some(error) => Err(error.error),
+            None => Ok(plan.images.remove(0)),
+        }
+    }
+
+    /// The image's total size when it must go to CodeBuild: a copy that is not yet done and whose
+    /// blobs add up to more than the limit. A missing source is left to the puller to report.
+    async fn too_large(&self, image: &PlannedImage) -> Result<Option<u64>, String> {
+        self.size_if_too_large(image)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn size_if_too_large(
+        &self,
+        image: &PlannedImage,
+    ) -> Result<Option<u64>, Box<dyn std::error::Error>> {
+        if image.method != Method::Copy {
+            return Ok(None);
+        }
+        let client = &self.client;
+        let target = self.target.api_reference(image)?;
+        if client.head_manifest(&target).await?.is_some() {
+            return Ok(None);
+        }
+        let manifest = match client.get_manifest(&image.source).await {
+            Ok(manifest) => manifest,
+            Err(error) if error.is_not_found() => return Ok(None),
+            Err(error) => return Err(error.into()),
+        };
+        let total = match &manifest.kind {
+            ManifestKind::Image(single) => single.blobs().iter().map(|b| b.size).sum(),
+            ManifestKind::Index(index) => {
+                let repository = Repository::of(&image.source);
+                let mut total = 0;
+                for child in &index.manifests {
+                    let child = client
+                        .get_manifest_in(&repository, ManifestRef::Digest(&child.digest))
+                        .await?;
+                    if let ManifestKind::Image(single) = &child.kind {
+                        total += single.blobs().iter().map(|b| b.size).sum::<u64>();
+                    }
+                }
+                total
+            }
+        };
+        Ok((total > self.max_lambda_bytes).then_some(total))
+    }
+}
+
+/// The output of `omx-apply-policy`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplyPolicyResponse {
+    pub repository: String,
+    /// `updated` when the policy was written, `unchanged` when it already let omics pull.
+    pub policy: String,
+}
+
+/// The repository an ECR `CreateRepository` event is about: CloudTrail API calls carry it in
+/// `requestParameters`, pull-through-cache service events in `responseElements` (or both).
+pub fn repository_of_event(event: &Value) -> Result<String, HandlerError> {
+    let detail = &event["detail"];
+    [
+        &detail["requestParameters"]["repositoryName"],
+        &detail["responseElements"]["repository"]["repositoryName"],
+    ]
+    .into_iter()
+    .find_map(|value| value.as_str().filter(|name| !name.is_empty()))
+    .map(str::to_string)
+    .ok_or_else(|| HandlerError::NoRepository(truncated(&event.to_string())))
+}
+
+/// Merges the HealthOmics statement into the policy of the repository an event names.
+pub async fn apply_policy(
+    context: &AwsContext,
+    event: &Value,
+) -> Result<ApplyPolicyResponse, HandlerError> {
+    let repository = repository_of_event(event)?;
+    let change = context.ecr().ensure_omics_policy(&repository).await?;
+    Ok(ApplyPolicyResponse {
+        repository,
+        policy: match change {
+            PolicyChange::Unchanged => "unchanged",
+            PolicyChange::Updated(_) => "updated",
+        }
+        .to_string(),
+    })
+}
+
+fn truncated(text: &str) -> String {
+    const LIMIT: usize = 300;
+    match text.char_indices().nth(LIMIT) {
+        Some((cut, _)) => format!("{}...", &text[..cut]),
+        None => text.to_string(),
+    }
+}
+
+/// JSON logs to CloudWatch, at the level `RUST_LOG` asks for.
+pub fn init_lambda_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .without_time()
+        .with_target(false)
+        .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn repository_names_come_from_api_calls_and_service_events() {
+        let api_call = json!({"detail-type": "AWS API Call via CloudTrail",
+            "detail": {"eventName": "CreateRepository",
+                       "requestParameters": {"repositoryName": "dockerhub/ubuntu"}}});
+        assert_eq!(repository_of_event(&api_call).unwrap(), "dockerhub/ubuntu");
+        let service_event = json!({"detail-type": "AWS Service Event via CloudTrail",
+            "detail": {"eventName": "CreateRepository", "eventType": "AwsServiceEvent",
+                       "responseElements": {"repository": {"repositoryName": "quay/biocontainers/x"}}}});
+        assert_eq!(
+            repository_of_event(&service_event).unwrap(),
+            "quay/biocontainers/x"
+        );
+        let err = repository_of_event(&json!({"detail": {}})).unwrap_err();
+        assert!(err.to_string().contains("no repository name"), "{err}");
+    }
+}

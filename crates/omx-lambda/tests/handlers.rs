@@ -1,0 +1,184 @@
+//! The Lambda handlers in-process, fed the payloads Step Functions and EventBridge send, with a
+//! real moto server (ECR control plane) and real `docker-registry` instances behind them: the
+//! ECR-standing registry's htpasswd holds moto's token, so the login flow is the real one.
+
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_ecr::config::Credentials;
+use omx_aws::AwsContext;
+use omx_core::policy::omics_grants;
+use omx_core::report::ImageStatus;
+use omx_lambda::{apply_policy, PullImageHandler, PullImageRequest, DEFAULT_MAX_LAMBDA_BYTES};
+use omx_puller::TargetOptions;
+use omx_testenv::{
+    moto_ecr_password, Format, ImageFixture, LayerSpec, Moto, Registry, MOTO_ACCOUNT_ID,
+};
+use serde_json::json;
+
+async fn context(moto: &Moto) -> AwsContext {
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(moto.endpoint())
+        .credentials_provider(Credentials::new(
+            "AKIAIOSFODNN7EXAMPLE",
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            None,
+            None,
+            "omx-lambda tests",
+        ))
+        .load()
+        .await;
+    AwsContext::from_config(config).unwrap()
+}
+
+async fn handler(moto: &Moto, ecr_registry: &Registry, max_bytes: u64) -> PullImageHandler {
+    PullImageHandler::new(
+        context(moto).await,
+        Some(MOTO_ACCOUNT_ID.to_string()),
+        TargetOptions {
+            ecr_registry_endpoint: Some(ecr_registry.host()),
+            ..TargetOptions::default()
+        },
+        max_bytes,
+    )
+    .await
+    .unwrap()
+}
+
+fn request(payload: serde_json::Value) -> PullImageRequest {
+    serde_json::from_value(payload).expect("the state machine's payload deserializes")
+}
+
+async fn repositories(context: &AwsContext) -> Vec<String> {
+    let listed = aws_sdk_ecr::Client::new(context.sdk_config())
+        .describe_repositories()
+        .send()
+        .await
+        .unwrap();
+    listed
+        .repositories()
+        .iter()
+        .filter_map(|r| r.repository_name().map(str::to_string))
+        .collect()
+}
+
+#[tokio::test]
+async fn pull_image_copies_then_skips_and_reports_failures_as_items() {
+    let (Some(moto), Some(source)) = (Moto::try_start(), Registry::try_start()) else {
+        return;
+    };
+    let ecr_registry = Registry::builder()
+        .basic_auth("AWS", moto_ecr_password(MOTO_ACCOUNT_ID))
+        .start();
+    let digest = ImageFixture::single(&LayerSpec::distinct(31, 2, 50_000), Format::Oci)
+        .push(&source, "team/tool:1");
+    let handler = handler(&moto, &ecr_registry, DEFAULT_MAX_LAMBDA_BYTES).await;
+    let image = format!("{}/team/tool:1", source.host());
+
+    let first = handler.handle(request(json!({"image": image}))).await;
+    assert_eq!(first.status, ImageStatus::Succeeded, "{first:?}");
+    assert_eq!(first.digest.as_ref().unwrap().to_string(), digest);
+    assert!(!first.too_large);
+    let repository = format!("127.0.0.1-{}/team/tool", source.port());
+    assert_eq!(
+        first.target.as_deref(),
+        Some(format!("123456789012.dkr.ecr.us-east-1.amazonaws.com/{repository}:1").as_str())
+    );
+    let context = context(&moto).await;
+    let policy = context
+        .ecr()
+        .repository_policy(&repository)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(omics_grants(&policy));
+
+    let second = handler.handle(request(json!({"image": image}))).await;
+    assert_eq!(second.status, ImageStatus::Skipped, "{second:?}");
+
+    let missing = handler
+        .handle(request(
+            json!({"image": format!("{}/team/none:1", source.host())}),
+        ))
+        .await;
+    assert_eq!(missing.status, ImageStatus::Failed);
+    assert!(missing.message.contains("does not exist"), "{missing:?}");
+
+    let invalid = handler.handle(request(json!({"image": "Not/Valid"}))).await;
+    assert_eq!(invalid.status, ImageStatus::Failed);
+    assert!(invalid.message.contains("lowercase"), "{invalid:?}");
+
+    // The output is what the state machine reads: upper-case statuses and a too_large flag.
+    let output = serde_json::to_value(&first).unwrap();
+    assert_eq!(output["status"], "SUCCEEDED");
+    assert_eq!(output["too_large"], false);
+}
+
+#[tokio::test]
+async fn images_over_the_lambda_limit_are_handed_to_codebuild_untouched() {
+    let (Some(moto), Some(source)) = (Moto::try_start(), Registry::try_start()) else {
+        return;
+    };
+    let ecr_registry = Registry::builder()
+        .basic_auth("AWS", moto_ecr_password(MOTO_ACCOUNT_ID))
+        .start();
+    ImageFixture::index(
+        &[("linux", "amd64"), ("linux", "arm64")],
+        &LayerSpec::distinct(41, 1, 40_000),
+        Format::DockerV2,
+    )
+    .push(&source, "team/big:1");
+    let handler = handler(&moto, &ecr_registry, 20_000).await;
+
+    let response = handler
+        .handle(request(
+            json!({"image": format!("{}/team/big:1", source.host())}),
+        ))
+        .await;
+    assert!(response.too_large, "{response:?}");
+    assert_eq!(response.status, ImageStatus::Planned);
+    assert!(response.message.contains("CodeBuild"), "{response:?}");
+    assert!(repositories(&context(&moto).await).await.is_empty());
+}
+
+#[test]
+fn unknown_payload_fields_are_refused() {
+    let refused = serde_json::from_value::<PullImageRequest>(json!({"image": "x", "tag": "1"}));
+    assert!(refused.is_err());
+}
+
+#[tokio::test]
+async fn apply_policy_merges_the_omics_grant_for_create_repository_events() {
+    let Some(moto) = Moto::try_start() else {
+        return;
+    };
+    let context = context(&moto).await;
+    aws_sdk_ecr::Client::new(context.sdk_config())
+        .create_repository()
+        .repository_name("quay/biocontainers/tool")
+        .send()
+        .await
+        .unwrap();
+    // As ECR's pull-through cache reports the repository it created.
+    let event = json!({
+        "version": "0", "source": "aws.ecr", "detail-type": "AWS Service Event via CloudTrail",
+        "detail": {"eventSource": "ecr.amazonaws.com", "eventName": "CreateRepository",
+                   "eventType": "AwsServiceEvent",
+                   "responseElements": {"repository": {"repositoryName": "quay/biocontainers/tool"}}}
+    });
+    let first = apply_policy(&context, &event).await.unwrap();
+    assert_eq!(first.policy, "updated");
+    let policy = context
+        .ecr()
+        .repository_policy("quay/biocontainers/tool")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(omics_grants(&policy));
+    let again = apply_policy(&context, &event).await.unwrap();
+    assert_eq!(again.policy, "unchanged");
+
+    let missing = json!({"detail": {"eventName": "CreateRepository",
+        "requestParameters": {"repositoryName": "gone/repo"}}});
+    let err = apply_policy(&context, &missing).await.unwrap_err();
+    assert!(err.to_string().contains("gone/repo"), "{err}");
+}
