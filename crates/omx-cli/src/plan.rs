@@ -15,7 +15,12 @@ use crate::table;
 #[derive(Args, Debug, Clone)]
 pub struct PullManifestArgs {
     /// The pull manifest: {"manifest": ["ubuntu:20.04", "quay.io/biocontainers/bcftools:1.16--hfe4b78e_1", ...]}
-    pub manifest: PathBuf,
+    #[arg(required_unless_present = "single")]
+    pub manifest: Option<PathBuf>,
+
+    /// One image instead of a manifest (what the serverless stack's CodeBuild fallback runs).
+    #[arg(long, value_name = "IMAGE", conflicts_with = "manifest")]
+    pub single: Option<String>,
 
     /// Where images go: `ecr` (the account and region of the AWS credential chain),
     /// `ecr://ACCOUNT/REGION`, or the host[:port] of any OCI registry.
@@ -44,9 +49,18 @@ impl PullManifestArgs {
     /// Reads and plans the manifest against `registry`.
     pub fn plan(&self, registry: &TargetRegistry) -> anyhow::Result<PullPlan> {
         let table = self.namespace_table()?;
-        let text = read_input_file(&self.manifest)?;
-        let entries = parse_pull_manifest(&text)
-            .map_err(|e| UnusableInput(format!("{}: {e}", self.manifest.display())))?;
+        let entries = match (&self.single, &self.manifest) {
+            (Some(image), _) => {
+                parse_pull_manifest(&serde_json::json!({"manifest": [image]}).to_string())
+                    .map_err(|e| UnusableInput(format!("--single: {e}")))?
+            }
+            (None, Some(path)) => {
+                let text = read_input_file(path)?;
+                parse_pull_manifest(&text)
+                    .map_err(|e| UnusableInput(format!("{}: {e}", path.display())))?
+            }
+            (None, None) => unreachable!("clap requires a manifest or --single"),
+        };
         let mut plan = plan_pull(&entries.entries, &table, registry);
         plan.errors.extend(entries.errors);
         plan.errors.sort_by_key(|e| e.index);

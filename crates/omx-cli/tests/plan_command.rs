@@ -99,3 +99,27 @@ fn invalid_entries_exit_1_and_unusable_files_exit_2() {
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read"));
 }
+
+#[test]
+fn a_single_image_plans_without_a_manifest_file() {
+    let output = omx(&[
+        "plan",
+        "--single",
+        "quay/biocontainers/bcftools:1.16--hfe4b78e_1",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(output.status.code(), Some(0));
+    let plan: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        plan["images"][0]["source"],
+        "quay.io/biocontainers/bcftools:1.16--hfe4b78e_1"
+    );
+    assert_eq!(
+        plan["images"][0]["target_repository"],
+        "quay/biocontainers/bcftools"
+    );
+
+    let both = omx(&["plan", "m.json", "--single", "ubuntu:20.04"]);
+    assert_eq!(both.status.code(), Some(2));
+}
