@@ -14,6 +14,7 @@ pub mod reference;
 pub mod registry_map;
 pub mod report;
 pub mod secret;
+pub mod workflow_map;
 
 pub use digest::Digest;
 pub use reference::{Reference, ReferenceError};
