@@ -16,6 +16,7 @@ mod ecr;
 mod error;
 mod pull_through;
 mod s3;
+mod step_functions;
 mod token;
 
 pub use codebuild::{BuildInfo, BuildStatus, CodeBuild, StartBuildRequest};
@@ -23,8 +24,11 @@ pub use context::AwsContext;
 pub use ecr::{registry_host, Ecr, RepositoryState};
 pub use error::AwsError;
 pub use omx_core::policy::PolicyChange;
-pub use pull_through::{PullThroughCacheRule, RuleState, TemplateState};
+pub use pull_through::{
+    CreationTemplate, PullThroughCacheRule, RuleState, TemplateScenario, TemplateState,
+};
 pub use s3::{ObjectReader, S3Object, S3};
+pub use step_functions::{Execution, ExecutionStatus, StepFunctions};
 pub use token::{EcrToken, Secret, TOKEN_REFRESH_MARGIN};
 
 /// The SDK configuration type, for callers that build one themselves (tests, emulators).

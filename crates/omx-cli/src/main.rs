@@ -10,6 +10,7 @@ mod plan;
 mod progress;
 mod pull;
 mod scan;
+mod submit;
 mod table;
 
 /// Gets container images ready for AWS HealthOmics workflows.
@@ -39,6 +40,8 @@ struct Cli {
 enum Command {
     /// Bring every image of a pull manifest into ECR (or any OCI registry).
     Pull(pull::PullArgs),
+    /// Run a manifest on the deployed serverless stack (Step Functions) and follow it.
+    Submit(submit::SubmitArgs),
     /// Show what `pull` would do for a manifest, without touching any network.
     Plan(plan::PlanArgs),
     /// Find the container images a workflow (Nextflow, WDL, CWL) uses and write the pull manifest.
@@ -54,6 +57,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Pull(args) => pull::run(args).await,
         Command::Plan(args) => plan::run(args),
+        Command::Submit(args) => submit::run(args).await,
         Command::Copy(args) => copy::run(args).await,
         Command::Scan(args) => scan::run(args),
     };

@@ -195,7 +195,7 @@ fn status_line(report: &ImageReport) -> String {
     )
 }
 
-fn render_report(report: &RunReport) -> String {
+pub(crate) fn render_report(report: &RunReport) -> String {
     let rows: Vec<Vec<String>> = report
         .images
         .iter()

@@ -1,0 +1,92 @@
+//! Step Functions: starting and following executions of the deployed state machines.
+
+use aws_config::SdkConfig;
+use aws_sdk_sfn::types::ExecutionStatus as SdkStatus;
+
+use crate::error::AwsError;
+
+/// The Step Functions client of one region.
+#[derive(Debug, Clone)]
+pub struct StepFunctions {
+    client: aws_sdk_sfn::Client,
+}
+
+/// Where an execution stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecutionStatus {
+    Running,
+    Succeeded,
+    Failed,
+    TimedOut,
+    Aborted,
+}
+
+/// An execution as last described.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Execution {
+    pub arn: String,
+    pub status: ExecutionStatus,
+    /// The execution's output (JSON), once it succeeded.
+    pub output: Option<String>,
+    /// The error and cause of a failed execution.
+    pub error: Option<String>,
+    pub cause: Option<String>,
+}
+
+impl StepFunctions {
+    pub fn new(config: &SdkConfig) -> StepFunctions {
+        StepFunctions {
+            client: aws_sdk_sfn::Client::new(config),
+        }
+    }
+
+    /// The ARN of the state machine called `name` in this region, if there is one.
+    pub async fn state_machine_arn(&self, name: &str) -> Result<Option<String>, AwsError> {
+        let mut pages = self.client.list_state_machines().into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page =
+                page.map_err(|error| AwsError::from_sdk("ListStateMachines", name, error))?;
+            if let Some(found) = page.state_machines().iter().find(|m| m.name() == name) {
+                return Ok(Some(found.state_machine_arn().to_string()));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Starts an execution of `state_machine_arn` with `input` (JSON); returns the execution ARN.
+    pub async fn start(&self, state_machine_arn: &str, input: &str) -> Result<String, AwsError> {
+        let started = self
+            .client
+            .start_execution()
+            .state_machine_arn(state_machine_arn)
+            .input(input)
+            .send()
+            .await
+            .map_err(|error| AwsError::from_sdk("StartExecution", state_machine_arn, error))?;
+        Ok(started.execution_arn().to_string())
+    }
+
+    pub async fn describe(&self, execution_arn: &str) -> Result<Execution, AwsError> {
+        let described = self
+            .client
+            .describe_execution()
+            .execution_arn(execution_arn)
+            .send()
+            .await
+            .map_err(|error| AwsError::from_sdk("DescribeExecution", execution_arn, error))?;
+        let status = match described.status() {
+            SdkStatus::Running | SdkStatus::PendingRedrive => ExecutionStatus::Running,
+            SdkStatus::Succeeded => ExecutionStatus::Succeeded,
+            SdkStatus::TimedOut => ExecutionStatus::TimedOut,
+            SdkStatus::Aborted => ExecutionStatus::Aborted,
+            _ => ExecutionStatus::Failed,
+        };
+        Ok(Execution {
+            arn: execution_arn.to_string(),
+            status,
+            output: described.output().map(str::to_string),
+            error: described.error().map(str::to_string),
+            cause: described.cause().map(str::to_string),
+        })
+    }
+}
