@@ -1,0 +1,131 @@
+//! The registry login a local build engine gets: a private, temporary Docker-format credentials
+//! file (mode 0600, in a 0700 folder, deleted when dropped) instead of passwords on a command line
+//! that ends up in logs and process listings, plus a `registries.conf` for buildah that names the
+//! registries reached over plain HTTP.
+
+use std::fs::OpenOptions;
+use std::io::{self, Write as _};
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use omx_registry::Credential;
+use serde_json::{json, Map, Value};
+use tempfile::TempDir;
+
+/// Credentials and registry settings on disk for one build.
+#[derive(Debug)]
+pub(crate) struct Login {
+    dir: TempDir,
+}
+
+impl Login {
+    /// Writes `config.json` with `credentials` (registry host and its login) and a
+    /// `registries.conf` where `insecure_hosts` may be reached over plain HTTP and short names
+    /// (`FROM ubuntu`) resolve to Docker Hub as Docker resolves them.
+    pub(crate) fn write(
+        credentials: &[(String, Credential)],
+        insecure_hosts: &[String],
+    ) -> io::Result<Login> {
+        let dir = tempfile::Builder::new()
+            .prefix("omx-login-")
+            .permissions(std::fs::Permissions::from_mode(0o700))
+            .tempdir()?;
+        let mut auths = Map::new();
+        for (host, credential) in credentials {
+            let pair = format!("{}:{}", credential.username, credential.password.expose());
+            let auth = base64::engine::general_purpose::STANDARD.encode(pair);
+            auths.insert(host.clone(), json!({ "auth": auth }));
+        }
+        let config = json!({ "auths": Value::Object(auths) });
+        write_private(
+            &dir.path().join("config.json"),
+            config.to_string().as_bytes(),
+        )?;
+        write_private(
+            &dir.path().join("registries.conf"),
+            registries_conf(insecure_hosts).as_bytes(),
+        )?;
+        Ok(Login { dir })
+    }
+
+    /// The credentials file (`--authfile` of buildah).
+    pub(crate) fn auth_file(&self) -> PathBuf {
+        self.dir.path().join("config.json")
+    }
+
+    /// The folder holding `config.json` (`DOCKER_CONFIG` of docker).
+    pub(crate) fn docker_config_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// buildah's registries configuration (`CONTAINERS_REGISTRIES_CONF`).
+    pub(crate) fn registries_conf(&self) -> PathBuf {
+        self.dir.path().join("registries.conf")
+    }
+}
+
+fn write_private(path: &Path, content: &[u8]) -> io::Result<()> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(content)?;
+    file.sync_all()
+}
+
+/// containers-registries.conf(5), version 2.
+fn registries_conf(insecure_hosts: &[String]) -> String {
+    let mut text = String::from(
+        "unqualified-search-registries = [\"docker.io\"]\nshort-name-mode = \"permissive\"\n",
+    );
+    for host in insecure_hosts {
+        // A JSON string is a valid TOML basic string.
+        let quoted = serde_json::to_string(host).expect("a string serializes");
+        text.push_str(&format!(
+            "\n[[registry]]\nlocation = {quoted}\ninsecure = true\n"
+        ));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_are_private_and_gone_after_drop() {
+        let login = Login::write(
+            &[(
+                "127.0.0.1:5000".to_string(),
+                Credential::new("AWS", "pass:word"),
+            )],
+            &["127.0.0.1:5000".to_string()],
+        )
+        .unwrap();
+        let auth_file = login.auth_file();
+        let mode = std::fs::metadata(&auth_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let dir_mode = std::fs::metadata(login.docker_config_dir())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(dir_mode & 0o077, 0);
+        let config: Value = serde_json::from_slice(&std::fs::read(&auth_file).unwrap()).unwrap();
+        // base64("AWS:pass:word")
+        assert_eq!(
+            config,
+            json!({"auths": {"127.0.0.1:5000": {"auth": "QVdTOnBhc3M6d29yZA=="}}})
+        );
+        let conf = std::fs::read_to_string(login.registries_conf()).unwrap();
+        assert!(
+            conf.contains("[[registry]]\nlocation = \"127.0.0.1:5000\"\ninsecure = true"),
+            "{conf}"
+        );
+        assert!(conf.contains("unqualified-search-registries = [\"docker.io\"]"));
+        let dir = login.docker_config_dir().to_path_buf();
+        drop(login);
+        assert!(!dir.exists());
+    }
+}
