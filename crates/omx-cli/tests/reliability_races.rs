@@ -1,0 +1,163 @@
+//! Races: one repository with many tags in one manifest (shared layers, one engine), and two
+//! `pull` processes on the same manifest at once (two engines pushing the same blobs and tags
+//! into the same repository). Both must end correct: exit 0, every image present and identical.
+
+mod reliability_support;
+
+use std::process::{Child, Stdio};
+
+use omx_testenv::{Format, ImageFixture, LayerSpec, Registry};
+use reliability_support::*;
+
+const TAGS: usize = 8;
+
+/// Eight tags of one repository: a shared base layer (as real tags of one tool share theirs)
+/// and a distinct top layer each.
+fn push_tags(source: &Registry) -> Vec<(String, String)> {
+    let base = LayerSpec::new(31, 150_000);
+    (0..TAGS)
+        .map(|index| {
+            let mut layers = vec![base];
+            layers.extend(LayerSpec::distinct(40 + index as u64, 1, 60_000));
+            let format = if index % 2 == 0 {
+                Format::Oci
+            } else {
+                Format::DockerV2
+            };
+            let tag = format!("1.{index}");
+            let digest =
+                ImageFixture::single(&layers, format).push(source, &format!("lab/tool:{tag}"));
+            (tag, digest)
+        })
+        .collect()
+}
+
+fn spawn_pull(
+    home: &std::path::Path,
+    manifest: &std::path::Path,
+    target: &str,
+    jobs: &str,
+) -> Child {
+    omx_command(home)
+        .args([
+            "pull",
+            manifest.to_str().unwrap(),
+            "--registry",
+            target,
+            "--jobs",
+            jobs,
+            "--format",
+            "json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts")
+}
+
+fn assert_every_tag_identical(target: &Registry, repository: &str, tags: &[(String, String)]) {
+    for (tag, digest) in tags {
+        assert_eq!(
+            served_digest(target, repository, tag).as_deref(),
+            Some(digest.as_str()),
+            "{repository}:{tag}"
+        );
+    }
+}
+
+#[test]
+fn many_tags_of_one_repository_in_one_manifest() {
+    let Some(source) = Registry::try_start() else {
+        return;
+    };
+    let target = Registry::start();
+    let home = tempfile::tempdir().unwrap();
+    let tags = push_tags(&source);
+    let entries: Vec<String> = tags
+        .iter()
+        .map(|(tag, _)| format!("{}/lab/tool:{tag}", source.host()))
+        .collect();
+    let manifest = write_manifest(home.path(), "manifest.json", &entries);
+
+    let output = omx(
+        home.path(),
+        &[
+            "pull",
+            manifest.to_str().unwrap(),
+            "--registry",
+            &target.host(),
+            "--jobs",
+            "8",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(exit_code(&output), 0, "{}", all_output(&output));
+    let report = json_report(&output);
+    for (input, status) in statuses(&report) {
+        assert_eq!(status, "SUCCEEDED", "{input}: {report}");
+    }
+    let repository = target_repository(&source.host(), "lab/tool");
+    assert_every_tag_identical(&target, &repository, &tags);
+    // The shared base layer travelled once (plus each tag's config and top layer): the other
+    // tags found it in place.
+    let uploads = target
+        .log()
+        .lines()
+        .filter(|line| line.contains("\"PUT /v2/") && line.contains("/blobs/uploads/"))
+        .count();
+    assert_eq!(uploads, 1 + 2 * TAGS, "{}", target.log());
+}
+
+#[test]
+fn two_pulls_of_one_manifest_at_once_both_end_correct() {
+    let Some(source) = Registry::try_start() else {
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let tags = push_tags(&source);
+    let mut entries: Vec<String> = tags
+        .iter()
+        .map(|(tag, _)| format!("{}/lab/tool:{tag}", source.host()))
+        .collect();
+    // Another repository too, so the two processes also race across repositories.
+    let other = ImageFixture::single(&LayerSpec::distinct(77, 2, 80_000), Format::Oci)
+        .push(&source, "lab/other:2");
+    entries.push(format!("{}/lab/other:2", source.host()));
+    let manifest = write_manifest(home.path(), "manifest.json", &entries);
+
+    // A few rounds, each against a fresh target, with different concurrency on either side, so
+    // the two processes interleave differently.
+    for (round, (jobs_a, jobs_b)) in [("8", "8"), ("1", "8"), ("4", "2")].into_iter().enumerate() {
+        let target = Registry::start();
+        let first = spawn_pull(home.path(), &manifest, &target.host(), jobs_a);
+        let second = spawn_pull(home.path(), &manifest, &target.host(), jobs_b);
+        for child in [first, second] {
+            let output = child.wait_with_output().unwrap();
+            assert_eq!(
+                exit_code(&output),
+                0,
+                "round {round}:\n{}",
+                all_output(&output)
+            );
+            let report = json_report(&output);
+            for (input, status) in statuses(&report) {
+                assert!(
+                    status == "SUCCEEDED" || status == "SKIPPED",
+                    "round {round}: {input} {status}: {report}"
+                );
+            }
+        }
+        let repository = target_repository(&source.host(), "lab/tool");
+        assert_every_tag_identical(&target, &repository, &tags);
+        assert_eq!(
+            served_digest(
+                &target,
+                &target_repository(&source.host(), "lab/other"),
+                "2"
+            ),
+            Some(other.clone()),
+            "round {round}"
+        );
+    }
+}
