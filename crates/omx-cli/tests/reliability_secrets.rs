@@ -1,0 +1,385 @@
+//! Secrets never reach the output, and TLS is verified by default.
+//!
+//! Basic-auth registries with distinctive passwords; the binary runs `copy` and `pull` with
+//! `--src-creds`/`--dest-creds`, with a Docker `config.json`, with wrong passwords, with
+//! `-vv` (trace logging of every crate) and `--format json`; all of stdout and stderr is
+//! searched for each password and for the base64 `user:password` a Basic header carries.
+
+mod reliability_support;
+
+use std::path::Path;
+use std::process::Output;
+
+use omx_testenv::{base64_encode, Format, ImageFixture, LayerSpec, Registry};
+use reliability_support::*;
+use serde_json::json;
+
+const SOURCE_USER: &str = "omx-src";
+const SOURCE_PASSWORD: &str = "S3cr3t-pa55-XYZ";
+const TARGET_USER: &str = "omx-dst";
+const TARGET_PASSWORD: &str = "D3st-pa55-QRS";
+const WRONG_PASSWORD: &str = "Wr0ng-pa55-JKL";
+
+/// Every form in which a credential could leak.
+fn forbidden() -> Vec<String> {
+    let mut forms = Vec::new();
+    for (user, password) in [
+        (SOURCE_USER, SOURCE_PASSWORD),
+        (TARGET_USER, TARGET_PASSWORD),
+        (SOURCE_USER, WRONG_PASSWORD),
+        (TARGET_USER, WRONG_PASSWORD),
+    ] {
+        forms.push(password.to_string());
+        forms.push(base64_encode(format!("{user}:{password}").as_bytes()));
+    }
+    forms.push(base64_encode(SOURCE_PASSWORD.as_bytes()));
+    forms.push(base64_encode(TARGET_PASSWORD.as_bytes()));
+    forms
+}
+
+fn assert_no_secret(case: &str, output: &Output) {
+    let all = all_output(output);
+    for secret in forbidden() {
+        assert!(
+            !all.contains(&secret),
+            "{case}: the output contains {secret:?}:\n{all}"
+        );
+    }
+}
+
+/// A Docker config with `auths` for both registries.
+fn write_docker_config(home: &Path, entries: &[(&Registry, &str, &str)]) {
+    let auths: serde_json::Map<String, serde_json::Value> = entries
+        .iter()
+        .map(|(registry, user, password)| {
+            (
+                registry.host(),
+                json!({ "auth": base64_encode(format!("{user}:{password}").as_bytes()) }),
+            )
+        })
+        .collect();
+    let dir = home.join(".docker");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        json!({ "auths": auths }).to_string(),
+    )
+    .unwrap();
+}
+
+struct Setup {
+    source: Registry,
+    target: Registry,
+    digest: String,
+}
+
+fn setup() -> Option<Setup> {
+    let source = Registry::builder()
+        .basic_auth(SOURCE_USER, SOURCE_PASSWORD)
+        .try_start()?;
+    let target = Registry::builder()
+        .basic_auth(TARGET_USER, TARGET_PASSWORD)
+        .start();
+    let digest = ImageFixture::single(&LayerSpec::distinct(61, 2, 30_000), Format::Oci)
+        .push(&source, "team/secret:1");
+    Some(Setup {
+        source,
+        target,
+        digest,
+    })
+}
+
+fn src_creds() -> String {
+    format!("{SOURCE_USER}:{SOURCE_PASSWORD}")
+}
+
+fn dest_creds() -> String {
+    format!("{TARGET_USER}:{TARGET_PASSWORD}")
+}
+
+#[test]
+fn copy_with_credentials_on_the_command_line_or_in_docker_config_shows_none() {
+    let Some(setup) = setup() else {
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let source_image = format!("{}/team/secret:1", setup.source.host());
+
+    // Command-line credentials, trace logging.
+    let output = omx(
+        home.path(),
+        &[
+            "copy",
+            "-vv",
+            &source_image,
+            &format!("{}/flags/secret:1", setup.target.host()),
+            "--src-creds",
+            &src_creds(),
+            "--dest-creds",
+            &dest_creds(),
+        ],
+    );
+    assert_eq!(exit_code(&output), 0, "{}", all_output(&output));
+    assert_eq!(text(&output.stdout).trim(), setup.digest);
+    assert!(
+        text(&output.stderr).contains("TRACE") || text(&output.stderr).contains("DEBUG"),
+        "-vv logs: {}",
+        text(&output.stderr)
+    );
+    assert_no_secret("copy --src-creds --dest-creds -vv", &output);
+
+    // The same through a Docker config.json.
+    write_docker_config(
+        home.path(),
+        &[
+            (&setup.source, SOURCE_USER, SOURCE_PASSWORD),
+            (&setup.target, TARGET_USER, TARGET_PASSWORD),
+        ],
+    );
+    let output = omx(
+        home.path(),
+        &[
+            "copy",
+            "-vv",
+            &source_image,
+            &format!("{}/config/secret:1", setup.target.host()),
+        ],
+    );
+    assert_eq!(exit_code(&output), 0, "{}", all_output(&output));
+    assert_no_secret("copy with config.json -vv", &output);
+    assert_eq!(
+        served_digest_with_auth(&setup.target, "config/secret", "1"),
+        Some(setup.digest.clone())
+    );
+}
+
+#[test]
+fn wrong_credentials_fail_clearly_without_showing_any() {
+    let Some(setup) = setup() else {
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let source_image = format!("{}/team/secret:1", setup.source.host());
+    let target_image = format!("{}/wrong/secret:1", setup.target.host());
+
+    let output = omx(
+        home.path(),
+        &[
+            "copy",
+            "-vv",
+            &source_image,
+            &target_image,
+            "--src-creds",
+            &format!("{SOURCE_USER}:{WRONG_PASSWORD}"),
+            "--dest-creds",
+            &dest_creds(),
+        ],
+    );
+    assert_eq!(exit_code(&output), 1, "{}", all_output(&output));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("team/secret:1") && stderr.contains(SOURCE_USER),
+        "the error names the image and the user whose credentials were refused: {stderr}"
+    );
+    assert_no_secret("copy with a wrong source password", &output);
+
+    // A wrong password in the Docker config, and a wrong --dest-creds.
+    write_docker_config(home.path(), &[(&setup.source, SOURCE_USER, WRONG_PASSWORD)]);
+    let output = omx(
+        home.path(),
+        &[
+            "copy",
+            "-vv",
+            &source_image,
+            &target_image,
+            "--dest-creds",
+            &format!("{TARGET_USER}:{WRONG_PASSWORD}"),
+        ],
+    );
+    assert_eq!(exit_code(&output), 1, "{}", all_output(&output));
+    assert_no_secret(
+        "copy with wrong passwords in config.json and --dest-creds",
+        &output,
+    );
+    assert_eq!(writes_logged(&setup.target), 0, "{}", setup.target.log());
+}
+
+#[test]
+fn pull_with_credentials_and_json_report_shows_none() {
+    let Some(setup) = setup() else {
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    write_docker_config(
+        home.path(),
+        &[(&setup.source, SOURCE_USER, SOURCE_PASSWORD)],
+    );
+    let input = format!("{}/team/secret:1", setup.source.host());
+    let manifest = write_manifest(home.path(), "manifest.json", &[input.clone()]);
+    let pull = |dest_creds: &str| {
+        omx(
+            home.path(),
+            &[
+                "pull",
+                "-vv",
+                manifest.to_str().unwrap(),
+                "--registry",
+                &setup.target.host(),
+                "--dest-creds",
+                dest_creds,
+                "--format",
+                "json",
+            ],
+        )
+    };
+
+    let output = pull(&format!("{TARGET_USER}:{WRONG_PASSWORD}"));
+    assert_eq!(exit_code(&output), 1, "{}", all_output(&output));
+    assert_eq!(
+        statuses(&json_report(&output)),
+        [(input.clone(), "FAILED".to_string())]
+    );
+    assert_no_secret("pull with a wrong --dest-creds", &output);
+
+    let output = pull(&dest_creds());
+    assert_eq!(exit_code(&output), 0, "{}", all_output(&output));
+    let report = json_report(&output);
+    assert_eq!(statuses(&report), [(input, "SUCCEEDED".to_string())]);
+    assert_eq!(report["images"][0]["digest"], setup.digest.as_str());
+    assert_no_secret("pull with --dest-creds and config.json", &output);
+}
+
+fn reference_with_credentials(setup: &Setup) -> String {
+    format!(
+        "{SOURCE_USER}:{SOURCE_PASSWORD}@{}/team/secret:1",
+        setup.source.host()
+    )
+}
+
+#[test]
+#[ignore = "bug: copy's parse_reference (crates/omx-cli/src/copy.rs) quotes the raw SRC/DST text, password included"]
+fn copy_of_a_reference_with_credentials_does_not_repeat_them() {
+    let Some(setup) = setup() else {
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let output = omx(
+        home.path(),
+        &[
+            "copy",
+            &reference_with_credentials(&setup),
+            &format!("{}/x/secret:1", setup.target.host()),
+        ],
+    );
+    assert_eq!(exit_code(&output), 2, "{}", all_output(&output));
+    assert!(
+        text(&output.stderr).contains("credentials"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert_no_secret("copy of user:password@host/...", &output);
+}
+
+#[test]
+fn plan_and_pull_of_a_reference_with_credentials_do_not_repeat_them() {
+    let Some(setup) = setup() else {
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let with_userinfo = reference_with_credentials(&setup);
+    let manifest = write_manifest(home.path(), "manifest.json", &[with_userinfo.clone()]);
+    for args in [
+        vec!["plan", manifest.to_str().unwrap()],
+        vec!["plan", manifest.to_str().unwrap(), "--format", "json"],
+        vec!["plan", "--single", &with_userinfo],
+    ] {
+        let output = omx(home.path(), &args);
+        assert_eq!(exit_code(&output), 1, "{args:?}: {}", all_output(&output));
+        assert!(
+            all_output(&output).contains("credentials"),
+            "{args:?}: {}",
+            all_output(&output)
+        );
+        assert_no_secret(&format!("{args:?}"), &output);
+    }
+    let target_host = setup.target.host();
+    for format in ["json", "table"] {
+        let output = omx(
+            home.path(),
+            &[
+                "pull",
+                "-vv",
+                manifest.to_str().unwrap(),
+                "--registry",
+                &target_host,
+                "--format",
+                format,
+            ],
+        );
+        assert_eq!(exit_code(&output), 1, "{}", all_output(&output));
+        assert!(
+            all_output(&output).contains("credentials"),
+            "{}",
+            all_output(&output)
+        );
+        assert_no_secret("pull of user:password@host/...", &output);
+    }
+    assert_eq!(writes_logged(&setup.target), 0, "{}", setup.target.log());
+}
+
+#[test]
+fn tls_is_verified_unless_the_ca_is_given() {
+    let Some(registry) = Registry::builder().tls().try_start() else {
+        return;
+    };
+    let target = Registry::start();
+    let home = tempfile::tempdir().unwrap();
+    let digest = ImageFixture::single(&LayerSpec::distinct(62, 1, 20_000), Format::Oci)
+        .push(&registry, "team/tls:1");
+    let source_image = format!("{}/team/tls:1", registry.host());
+    let target_image = format!("{}/team/tls:1", target.host());
+
+    let output = omx(home.path(), &["copy", &source_image, &target_image]);
+    assert_eq!(exit_code(&output), 1, "{}", all_output(&output));
+    let stderr = text(&output.stderr).to_lowercase();
+    assert!(
+        stderr.contains("certificate") && stderr.contains("team/tls:1"),
+        "{stderr}"
+    );
+    assert_eq!(writes_logged(&target), 0, "{}", target.log());
+
+    let ca = registry
+        .ca_cert_path()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let output = omx(
+        home.path(),
+        &["copy", &source_image, &target_image, "--ca-cert", &ca],
+    );
+    assert_eq!(exit_code(&output), 0, "{}", all_output(&output));
+    assert_eq!(text(&output.stdout).trim(), digest);
+}
+
+/// The digest a basic-auth registry serves, asked with its own credentials.
+fn served_digest_with_auth(registry: &Registry, repository: &str, tag: &str) -> Option<String> {
+    let (user, password) = registry.credentials().expect("a basic-auth registry");
+    let authorization = omx_testenv::basic_auth_header(&user, &password);
+    let response = omx_testenv::http_request(
+        &registry.host(),
+        "HEAD",
+        &format!("/v2/{repository}/manifests/{tag}"),
+        &[
+            ("Accept", MANIFEST_ACCEPT),
+            ("Authorization", &authorization),
+        ],
+        &[],
+    )
+    .expect("the registry answers");
+    match response.status {
+        200 => response.header("docker-content-digest").map(str::to_string),
+        404 => None,
+        status => panic!("HEAD {repository}:{tag} answered {status}"),
+    }
+}
