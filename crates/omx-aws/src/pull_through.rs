@@ -29,17 +29,68 @@ pub enum RuleState {
     Conflicting(PullThroughCacheRule),
 }
 
-/// What [`Ecr::ensure_creation_template`] found or did.
+/// What [`Ecr::ensure_creation_template`] found or did (or, from
+/// [`Ecr::creation_template_state`], would do).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TemplateState {
     Created,
-    /// The template already applies to pull-through-cache repositories with a policy letting
-    /// HealthOmics pull.
+    /// The template already applies to the wanted scenarios with a policy letting HealthOmics
+    /// pull.
     Unchanged,
     /// The existing template was updated: our statement merged into its repository policy and/or
-    /// `PULL_THROUGH_CACHE` added to what it applies to. Its other settings were sent back as
+    /// the missing scenarios added to what it applies to. Its other settings were sent back as
     /// they were.
     Updated,
+}
+
+/// A way ECR creates repositories that a creation template can apply to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TemplateScenario {
+    /// A pull through a pull-through-cache rule creates the repository.
+    PullThroughCache,
+    /// A push to a repository that does not exist creates it.
+    CreateOnPush,
+}
+
+impl TemplateScenario {
+    fn sdk(self) -> RctAppliedFor {
+        match self {
+            TemplateScenario::PullThroughCache => RctAppliedFor::PullThroughCache,
+            TemplateScenario::CreateOnPush => RctAppliedFor::CreateOnPush,
+        }
+    }
+
+    /// The name in the ECR API (`PULL_THROUGH_CACHE`, `CREATE_ON_PUSH`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TemplateScenario::PullThroughCache => "PULL_THROUGH_CACHE",
+            TemplateScenario::CreateOnPush => "CREATE_ON_PUSH",
+        }
+    }
+}
+
+/// What this tool reads of a repository creation template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreationTemplate {
+    pub prefix: String,
+    /// The scenarios it applies to, as ECR names them (`PULL_THROUGH_CACHE`, `REPLICATION`...).
+    pub applied_for: Vec<String>,
+    /// The policy repositories created under it get.
+    pub repository_policy: Option<String>,
+}
+
+impl CreationTemplate {
+    pub fn applies_to(&self, scenario: TemplateScenario) -> bool {
+        self.applied_for
+            .iter()
+            .any(|name| name == scenario.as_str())
+    }
+}
+
+/// How an existing template must change to do its job for us; `None` when it already does.
+struct TemplateChange {
+    repository_policy: Option<String>,
+    applied_for: Vec<RctAppliedFor>,
 }
 
 impl Ecr {
@@ -81,6 +132,25 @@ impl Ecr {
             upstream_url: upstream_url.to_string(),
             credential_arn: rule.credential_arn().map(str::to_string),
         }))
+    }
+
+    /// What [`Ecr::ensure_pull_through_cache_rule`] would find, with read calls only: `None` when
+    /// there is no rule for `prefix` (it would be created).
+    pub async fn pull_through_cache_rule_state(
+        &self,
+        prefix: &str,
+        upstream_url: &str,
+        credential_arn: Option<&str>,
+    ) -> Result<Option<RuleState>, AwsError> {
+        let wanted = PullThroughCacheRule {
+            prefix: prefix.to_string(),
+            upstream_url: upstream_url.to_string(),
+            credential_arn: credential_arn.map(str::to_string),
+        };
+        Ok(self
+            .pull_through_cache_rule(prefix)
+            .await?
+            .map(|existing| compare_rules(existing, &wanted)))
     }
 
     /// Makes sure repositories under `prefix` are a pull-through cache of `upstream_url`. Creates
@@ -134,22 +204,40 @@ impl Ecr {
     }
 
     /// Makes sure repositories that ECR creates under `prefix` for a pull-through cache get a
-    /// policy letting HealthOmics pull and the `createdBy=omx-ecr-helper` tag. An existing template
-    /// gets our statement merged into its policy (see [`omx_core::policy`]) and `PULL_THROUGH_CACHE`
-    /// added to what it applies to; its tags are left alone, as on existing repositories.
+    /// policy letting HealthOmics pull and the `createdBy=omx-ecr-helper` tag: see
+    /// [`Ecr::ensure_creation_template_for`].
     pub async fn ensure_creation_template(
         &self,
         prefix: &str,
         description: &str,
     ) -> Result<TemplateState, AwsError> {
+        self.ensure_creation_template_for(
+            prefix,
+            description,
+            &[TemplateScenario::PullThroughCache],
+        )
+        .await
+    }
+
+    /// Makes sure repositories that ECR creates under `prefix` in each of `scenarios` get a
+    /// policy letting HealthOmics pull and the `createdBy=omx-ecr-helper` tag. An existing
+    /// template gets our statement merged into its policy (see [`omx_core::policy`]) and the
+    /// missing scenarios added to what it applies to; its tags are left alone, as on existing
+    /// repositories.
+    pub async fn ensure_creation_template_for(
+        &self,
+        prefix: &str,
+        description: &str,
+        scenarios: &[TemplateScenario],
+    ) -> Result<TemplateState, AwsError> {
         let target = template_target(prefix);
-        let Some(existing) = self.creation_template(prefix).await? else {
+        let Some(existing) = self.sdk_creation_template(prefix).await? else {
             let created = self
                 .client
                 .create_repository_creation_template()
                 .prefix(prefix)
                 .description(description)
-                .applied_for(RctAppliedFor::PullThroughCache)
+                .set_applied_for(Some(scenarios.iter().map(|s| s.sdk()).collect()))
                 .repository_policy(Grant::omics_pull().policy_document())
                 .resource_tags(created_by_tag())
                 .send()
@@ -161,14 +249,15 @@ impl Ecr {
                         .as_service_error()
                         .is_some_and(|e| e.is_template_already_exists_exception()) =>
                 {
-                    let existing = self.creation_template(prefix).await?.ok_or_else(|| {
+                    let existing = self.sdk_creation_template(prefix).await?.ok_or_else(|| {
                         AwsError::unexpected(
                             "DescribeRepositoryCreationTemplates",
                             &target,
                             "the template ECR said exists is not listed",
                         )
                     })?;
-                    self.complete_creation_template(prefix, existing).await
+                    self.complete_creation_template(prefix, existing, scenarios)
+                        .await
                 }
                 Err(error) => Err(AwsError::from_sdk(
                     "CreateRepositoryCreationTemplate",
@@ -177,10 +266,45 @@ impl Ecr {
                 )),
             };
         };
-        self.complete_creation_template(prefix, existing).await
+        self.complete_creation_template(prefix, existing, scenarios)
+            .await
     }
 
-    async fn creation_template(
+    /// What [`Ecr::ensure_creation_template_for`] would do, with read calls only.
+    pub async fn creation_template_state(
+        &self,
+        prefix: &str,
+        scenarios: &[TemplateScenario],
+    ) -> Result<TemplateState, AwsError> {
+        let Some(existing) = self.sdk_creation_template(prefix).await? else {
+            return Ok(TemplateState::Created);
+        };
+        Ok(match template_change(prefix, &existing, scenarios)? {
+            Some(_) => TemplateState::Updated,
+            None => TemplateState::Unchanged,
+        })
+    }
+
+    /// The repository creation template for exactly `prefix`, if there is one.
+    pub async fn creation_template(
+        &self,
+        prefix: &str,
+    ) -> Result<Option<CreationTemplate>, AwsError> {
+        Ok(self
+            .sdk_creation_template(prefix)
+            .await?
+            .map(|template| CreationTemplate {
+                prefix: prefix.to_string(),
+                applied_for: template
+                    .applied_for()
+                    .iter()
+                    .map(|scenario| scenario.as_str().to_string())
+                    .collect(),
+                repository_policy: template.repository_policy().map(str::to_string),
+            }))
+    }
+
+    async fn sdk_creation_template(
         &self,
         prefix: &str,
     ) -> Result<Option<RepositoryCreationTemplate>, AwsError> {
@@ -216,25 +340,10 @@ impl Ecr {
         &self,
         prefix: &str,
         existing: RepositoryCreationTemplate,
+        scenarios: &[TemplateScenario],
     ) -> Result<TemplateState, AwsError> {
-        let target = template_target(prefix);
-        let policy = merge_omics_statement(existing.repository_policy()).map_err(|source| {
-            AwsError::Policy {
-                target: target.clone(),
-                source,
-            }
-        })?;
-        let mut applied_for = existing.applied_for().to_vec();
-        let add_pull_through = !applied_for.contains(&RctAppliedFor::PullThroughCache);
-        if policy == PolicyChange::Unchanged && !add_pull_through {
+        let Some(change) = template_change(prefix, &existing, scenarios)? else {
             return Ok(TemplateState::Unchanged);
-        }
-        if add_pull_through {
-            applied_for.push(RctAppliedFor::PullThroughCache);
-        }
-        let repository_policy = match policy {
-            PolicyChange::Updated(policy) => Some(policy),
-            PolicyChange::Unchanged => existing.repository_policy().map(str::to_string),
         };
         // Everything else is sent back unchanged, so the update means the same whether ECR
         // replaces the template or merges into it.
@@ -248,17 +357,53 @@ impl Ecr {
             .set_image_tag_mutability_exclusion_filters(Some(
                 existing.image_tag_mutability_exclusion_filters().to_vec(),
             ))
-            .set_repository_policy(repository_policy)
+            .set_repository_policy(change.repository_policy)
             .set_lifecycle_policy(existing.lifecycle_policy().map(str::to_string))
-            .set_applied_for(Some(applied_for))
+            .set_applied_for(Some(change.applied_for))
             .set_custom_role_arn(existing.custom_role_arn().map(str::to_string))
             .send()
             .await
             .map_err(|error| {
-                AwsError::from_sdk("UpdateRepositoryCreationTemplate", target, error)
+                AwsError::from_sdk(
+                    "UpdateRepositoryCreationTemplate",
+                    template_target(prefix),
+                    error,
+                )
             })?;
         Ok(TemplateState::Updated)
     }
+}
+
+/// The policy and scenarios `existing` must have to serve `scenarios` with our grant; `None`
+/// when it already does.
+fn template_change(
+    prefix: &str,
+    existing: &RepositoryCreationTemplate,
+    scenarios: &[TemplateScenario],
+) -> Result<Option<TemplateChange>, AwsError> {
+    let policy =
+        merge_omics_statement(existing.repository_policy()).map_err(|source| AwsError::Policy {
+            target: template_target(prefix),
+            source,
+        })?;
+    let mut applied_for = existing.applied_for().to_vec();
+    let missing: Vec<RctAppliedFor> = scenarios
+        .iter()
+        .map(|scenario| scenario.sdk())
+        .filter(|scenario| !applied_for.contains(scenario))
+        .collect();
+    if policy == PolicyChange::Unchanged && missing.is_empty() {
+        return Ok(None);
+    }
+    applied_for.extend(missing);
+    let repository_policy = match policy {
+        PolicyChange::Updated(policy) => Some(policy),
+        PolicyChange::Unchanged => existing.repository_policy().map(str::to_string),
+    };
+    Ok(Some(TemplateChange {
+        repository_policy,
+        applied_for,
+    }))
 }
 
 /// Same upstream (ignoring scheme, case and a trailing slash) and same credential: present;

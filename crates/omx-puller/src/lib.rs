@@ -10,8 +10,13 @@
 
 mod ecr_credentials;
 mod puller;
+mod setup;
 mod target;
 
 pub use ecr_credentials::EcrCredentials;
 pub use puller::{PullError, PullOptions, Puller};
+pub use setup::{
+    check_credential_arn, setup_registry, Action, Resource, SetupOptions, SetupReport, SetupStep,
+    Upstream, PTC_SECRET_PREFIX,
+};
 pub use target::{ResolvedTarget, TargetError, TargetOptions};
