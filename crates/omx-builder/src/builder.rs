@@ -19,7 +19,7 @@ use omx_registry::{
 use crate::bundle::{safe_relative_path, BundleError, Fetcher, Limits};
 use crate::codebuild::RemoteBuild;
 use crate::digest::{source_digest, BuildInputs};
-use crate::engine::{CodeBuildEngine, Engine, LocalBuild};
+use crate::engine::{CodeBuildEngine, Engine, LocalBuild, Step};
 use crate::login::Login;
 use crate::plan::{BuildPlan, PlannedBuild};
 use crate::published::{published, Published, SOURCE_DIGEST_LABEL};
@@ -286,9 +286,10 @@ impl Builder {
                 });
             }
         }
-        self.prepare_repository(&build.target.repository).await?;
         match &self.engine {
             Engine::CodeBuild(engine) => {
+                // The push happens remotely, so the repository must be ready before it starts.
+                self.prepare_repository(&build.target.repository).await?;
                 self.build_remotely(engine, build, target, &api_image, &digest, progress)
                     .await
             }
@@ -333,26 +334,17 @@ impl Builder {
             build_args: &self.options.build_args,
             platform: &self.options.platform.to_string(),
         };
-        let steps = match engine {
+        let [build_step, push_step] = match engine {
             Engine::Buildah(buildah) => buildah.steps(&local, &login),
             Engine::Docker(docker) => docker.steps(&local, &login),
             Engine::CodeBuild(_) => unreachable!("CodeBuild builds remotely"),
         };
-        for step in steps {
-            let name = step.name;
-            progress.step(&target, name);
-            let ran = step.run(&log).await.map_err(BuildError::io(format!(
-                "running {name} (log: {})",
-                log_path.display()
-            )))?;
-            if let Err(status) = ran {
-                return Err(BuildError::Step {
-                    step: name,
-                    status,
-                    log: log_path,
-                });
-            }
-        }
+        self.run_step(build_step, &target, &log, &log_path, progress)
+            .await?;
+        // Only an image that built gets a repository, so a broken bundle leaves none behind.
+        self.prepare_repository(&build.target.repository).await?;
+        self.run_step(push_step, &target, &log, &log_path, progress)
+            .await?;
         drop(login);
         let log = Some(log_path.display().to_string());
         let pushed = self.verify(api_image, &target, digest, log).await?;
@@ -360,6 +352,27 @@ impl Builder {
             status: ImageStatus::Succeeded,
             digest: pushed,
             message: format!("built with {} from source {}", engine.name(), short(digest)),
+        })
+    }
+
+    async fn run_step(
+        &self,
+        step: Step,
+        target: &str,
+        log: &File,
+        log_path: &Path,
+        progress: &dyn BuildProgress,
+    ) -> Result<(), BuildError> {
+        let name = step.name;
+        progress.step(target, name);
+        let ran = step.run(log).await.map_err(BuildError::io(format!(
+            "running {name} (log: {})",
+            log_path.display()
+        )))?;
+        ran.map_err(|status| BuildError::Step {
+            step: name,
+            status,
+            log: log_path.to_path_buf(),
         })
     }
 

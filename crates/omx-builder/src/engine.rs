@@ -80,7 +80,7 @@ impl Buildah {
     }
 
     /// `buildah bud` (base images pulled with the login) then `buildah push`.
-    pub(crate) fn steps(&self, build: &LocalBuild<'_>, login: &Login) -> Vec<Step> {
+    pub(crate) fn steps(&self, build: &LocalBuild<'_>, login: &Login) -> [Step; 2] {
         let mut bud = self.command(login);
         bud.args([
             "bud",
@@ -99,7 +99,7 @@ impl Buildah {
             .arg(login.auth_file())
             .arg(build.image)
             .arg(format!("docker://{}", build.image));
-        vec![
+        [
             Step {
                 name: "buildah bud",
                 command: bud,
@@ -141,13 +141,13 @@ impl Docker {
 
     /// `docker build` (base images pulled with the login) then `docker push`. The daemon decides
     /// which registries it reaches over plain HTTP (loopback ones by default).
-    pub(crate) fn steps(&self, build: &LocalBuild<'_>, login: &Login) -> Vec<Step> {
+    pub(crate) fn steps(&self, build: &LocalBuild<'_>, login: &Login) -> [Step; 2] {
         let mut docker_build = self.command(login);
         docker_build.arg("build");
         build.add_build_flags(&mut docker_build);
         let mut push = self.command(login);
         push.arg("push").arg(build.image);
-        vec![
+        [
             Step {
                 name: "docker build",
                 command: docker_build,

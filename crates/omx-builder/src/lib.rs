@@ -3,11 +3,12 @@
 //! A build manifest names bundles (an S3 folder or zip, a local folder or zip) and the images to
 //! make of them. For each image, [`Builder`] puts the bundle on disk ([`Fetcher`]: zips extracted
 //! safely within [`Limits`]), computes its [`source_digest`], skips the image when the target tag
-//! already carries that digest in its `org.omx-ecr-helper.source-digest` label, prepares the ECR
-//! repository (tagged `createdBy=omx-ecr-helper`, HealthOmics allowed to pull), then builds and
-//! pushes with buildah or Docker here, or with CodeBuild in AWS ([`Engine`]), and checks that the
-//! target now holds an image with that label. Each image's build log is kept; one failing image
-//! never stops the others, and the [`omx_core::report::RunReport`] says what happened to each.
+//! already carries that digest in its `org.omx-ecr-helper.source-digest` label, then builds with
+//! buildah or Docker here, or with CodeBuild in AWS ([`Engine`]), prepares the ECR repository
+//! before anything is pushed (tagged `createdBy=omx-ecr-helper`, HealthOmics allowed to pull),
+//! pushes, and checks that the target now holds an image with that label. Each image's build log
+//! is kept; one failing image never stops the others, and the
+//! [`omx_core::report::RunReport`] says what happened to each.
 
 mod builder;
 mod bundle;
