@@ -7,11 +7,16 @@
 //! the others; the [`omx_core::report::RunReport`] says what happened to each.
 //!
 //! The CLI (`omx-ecr-helper pull`) and the Step Functions Lambda both run this code.
+//!
+//! [`setup_registry`] prepares a region's registry for pull-through caches (rules, creation
+//! templates, the registry policy), and [`Verifier`] checks, with read calls only, that a plan's
+//! images are ready for HealthOmics.
 
 mod ecr_credentials;
 mod puller;
 mod setup;
 mod target;
+mod verify;
 
 pub use ecr_credentials::EcrCredentials;
 pub use puller::{PullError, PullOptions, Puller};
@@ -20,3 +25,4 @@ pub use setup::{
     Upstream, PTC_SECRET_PREFIX,
 };
 pub use target::{ResolvedTarget, TargetError, TargetOptions};
+pub use verify::{Check, CheckKind, CheckStatus, Fix, ImageVerification, Verifier, VerifyReport};
