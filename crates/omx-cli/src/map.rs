@@ -1,0 +1,204 @@
+//! `omx-ecr-helper map`: how a workflow reaches the private images, worked out offline.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, ValueEnum};
+use omx_core::registry_map::container_registry_map;
+use omx_core::workflow_map::{
+    nextflow_selector, planned_output_map, private_uris, rewrite_wdl_inputs, ContainerSetting,
+    ImageLookup, NextflowConfig, NextflowFile, Unplaced,
+};
+use omx_workflow::{scan_path, ScanReport};
+
+use crate::exit::{Outcome, UnusableInput};
+use crate::plan::{read_input_file, PullManifestArgs};
+
+/// Write how a workflow reaches the private images of a manifest, without any network access.
+///
+/// The private URIs are the ones `pull` uses; with `--registry ecr` and no account, they show
+/// <account> and <region> placeholders (give ecr://ACCOUNT/REGION for real ones).
+///
+/// registry-map: the HealthOmics containerRegistryMap for CreateWorkflow
+/// (--container-registry-map): a registry mapping per pull-through-cache prefix, an image
+/// mapping per spelling of every copied image.
+///
+/// nextflow (needs --workflow): a Nextflow configuration that sets the private container of
+/// every process, to give last on the command line (`nextflow run ... -c FILE`). Nextflow runs the
+/// exact image string a process ends up with, and a `docker.registry` setting cannot produce the
+/// private names (Docker Hub images lose `library/`, images naming a registry are never
+/// rewritten). So the workflow is scanned, and each container written in a process definition
+/// becomes a `withName: 'PROCESS'` setting (these outrank the definition's own `container`);
+/// one set in a configuration file keeps its `withName:`/`withLabel:` selector or
+/// `process.container`. Private URIs name their registry, so `docker.registry` leaves them alone.
+/// Containers it cannot place (computed at run time, not in the manifest, or outside any process)
+/// are listed as comments, with a warning, and the exit code is 1. A process whose container a
+/// configuration `withLabel` selector overrides is set by name here, which wins over the label.
+///
+/// wdl-inputs: with --inputs, that WDL inputs JSON with every string naming a manifest image
+/// replaced by its private URI; without, {"<image>": "<private URI>"} for every spelling in the
+/// manifest.
+///
+/// json: every image with its private URI, and the containerRegistryMap.
+#[derive(Args, Debug)]
+pub struct MapArgs {
+    #[command(flatten)]
+    pub input: PullManifestArgs,
+
+    /// What to write.
+    #[arg(long, value_enum)]
+    pub format: MapFormat,
+
+    /// The workflow (a file or directory) whose processes get their containers
+    /// (--format nextflow).
+    #[arg(long, value_name = "PATH")]
+    pub workflow: Option<PathBuf>,
+
+    /// A WDL inputs JSON file to rewrite (--format wdl-inputs).
+    #[arg(long, value_name = "FILE")]
+    pub inputs: Option<PathBuf>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MapFormat {
+    /// The HealthOmics containerRegistryMap.
+    RegistryMap,
+    /// A Nextflow configuration setting each process's private container.
+    Nextflow,
+    /// A WDL inputs file with private URIs, or an image-to-URI object.
+    WdlInputs,
+    /// Every image with its private URI, and the containerRegistryMap.
+    Json,
+}
+
+pub fn run(args: MapArgs) -> anyhow::Result<Outcome> {
+    check_options(&args)?;
+    let table = args.input.namespace_table()?;
+    let plan = args.input.plan(&args.input.registry)?;
+    for error in &plan.errors {
+        eprintln!("error: {error}");
+    }
+    let mut complete = !plan.has_errors();
+    let lookup = ImageLookup::new(&plan, &table);
+    let output = match args.format {
+        MapFormat::RegistryMap => {
+            let images: Vec<_> = plan.images.iter().collect();
+            json_text(&container_registry_map(&images, &table))?
+        }
+        MapFormat::Json => json_text(&planned_output_map(&plan, &table))?,
+        MapFormat::WdlInputs => match &args.inputs {
+            Some(path) => {
+                let text = read_input_file(path)?;
+                let inputs: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+                    UnusableInput(format!("{}: not valid JSON: {e}", path.display()))
+                })?;
+                let (rewritten, rewrites) = rewrite_wdl_inputs(&inputs, &lookup);
+                if rewrites.is_empty() {
+                    eprintln!(
+                        "warning: no value of {} names an image of the manifest",
+                        path.display()
+                    );
+                }
+                json_text(&rewritten)?
+            }
+            None => json_text(&private_uris(&plan))?,
+        },
+        MapFormat::Nextflow => {
+            let workflow = args.workflow.as_deref().expect("checked above");
+            let scan = scan_path(workflow, None).map_err(|e| UnusableInput(e.to_string()))?;
+            let config = nextflow_config(&scan, &lookup);
+            for unplaced in &config.unplaced {
+                eprintln!(
+                    "warning: {} ({}) is not set: {}",
+                    unplaced.image, unplaced.location, unplaced.reason
+                );
+            }
+            complete &= config.unplaced.is_empty();
+            config.render()
+        }
+    };
+    print!("{output}");
+    Ok(if complete {
+        Outcome::Success
+    } else {
+        Outcome::PartialFailure
+    })
+}
+
+fn check_options(args: &MapArgs) -> Result<(), UnusableInput> {
+    match (args.format, &args.workflow, &args.inputs) {
+        (MapFormat::Nextflow, None, _) => Err(UnusableInput(
+            "--format nextflow needs --workflow PATH: the configuration sets each process's \
+             container, and the workflow says which process uses which image"
+                .to_string(),
+        )),
+        (format, Some(_), _) if format != MapFormat::Nextflow => Err(UnusableInput(
+            "--workflow is for --format nextflow".to_string(),
+        )),
+        (format, _, Some(_)) if format != MapFormat::WdlInputs => Err(UnusableInput(
+            "--inputs is for --format wdl-inputs".to_string(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn json_text(value: &impl serde::Serialize) -> anyhow::Result<String> {
+    Ok(serde_json::to_string_pretty(value)? + "\n")
+}
+
+/// Every container the scan found, placed on the processes it belongs to.
+fn nextflow_config(scan: &ScanReport, lookup: &ImageLookup) -> NextflowConfig {
+    let mut config = NextflowConfig::default();
+    let mut texts: std::collections::HashMap<PathBuf, Option<String>> = Default::default();
+    for finding in &scan.findings {
+        let location = finding.location.to_string();
+        let unplaced = |reason: String| Unplaced {
+            image: finding.image.clone(),
+            location: location.clone(),
+            reason,
+        };
+        let Some(image) = lookup.find(&finding.image) else {
+            config.add_unplaced(unplaced(
+                "not in the manifest: add it and run `pull`".to_string(),
+            ));
+            continue;
+        };
+        let path = &finding.location.file;
+        let Some(kind) = nextflow_file(path) else {
+            config.add_unplaced(unplaced("not in a Nextflow file".to_string()));
+            continue;
+        };
+        let text = texts
+            .entry(path.clone())
+            .or_insert_with(|| std::fs::read_to_string(path).ok());
+        let selector = text
+            .as_deref()
+            .and_then(|text| nextflow_selector(text, finding.location.line, kind));
+        match selector {
+            Some(selector) => config.add(ContainerSetting {
+                selector,
+                image: finding.image.clone(),
+                private_uri: image.target.clone(),
+                location,
+            }),
+            None => config.add_unplaced(unplaced(
+                "not inside a process definition or `process` scope".to_string(),
+            )),
+        }
+    }
+    for warning in &scan.warnings {
+        config.add_unplaced(Unplaced {
+            image: "(unknown image)".to_string(),
+            location: warning.location.to_string(),
+            reason: warning.message.clone(),
+        });
+    }
+    config
+}
+
+fn nextflow_file(path: &Path) -> Option<NextflowFile> {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("nf") => Some(NextflowFile::Script),
+        Some("config") => Some(NextflowFile::Config),
+        _ => None,
+    }
+}

@@ -1,0 +1,247 @@
+//! `omx-ecr-helper setup`: a region's registry made ready for HealthOmics pull-through caches.
+
+use clap::Args;
+use omx_aws::AwsContext;
+use omx_puller::{
+    check_credential_arn, setup_registry, Action, SetupOptions, SetupReport, Upstream,
+};
+
+use crate::exit::Outcome;
+use crate::plan::Format;
+use crate::table;
+
+/// Prepare a region's ECR registry for HealthOmics pull-through caches, idempotently.
+///
+/// For ecr-public (public.ecr.aws), quay (quay.io) and k8s (registry.k8s.io), and for Docker Hub,
+/// GitHub, GitLab and Azure when given a Secrets Manager secret with their credentials: a
+/// repository creation template for the prefix (applied to pull-through-cache repositories and to
+/// pushes that create repositories) giving each repository a policy that lets HealthOmics pull
+/// and the tag createdBy=omx-ecr-helper; the registry policy statement letting
+/// omics.amazonaws.com create repositories under the prefix and import upstream images into them;
+/// and the pull-through-cache rule. Everything already in place is left alone; a rule for the
+/// prefix that caches another upstream is reported and never replaced (exit 1).
+///
+/// Prints what it changed (with --dry-run what it would change, making only read calls), and the
+/// namespace rules `pull --namespaces FILE` needs to prime images of the new caches instead of
+/// copying them.
+#[derive(Args, Debug)]
+pub struct SetupArgs {
+    /// AWS region to set up (default: the credential chain's region).
+    #[arg(long)]
+    pub region: Option<String>,
+
+    /// AWS profile to use.
+    #[arg(long)]
+    pub profile: Option<String>,
+
+    /// Cache Docker Hub under dockerhub/ with the credentials in this Secrets Manager secret
+    /// (its name must start with ecr-pullthroughcache/).
+    #[arg(long, value_name = "ARN", value_parser = parse_secret_arn)]
+    pub dockerhub_secret: Option<String>,
+
+    /// Cache ghcr.io under ghcr/ with the credentials in this secret.
+    #[arg(long, value_name = "ARN", value_parser = parse_secret_arn)]
+    pub ghcr_secret: Option<String>,
+
+    /// Cache registry.gitlab.com under gitlab/ with the credentials in this secret.
+    #[arg(long, value_name = "ARN", value_parser = parse_secret_arn)]
+    pub gitlab_secret: Option<String>,
+
+    /// Cache the Azure registry of --azure-registry under azure/ with the credentials in this
+    /// secret.
+    #[arg(long, value_name = "ARN", value_parser = parse_secret_arn, requires = "azure_registry")]
+    pub azure_secret: Option<String>,
+
+    /// The Azure container registry to cache: NAME.azurecr.io.
+    #[arg(long, value_name = "HOST", value_parser = parse_azure_registry, requires = "azure_secret")]
+    pub azure_registry: Option<String>,
+
+    /// Read and report what would change; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+fn parse_secret_arn(value: &str) -> Result<String, String> {
+    check_credential_arn(value.trim()).map(|()| value.trim().to_string())
+}
+
+fn parse_azure_registry(value: &str) -> Result<String, String> {
+    let host = value.trim().to_ascii_lowercase();
+    let name = host.strip_suffix(".azurecr.io").unwrap_or_default();
+    let valid = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric());
+    if valid {
+        Ok(host)
+    } else {
+        Err(format!(
+            "{value:?} is not an Azure container registry host: expected NAME.azurecr.io"
+        ))
+    }
+}
+
+impl SetupArgs {
+    /// The upstreams to set up, in the order they are worked on.
+    fn upstreams(&self) -> Vec<Upstream> {
+        let mut upstreams = Upstream::anonymous();
+        if let Some(arn) = &self.dockerhub_secret {
+            upstreams.push(Upstream::docker_hub(arn));
+        }
+        if let Some(arn) = &self.ghcr_secret {
+            upstreams.push(Upstream::github(arn));
+        }
+        if let Some(arn) = &self.gitlab_secret {
+            upstreams.push(Upstream::gitlab(arn));
+        }
+        if let (Some(arn), Some(host)) = (&self.azure_secret, &self.azure_registry) {
+            upstreams.push(Upstream::azure(host, arn));
+        }
+        upstreams
+    }
+}
+
+pub async fn run(args: SetupArgs) -> anyhow::Result<Outcome> {
+    let context = AwsContext::load(args.region.clone(), args.profile.clone()).await?;
+    let account = context.account_id().await?.to_string();
+    let options = SetupOptions::new(&account, args.dry_run);
+    let report = setup_registry(&context.ecr(), &args.upstreams(), &options).await;
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Table => print!("{}", render(&report, context.region(), args.dry_run)),
+    }
+    Ok(if report.all_ok() {
+        Outcome::Success
+    } else {
+        Outcome::PartialFailure
+    })
+}
+
+fn action_word(action: Action) -> &'static str {
+    match action {
+        Action::Created => "created",
+        Action::Updated => "updated",
+        Action::Unchanged => "unchanged",
+        Action::WouldCreate => "would create",
+        Action::WouldUpdate => "would update",
+        Action::Conflict => "CONFLICT",
+        Action::Failed => "FAILED",
+        Action::Skipped => "skipped",
+    }
+}
+
+fn render(report: &SetupReport, region: &str, dry_run: bool) -> String {
+    let rows: Vec<Vec<String>> = report
+        .steps
+        .iter()
+        .map(|step| {
+            vec![
+                step.prefix.clone(),
+                step.resource.to_string(),
+                action_word(step.action).to_string(),
+                step.detail.clone(),
+            ]
+        })
+        .collect();
+    let mut out = table::render(&["PREFIX", "RESOURCE", "ACTION", "DETAIL"], &rows);
+    let problems = report
+        .steps
+        .iter()
+        .filter(|step| step.action.is_problem())
+        .count();
+    out.push_str(&format!(
+        "\n{region}: {} step(s){}, {problems} conflict(s) or failure(s)\n",
+        report.steps.len(),
+        if dry_run { " checked (dry run)" } else { "" }
+    ));
+    if !report.namespace_rules.is_empty() {
+        let file = serde_json::json!({ "rules": report.namespace_rules });
+        out.push_str(
+            "\nThe built-in namespace table copies these upstreams' images. To prime them through \
+             their new cache instead, give `pull` a namespace file (--namespaces FILE) with:\n",
+        );
+        out.push_str(&serde_json::to_string_pretty(&file).unwrap_or_default());
+        out.push('\n');
+        if report
+            .namespace_rules
+            .iter()
+            .any(|rule| rule["namespace"] == "dockerhub")
+        {
+            out.push_str(
+                "Docker Hub images then keep their full path (dockerhub/library/ubuntu, not \
+                 dockerhub/ubuntu), as ECR's cache needs; images copied earlier stay where they are.\n",
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Harness {
+        #[command(flatten)]
+        args: SetupArgs,
+    }
+
+    const SECRET: &str =
+        "arn:aws:secretsmanager:us-east-1:123456789012:secret:ecr-pullthroughcache/hub-AbCdEf";
+
+    #[test]
+    fn secrets_add_upstreams_in_order() {
+        let harness = Harness::try_parse_from([
+            "setup",
+            "--dockerhub-secret",
+            SECRET,
+            "--azure-secret",
+            SECRET,
+            "--azure-registry",
+            "MyLab.azurecr.io",
+            "--dry-run",
+        ])
+        .unwrap();
+        let prefixes: Vec<String> = harness
+            .args
+            .upstreams()
+            .into_iter()
+            .map(|u| format!("{}={}", u.prefix, u.upstream_url))
+            .collect();
+        assert_eq!(
+            prefixes,
+            [
+                "ecr-public=public.ecr.aws",
+                "quay=quay.io",
+                "k8s=registry.k8s.io",
+                "dockerhub=registry-1.docker.io",
+                "azure=mylab.azurecr.io",
+            ]
+        );
+        assert!(harness.args.dry_run);
+    }
+
+    #[test]
+    fn bad_secrets_and_hosts_are_refused() {
+        for bad in [
+            vec![
+                "setup",
+                "--ghcr-secret",
+                "arn:aws:secretsmanager:us-east-1:1:secret:ghcr",
+            ],
+            vec!["setup", "--azure-secret", SECRET],
+            vec!["setup", "--azure-registry", "lab.azurecr.io"],
+            vec![
+                "setup",
+                "--azure-secret",
+                SECRET,
+                "--azure-registry",
+                "lab.example.org",
+            ],
+        ] {
+            assert!(Harness::try_parse_from(&bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! `omx-ecr-helper verify`: is every image of a manifest ready for HealthOmics?
+
+use std::sync::Arc;
+
+use clap::Args;
+use omx_puller::{
+    CheckStatus, EcrCredentials, Fix, ResolvedTarget, TargetOptions, Verifier, VerifyReport,
+};
+use omx_registry::{
+    ChainCredentials, ClientConfig, CredentialProvider, DockerConfigCredentials, RegistryClient,
+};
+
+use crate::copy::RegistryAccessArgs;
+use crate::exit::Outcome;
+use crate::plan::{Format, PullManifestArgs};
+use crate::table;
+
+/// Check that every image of a manifest is ready for HealthOmics, changing nothing.
+///
+/// For each image: it is in the private registry, or a pull-through-cache rule of its prefix will
+/// fetch it on first pull; HealthOmics may pull it (its repository policy, or for an image not
+/// cached yet the creation template of its prefix); it has a linux/amd64 variant (an index's
+/// children, or a single image's config); and it is in the region the workflows run in
+/// (--region, else the target's). Each failed check says why and what fixes it. Exit 0: all
+/// passed; 1: some check failed or an entry is invalid; 2: unusable input.
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub input: PullManifestArgs,
+
+    /// The region HealthOmics workflows run in (default: the credential chain's region, or the
+    /// region of --registry ecr://ACCOUNT/REGION).
+    #[arg(long)]
+    pub region: Option<String>,
+
+    /// AWS profile to use.
+    #[arg(long)]
+    pub profile: Option<String>,
+
+    /// A registry endpoint (host[:port]) that receives the ECR registry API calls instead of
+    /// the ECR host (emulators, VPC endpoints); private URIs still name the ECR host.
+    #[arg(long, value_name = "HOST")]
+    pub ecr_registry_endpoint: Option<String>,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+
+    #[command(flatten)]
+    pub access: RegistryAccessArgs,
+}
+
+pub async fn run(args: VerifyArgs) -> anyhow::Result<Outcome> {
+    // Read and check the manifest before any AWS call, so bad input fails fast and offline.
+    let table = args.input.namespace_table()?;
+    args.input.plan(&args.input.registry)?;
+
+    // The registry is looked at in its own region; a --region that differs is where workflows
+    // run, which the region check then reports for every image.
+    let target = ResolvedTarget::resolve(
+        &args.input.registry,
+        &TargetOptions {
+            region: args.region.clone(),
+            profile: args.profile.clone(),
+            ecr_registry_endpoint: args.ecr_registry_endpoint.clone(),
+        },
+    )
+    .await?;
+    let plan = args.input.plan(&target.registry)?;
+    let client = RegistryClient::new(client_config(&args, &target)?)?;
+    let verifier = Verifier::new(client, target, table, args.region.clone());
+    let report = verifier.verify(&plan).await;
+
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Table => print!("{}", render(&report, &FixCommands::of(&args))),
+    }
+    Ok(if report.all_passed() {
+        Outcome::Success
+    } else {
+        Outcome::PartialFailure
+    })
+}
+
+/// ECR's token for the target, then the Docker config (upstream registries).
+fn client_config(args: &VerifyArgs, target: &ResolvedTarget) -> anyhow::Result<ClientConfig> {
+    let mut providers: Vec<Arc<dyn CredentialProvider>> = Vec::new();
+    if let Some(ecr) = &target.ecr {
+        providers.push(Arc::new(EcrCredentials::new(
+            ecr.clone(),
+            target.ecr_hosts(),
+        )));
+    }
+    providers.push(Arc::new(DockerConfigCredentials::from_environment()?));
+    Ok(ClientConfig {
+        credentials: Arc::new(ChainCredentials::new(providers)),
+        ..args.access.client_config()
+    })
+}
+
+/// The commands that fix failed checks, spelled for the input this run was given.
+struct FixCommands {
+    /// The manifest (or `--single IMAGE`) and the options that decide the private names.
+    input: String,
+    /// `--region`/`--profile` as given.
+    aws: String,
+}
+
+impl FixCommands {
+    fn of(args: &VerifyArgs) -> FixCommands {
+        let mut input = match (&args.input.single, &args.input.manifest) {
+            (Some(image), _) => format!("--single {}", shell_word(image)),
+            (None, Some(path)) => shell_word(&path.display().to_string()),
+            (None, None) => String::new(),
+        };
+        if let Some(path) = &args.input.namespaces {
+            input.push_str(&format!(
+                " --namespaces {}",
+                shell_word(&path.display().to_string())
+            ));
+        }
+        let mut aws = String::new();
+        if let Some(profile) = &args.profile {
+            aws.push_str(&format!(" --profile {}", shell_word(profile)));
+        }
+        let mut fixes = FixCommands { input, aws };
+        if let Some(region) = &args.region {
+            fixes
+                .aws
+                .push_str(&format!(" --region {}", shell_word(region)));
+        }
+        fixes
+    }
+
+    fn command(&self, fix: &Fix) -> String {
+        match fix {
+            Fix::Pull => format!("omx-ecr-helper pull {}{}", self.input, self.aws),
+            Fix::PullInto { region } => format!(
+                "omx-ecr-helper pull {} --registry ecr --region {}",
+                self.input,
+                shell_word(region)
+            ),
+            Fix::Setup => format!("omx-ecr-helper setup{}", self.aws),
+            Fix::Amd64Image => {
+                "use an image with a linux/amd64 variant, or rebuild it for linux/amd64".to_string()
+            }
+        }
+    }
+}
+
+/// `word` as one shell word: quoted when it holds anything but plain characters.
+fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:@=+,".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+fn status_word(status: CheckStatus) -> &'static str {
+    match status {
+        CheckStatus::Pass => "pass",
+        CheckStatus::Fail => "FAIL",
+        CheckStatus::Skip => "-",
+    }
+}
+
+fn render(report: &VerifyReport, fixes: &FixCommands) -> String {
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for image in &report.images {
+        for (position, check) in image.checks.iter().enumerate() {
+            rows.push(vec![
+                if position == 0 {
+                    image.target.clone()
+                } else {
+                    String::new()
+                },
+                check.kind.to_string(),
+                status_word(check.status).to_string(),
+                check.reason.clone(),
+                check
+                    .fix
+                    .as_ref()
+                    .map(|fix| fixes.command(fix))
+                    .unwrap_or_default(),
+            ]);
+        }
+    }
+    let mut out = table::render(&["IMAGE", "CHECK", "RESULT", "REASON", "FIX"], &rows);
+    for error in &report.errors {
+        out.push_str(&format!("invalid  {error}\n"));
+    }
+    let ready = report.images.iter().filter(|image| image.passed()).count();
+    out.push_str(&format!(
+        "\n{ready} of {} image(s) ready for HealthOmics, {} invalid entr{}\n",
+        report.images.len(),
+        report.errors.len(),
+        if report.errors.len() == 1 { "y" } else { "ies" }
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Harness {
+        #[command(flatten)]
+        args: VerifyArgs,
+    }
+
+    #[test]
+    fn fixes_name_the_input_as_given() {
+        let harness = Harness::try_parse_from([
+            "verify",
+            "my manifest.json",
+            "--namespaces",
+            "ns.json",
+            "--region",
+            "eu-west-1",
+            "--profile",
+            "lab",
+        ])
+        .unwrap();
+        let fixes = FixCommands::of(&harness.args);
+        assert_eq!(
+            fixes.command(&Fix::Pull),
+            "omx-ecr-helper pull 'my manifest.json' --namespaces ns.json --profile lab --region eu-west-1"
+        );
+        assert_eq!(
+            fixes.command(&Fix::Setup),
+            "omx-ecr-helper setup --profile lab --region eu-west-1"
+        );
+        assert_eq!(
+            fixes.command(&Fix::PullInto {
+                region: "us-east-1".into()
+            }),
+            "omx-ecr-helper pull 'my manifest.json' --namespaces ns.json --registry ecr --region us-east-1"
+        );
+        let single = Harness::try_parse_from(["verify", "--single", "ubuntu:22.04"]).unwrap();
+        assert_eq!(
+            FixCommands::of(&single.args).command(&Fix::Pull),
+            "omx-ecr-helper pull --single ubuntu:22.04"
+        );
+    }
+}
