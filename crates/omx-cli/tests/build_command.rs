@@ -7,8 +7,11 @@ use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use omx_testenv::Registry;
+use omx_core::policy::{omics_grants, CREATED_BY_TAG};
+use omx_testenv::{moto_ecr_password, Moto, Registry, MOTO_ACCOUNT_ID};
 use serde_json::{json, Value};
+
+const ECR_HOST: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
 
 fn omx(args: &[&str], home: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_omx-ecr-helper"))
@@ -19,6 +22,68 @@ fn omx(args: &[&str], home: &Path) -> Output {
         .env_remove("RUST_LOG")
         .output()
         .expect("the binary runs")
+}
+
+/// The binary with each AWS service it uses pointed at moto through its own
+/// `AWS_ENDPOINT_URL_<SERVICE>`, and nothing of the host's AWS configuration.
+fn omx_on_moto(args: &[&str], moto: &Moto, home: &Path) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_omx-ecr-helper"));
+    command
+        .args(args)
+        .env("HOME", home)
+        .env("DOCKER_CONFIG", home.join(".docker"))
+        .env("AWS_CONFIG_FILE", home.join("aws-config"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", home.join("aws-credentials"))
+        .env("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
+        .env(
+            "AWS_SECRET_ACCESS_KEY",
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        )
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("AWS_PROFILE")
+        .env_remove("XDG_DATA_HOME")
+        .env_remove("RUST_LOG");
+    for service in ["S3", "ECR", "STS", "CODEBUILD"] {
+        command.env(format!("AWS_ENDPOINT_URL_{service}"), moto.endpoint());
+    }
+    command.output().expect("the binary runs")
+}
+
+/// One JSON-protocol AWS call on moto (ECR, CodeBuild), as the SDK would send it.
+fn aws_call(moto: &Moto, service: &str, target: &str, body: Value) -> Value {
+    let authorization = format!(
+        "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20260101/us-east-1/{service}/aws4_request, SignedHeaders=host, Signature=0"
+    );
+    let response = moto.request(
+        "POST",
+        "/",
+        &[
+            ("X-Amz-Target", target),
+            ("Content-Type", "application/x-amz-json-1.1"),
+            ("Authorization", authorization.as_str()),
+        ],
+        body.to_string().as_bytes(),
+    );
+    assert_eq!(response.status, 200, "{target}: {}", response.text());
+    serde_json::from_str(&response.text()).expect("moto answers JSON")
+}
+
+fn ecr_call(moto: &Moto, operation: &str, body: Value) -> Value {
+    let target = format!("AmazonEC2ContainerRegistry_V20150921.{operation}");
+    aws_call(moto, "ecr", &target, body)
+}
+
+/// An S3 request on moto, path-style.
+fn s3_put(moto: &Moto, path: &str, body: &[u8]) {
+    let response = moto.request(
+        "PUT",
+        path,
+        &[("Content-Type", "application/octet-stream")],
+        body,
+    );
+    assert_eq!(response.status, 200, "PUT {path}: {}", response.text());
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -253,4 +318,134 @@ fn unusable_input_exits_2_before_any_work() {
             text(&output.stderr)
         );
     }
+}
+
+#[test]
+fn build_s3_bundles_into_ecr_then_hand_them_to_codebuild() {
+    let (Some(moto), Some(ecr_registry)) = (
+        Moto::try_start(),
+        Registry::builder()
+            .basic_auth("AWS", moto_ecr_password(MOTO_ACCOUNT_ID))
+            .try_start(),
+    ) else {
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    s3_put(&moto, "/bundles", b"");
+    s3_put(
+        &moto,
+        "/bundles/tools/alpha/Dockerfile",
+        b"FROM scratch\nCOPY hello.txt /hello.txt\n",
+    );
+    s3_put(&moto, "/bundles/tools/alpha/hello.txt", b"hello\n");
+    write(
+        &home.path().join("tools/local/Dockerfile"),
+        "FROM scratch\nCOPY Dockerfile /\n",
+    );
+    let manifest = home.path().join("container_build_manifest.json");
+    write(
+        &manifest,
+        &json!({"manifest": [
+            {"source_uri": "s3://bundles/tools/alpha/", "target_image": "team/alpha:omics"},
+            {"source_uri": "tools/local", "target_image": "local:1"},
+        ]})
+        .to_string(),
+    );
+    let store = home.path().join("store");
+    let work = home.path().join("work");
+    let logs = home.path().join("logs");
+    let common = [
+        "build",
+        manifest.to_str().unwrap(),
+        "--registry",
+        "ecr://123456789012/us-east-1",
+        "--ecr-registry-endpoint",
+        &ecr_registry.host(),
+        "--format",
+        "json",
+        "--work-dir",
+        work.to_str().unwrap(),
+        "--log-dir",
+        logs.to_str().unwrap(),
+    ];
+
+    // buildah builds both; the S3 bundle comes through path-style requests to moto, the pushes
+    // through the ECR token.
+    let mut args = common.to_vec();
+    args.extend([
+        "--engine",
+        "buildah",
+        "--storage-root",
+        store.to_str().unwrap(),
+    ]);
+    let output = omx_on_moto(&args, &moto, home.path());
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let built = report(&output);
+    assert_eq!(statuses(&built), ["SUCCEEDED", "SUCCEEDED"], "{built:#}");
+    assert_eq!(
+        built["images"][0]["target"],
+        format!("{ECR_HOST}/team/alpha:omics")
+    );
+    for repository in ["local", "team/alpha"] {
+        let arn = format!("arn:aws:ecr:us-east-1:{MOTO_ACCOUNT_ID}:repository/{repository}");
+        let tags = ecr_call(&moto, "ListTagsForResource", json!({"resourceArn": arn}));
+        let (key, value) = CREATED_BY_TAG;
+        assert_eq!(tags["tags"], json!([{"Key": key, "Value": value}]));
+        let policy = ecr_call(
+            &moto,
+            "GetRepositoryPolicy",
+            json!({"repositoryName": repository}),
+        );
+        assert!(omics_grants(policy["policyText"].as_str().unwrap()));
+    }
+
+    // CodeBuild, forced: the local bundle is refused (CodeBuild reads S3); moto "runs" the S3
+    // one, and the target then holds an image built from exactly these sources (the one buildah
+    // pushed), so the build is verified.
+    aws_call(
+        &moto,
+        "codebuild",
+        "CodeBuild_20161006.CreateProject",
+        json!({
+            "name": "omx-container-build",
+            "source": {"type": "S3", "location": "bundles/placeholder/"},
+            "artifacts": {"type": "NO_ARTIFACTS"},
+            "environment": {"type": "LINUX_CONTAINER", "image": "aws/codebuild/standard:7.0",
+                "computeType": "BUILD_GENERAL1_SMALL", "privilegedMode": true},
+            "serviceRole": "arn:aws:iam::123456789012:role/omx-container-build"
+        }),
+    );
+    let mut args = common.to_vec();
+    args.extend([
+        "--engine",
+        "codebuild",
+        "--force",
+        "--codebuild-poll-interval",
+        "1",
+    ]);
+    let output = omx_on_moto(&args, &moto, home.path());
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let handed = report(&output);
+    assert_eq!(statuses(&handed), ["SUCCEEDED"], "{handed:#}");
+    let message = handed["images"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("built by CodeBuild build omx-container-build:")
+            && message.contains("logs: https://console.aws.amazon.com/cloudwatch/"),
+        "{message}"
+    );
+    assert_eq!(handed["images"][0]["digest"], built["images"][0]["digest"]);
+    let error = &handed["errors"][0];
+    assert_eq!(error["index"], 1);
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap()
+            .contains("tools/local is not in S3: CodeBuild builds bundles from S3"),
+        "{error}"
+    );
+    assert!(
+        stderr.contains("started; logs: https://console.aws.amazon.com/cloudwatch/"),
+        "{stderr}"
+    );
 }
