@@ -592,7 +592,7 @@ fn a_digest_reference_served_with_other_bytes_is_refused() {
             .path_contains("/manifests/"),
     );
     let pinned = format!("{}/team/pinned@{digest}", proxy.host());
-    let file = write_manifest(home.path(), "pinned.json", &[pinned.clone()]);
+    let file = write_manifest(home.path(), "pinned.json", std::slice::from_ref(&pinned));
     let target_host = target.host();
 
     // Both commands at once: each waits out its retries before giving up.

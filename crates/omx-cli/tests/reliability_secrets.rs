@@ -215,7 +215,7 @@ fn pull_with_credentials_and_json_report_shows_none() {
         &[(&setup.source, SOURCE_USER, SOURCE_PASSWORD)],
     );
     let input = format!("{}/team/secret:1", setup.source.host());
-    let manifest = write_manifest(home.path(), "manifest.json", &[input.clone()]);
+    let manifest = write_manifest(home.path(), "manifest.json", std::slice::from_ref(&input));
     let pull = |dest_creds: &str| {
         omx(
             home.path(),
@@ -287,7 +287,11 @@ fn plan_and_pull_of_a_reference_with_credentials_do_not_repeat_them() {
     };
     let home = tempfile::tempdir().unwrap();
     let with_userinfo = reference_with_credentials(&setup);
-    let manifest = write_manifest(home.path(), "manifest.json", &[with_userinfo.clone()]);
+    let manifest = write_manifest(
+        home.path(),
+        "manifest.json",
+        std::slice::from_ref(&with_userinfo),
+    );
     for args in [
         vec!["plan", manifest.to_str().unwrap()],
         vec!["plan", manifest.to_str().unwrap(), "--format", "json"],

@@ -129,7 +129,7 @@ proptest! {
         let entries = [PullEntry { index: 0, input: input.clone() }];
         for target in targets() {
             let plan = plan_pull(&entries, &NamespaceTable::builtin(), &target);
-            let shown = format!("{}", serde_json::to_string(&plan).expect("a plan serializes"));
+            let shown = serde_json::to_string(&plan).expect("a plan serializes");
             prop_assert!(!shown.contains(&password), "{}", shown);
             for error in &plan.errors {
                 prop_assert!(!error.to_string().contains(&password), "{}", error);
