@@ -173,24 +173,24 @@ fn render(report: &VerifyReport, fixes: &FixCommands) -> String {
     let mut rows: Vec<Vec<String>> = Vec::new();
     for image in &report.images {
         for (position, check) in image.checks.iter().enumerate() {
+            let first = if position == 0 {
+                image.target.clone()
+            } else {
+                String::new()
+            };
             rows.push(vec![
-                if position == 0 {
-                    image.target.clone()
-                } else {
-                    String::new()
-                },
+                first,
                 check.kind.to_string(),
                 status_word(check.status).to_string(),
                 check.reason.clone(),
-                check
-                    .fix
-                    .as_ref()
-                    .map(|fix| fixes.command(fix))
-                    .unwrap_or_default(),
             ]);
+            if let Some(fix) = &check.fix {
+                let fix = format!("fix: {}", fixes.command(fix));
+                rows.push(vec![String::new(), String::new(), String::new(), fix]);
+            }
         }
     }
-    let mut out = table::render(&["IMAGE", "CHECK", "RESULT", "REASON", "FIX"], &rows);
+    let mut out = table::render(&["IMAGE", "CHECK", "RESULT", "REASON"], &rows);
     for error in &report.errors {
         out.push_str(&format!("invalid  {error}\n"));
     }
