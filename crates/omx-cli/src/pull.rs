@@ -100,7 +100,11 @@ pub async fn run(args: PullArgs) -> anyhow::Result<Outcome> {
     let plan = args.input.plan(&target.registry)?;
     let puller = Puller::new(
         CopyEngine::new(
-            RegistryClient::new(client_config(&args, &target)?)?,
+            RegistryClient::new(target_client_config(
+                &target,
+                args.dest_creds.as_ref(),
+                &args.access,
+            )?)?,
             CopyOptions {
                 jobs: usize::from(args.jobs),
                 platform: args.platform.clone(),
@@ -137,10 +141,15 @@ pub async fn run(args: PullArgs) -> anyhow::Result<Outcome> {
     })
 }
 
-/// Explicit target credentials first, then ECR's token, then the Docker config (sources).
-fn client_config(args: &PullArgs, target: &ResolvedTarget) -> anyhow::Result<ClientConfig> {
+/// A client for a run against `target`: explicit target credentials first, then ECR's token,
+/// then the Docker config (sources and upstreams).
+pub(crate) fn target_client_config(
+    target: &ResolvedTarget,
+    dest_creds: Option<&Secret>,
+    access: &RegistryAccessArgs,
+) -> anyhow::Result<ClientConfig> {
     let mut providers: Vec<Arc<dyn CredentialProvider>> = Vec::new();
-    if let Some(value) = &args.dest_creds {
+    if let Some(value) = dest_creds {
         if target.ecr.is_some() {
             return Err(UnusableInput(
                 "--dest-creds is for non-ECR targets; ECR uses your AWS credentials".into(),
@@ -161,7 +170,7 @@ fn client_config(args: &PullArgs, target: &ResolvedTarget) -> anyhow::Result<Cli
     providers.push(Arc::new(DockerConfigCredentials::from_environment()?));
     Ok(ClientConfig {
         credentials: Arc::new(ChainCredentials::new(providers)),
-        ..args.access.client_config()
+        ..access.client_config()
     })
 }
 

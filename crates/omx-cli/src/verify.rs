@@ -1,18 +1,13 @@
 //! `omx-ecr-helper verify`: is every image of a manifest ready for HealthOmics?
 
-use std::sync::Arc;
-
 use clap::Args;
-use omx_puller::{
-    CheckStatus, EcrCredentials, Fix, ResolvedTarget, TargetOptions, Verifier, VerifyReport,
-};
-use omx_registry::{
-    ChainCredentials, ClientConfig, CredentialProvider, DockerConfigCredentials, RegistryClient,
-};
+use omx_puller::{CheckStatus, Fix, ResolvedTarget, TargetOptions, Verifier, VerifyReport};
+use omx_registry::RegistryClient;
 
 use crate::copy::RegistryAccessArgs;
 use crate::exit::Outcome;
 use crate::plan::{Format, PullManifestArgs};
+use crate::pull::target_client_config;
 use crate::table;
 
 /// Check that every image of a manifest is ready for HealthOmics, changing nothing.
@@ -67,7 +62,7 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<Outcome> {
     )
     .await?;
     let plan = args.input.plan(&target.registry)?;
-    let client = RegistryClient::new(client_config(&args, &target)?)?;
+    let client = RegistryClient::new(target_client_config(&target, None, &args.access)?)?;
     let verifier = Verifier::new(client, target, table, args.region.clone());
     let report = verifier.verify(&plan).await;
 
@@ -79,22 +74,6 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<Outcome> {
         Outcome::Success
     } else {
         Outcome::PartialFailure
-    })
-}
-
-/// ECR's token for the target, then the Docker config (upstream registries).
-fn client_config(args: &VerifyArgs, target: &ResolvedTarget) -> anyhow::Result<ClientConfig> {
-    let mut providers: Vec<Arc<dyn CredentialProvider>> = Vec::new();
-    if let Some(ecr) = &target.ecr {
-        providers.push(Arc::new(EcrCredentials::new(
-            ecr.clone(),
-            target.ecr_hosts(),
-        )));
-    }
-    providers.push(Arc::new(DockerConfigCredentials::from_environment()?));
-    Ok(ClientConfig {
-        credentials: Arc::new(ChainCredentials::new(providers)),
-        ..args.access.client_config()
     })
 }
 
