@@ -224,6 +224,53 @@ mod tests {
     }
 
     #[test]
+    fn the_table_shows_every_step_and_the_namespace_rules_pull_needs() {
+        use omx_puller::{Resource, SetupStep};
+        let step = |prefix: &str, resource, action, detail: &str| SetupStep {
+            prefix: prefix.to_string(),
+            resource,
+            action,
+            detail: detail.to_string(),
+        };
+        let report = SetupReport {
+            steps: vec![
+                step(
+                    "quay",
+                    Resource::PullThroughCacheRule,
+                    Action::Conflict,
+                    "quay/ already caches mirror.example.org; left as it is",
+                ),
+                step(
+                    "dockerhub",
+                    Resource::CreationTemplate,
+                    Action::WouldCreate,
+                    "would create",
+                ),
+            ],
+            namespace_rules: vec![
+                serde_json::json!({"hosts": ["docker.io"], "namespace": "dockerhub",
+                "method": "pull-through-cache", "upstream_registry": "registry-1.docker.io"}),
+            ],
+        };
+        let text = render(&report, "us-east-1", true);
+        assert!(
+            text.starts_with(
+                "PREFIX     RESOURCE                 ACTION        DETAIL\n\
+                 quay       pull-through cache rule  CONFLICT      quay/ already caches mirror.example.org; left as it is\n\
+                 dockerhub  creation template        would create  would create\n\
+                 \n\
+                 us-east-1: 2 step(s) checked (dry run), 1 conflict(s) or failure(s)\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("\"upstream_registry\": \"registry-1.docker.io\""),
+            "{text}"
+        );
+        assert!(text.contains("dockerhub/library/ubuntu"), "{text}");
+    }
+
+    #[test]
     fn bad_secrets_and_hosts_are_refused() {
         for bad in [
             vec![
