@@ -7,7 +7,7 @@ use omx_aws::TemplateScenario;
 use omx_core::manifest::EntryError;
 use omx_core::namespace::{Method, NamespaceTable};
 use omx_core::plan::{PlannedImage, PullPlan, TargetRegistry};
-use omx_core::policy::omics_grants;
+use omx_core::policy::{merge_omics_registry_statement, omics_grants, PolicyChange};
 use omx_core::Reference;
 use omx_registry::{ManifestKind, Platform, RegistryClient, Repository};
 use serde::Serialize;
@@ -23,7 +23,8 @@ const MAX_CONFIG_BYTES: usize = 4 * 1024 * 1024;
 pub enum CheckKind {
     /// The private image exists, or a pull-through-cache rule will fetch it.
     Image,
-    /// HealthOmics may pull it: the repository policy, or the creation template of its prefix.
+    /// HealthOmics may pull it: the repository policy, or for an image not cached yet the
+    /// creation template of its prefix and the registry policy's import statement.
     OmicsAccess,
     /// It has a linux/amd64 variant, the only platform HealthOmics runs.
     LinuxAmd64,
@@ -368,13 +369,7 @@ impl Verifier {
                             .as_deref()
                             .is_some_and(omics_grants) =>
                 {
-                    Check::pass(
-                        OmicsAccess,
-                        format!(
-                            "the creation template {prefix} gives cached repositories a policy \
-                             letting omics.amazonaws.com pull"
-                        ),
-                    )
+                    self.registry_import_grant(ecr, prefix).await
                 }
                 Ok(Some(_)) => Check::fail(
                     OmicsAccess,
@@ -394,6 +389,46 @@ impl Verifier {
                 ),
                 Err(error) => Check::fail(OmicsAccess, error.to_string(), Some(Fix::Setup)),
             },
+        }
+    }
+
+    /// The first pull through a cache is HealthOmics' own: the registry policy must let it create
+    /// the repository and import the image.
+    async fn registry_import_grant(&self, ecr: &omx_aws::Ecr, prefix: &str) -> Check {
+        use CheckKind::OmicsAccess;
+        let TargetRegistry::Ecr {
+            account: Some(account),
+            region: Some(region),
+        } = &self.target.registry
+        else {
+            return Check::fail(OmicsAccess, "the ECR account and region are unknown", None);
+        };
+        let policy = match ecr.registry_policy().await {
+            Ok(policy) => policy,
+            Err(error) => return Check::fail(OmicsAccess, error.to_string(), Some(Fix::Setup)),
+        };
+        // A merge that changes nothing means the policy already grants the import.
+        match merge_omics_registry_statement(policy.as_deref(), region, account, prefix) {
+            Ok(PolicyChange::Unchanged) => Check::pass(
+                OmicsAccess,
+                format!(
+                    "omics.amazonaws.com may create {prefix}/ repositories and import into them, \
+                     and the creation template {prefix} lets it pull"
+                ),
+            ),
+            Ok(PolicyChange::Updated(_)) => Check::fail(
+                OmicsAccess,
+                format!(
+                    "the registry policy does not let omics.amazonaws.com create {prefix}/ \
+                     repositories and import upstream images into them"
+                ),
+                Some(Fix::Setup),
+            ),
+            Err(error) => Check::fail(
+                OmicsAccess,
+                format!("the registry policy: {error}"),
+                Some(Fix::Setup),
+            ),
         }
     }
 

@@ -248,7 +248,8 @@ fn replay_ecr(events: Vec<ReplayEvent>) -> (Ecr, StaticReplayClient) {
 }
 
 /// Images not cached yet pass when their prefix's rule and creation template are in place,
-/// with the platform read from upstream; without a rule, `setup` is the fix.
+/// with the platform read from upstream; without a rule, or without the registry policy's
+/// import statement, `setup` is the fix.
 #[tokio::test]
 async fn images_of_a_pull_through_cache_are_checked_by_rule_template_and_upstream() {
     let Some(upstream) = Registry::try_start() else {
@@ -260,9 +261,12 @@ async fn images_of_a_pull_through_cache_are_checked_by_rule_template_and_upstrea
         Format::Oci,
     );
     fixture.push(&upstream, "biocontainers/tool:1");
+    let localhost = format!("localhost:{}", upstream.port());
     let rules = json!({"rules": [
         {"hosts": [upstream.host()], "namespace": "quay", "method": "pull-through-cache"},
         {"hosts": ["uncached.example.org"], "namespace": "elsewhere", "method": "pull-through-cache"},
+        // The same upstream by another name, cached under a prefix the registry policy omits.
+        {"hosts": [localhost.clone()], "namespace": "noimport", "method": "pull-through-cache"},
     ]});
     let table = NamespaceTable::builtin()
         .with_user_rules(&rules.to_string())
@@ -291,6 +295,12 @@ async fn images_of_a_pull_through_cache_are_checked_by_rule_template_and_upstrea
                 "repositoryPolicy": Grant::omics_pull().policy_document()}]}),
         ),
         recorded(
+            "GetRegistryPolicy",
+            json!({}),
+            200,
+            json!({"registryId": ACCOUNT, "policyText": Grant::omics_import("us-east-1", ACCOUNT, "quay").policy_document()}),
+        ),
+        recorded(
             "DescribeImages",
             json!({"repositoryName": "elsewhere/tool", "imageIds": [{"imageTag": "2"}]}),
             400,
@@ -301,6 +311,33 @@ async fn images_of_a_pull_through_cache_are_checked_by_rule_template_and_upstrea
             json!({"ecrRepositoryPrefixes": ["elsewhere"]}),
             400,
             not_found("PullThroughCacheRuleNotFoundException"),
+        ),
+        recorded(
+            "DescribeImages",
+            json!({"repositoryName": "noimport/biocontainers/tool", "imageIds": [{"imageTag": "1"}]}),
+            400,
+            not_found("ImageNotFoundException"),
+        ),
+        recorded(
+            "DescribePullThroughCacheRules",
+            json!({"ecrRepositoryPrefixes": ["noimport"]}),
+            200,
+            json!({"pullThroughCacheRules": [{"ecrRepositoryPrefix": "noimport",
+                "upstreamRegistryUrl": localhost, "registryId": ACCOUNT}]}),
+        ),
+        recorded(
+            "DescribeRepositoryCreationTemplates",
+            json!({"prefixes": ["noimport"]}),
+            200,
+            json!({"registryId": ACCOUNT, "repositoryCreationTemplates": [{"prefix": "noimport",
+                "appliedFor": ["PULL_THROUGH_CACHE", "CREATE_ON_PUSH"],
+                "repositoryPolicy": Grant::omics_pull().policy_document()}]}),
+        ),
+        recorded(
+            "GetRegistryPolicy",
+            json!({}),
+            200,
+            json!({"registryId": ACCOUNT, "policyText": Grant::omics_import("us-east-1", ACCOUNT, "quay").policy_document()}),
         ),
     ]);
     let registry = TargetRegistry::Ecr {
@@ -316,6 +353,7 @@ async fn images_of_a_pull_through_cache_are_checked_by_rule_template_and_upstrea
         &[
             format!("{}/biocontainers/tool:1", upstream.host()),
             "uncached.example.org/tool:2".to_string(),
+            format!("{localhost}/biocontainers/tool:1"),
         ],
         &table,
         &registry,
@@ -348,7 +386,18 @@ async fn images_of_a_pull_through_cache_are_checked_by_rule_template_and_upstrea
                 (LinuxAmd64, Skip, None),
                 (Region, Pass, None),
             ],
+            vec![
+                (Image, Pass, None),
+                (OmicsAccess, Fail, Some(Fix::Setup)),
+                (LinuxAmd64, Pass, None),
+                (Region, Pass, None),
+            ],
         ]
+    );
+    assert_eq!(
+        report.images[2].checks[1].reason,
+        "the registry policy does not let omics.amazonaws.com create noimport/ repositories and \
+         import upstream images into them"
     );
     let checks = &report.images[0].checks;
     assert_eq!(
@@ -357,6 +406,11 @@ async fn images_of_a_pull_through_cache_are_checked_by_rule_template_and_upstrea
             "not cached yet; the pull-through cache rule quay/ fetches it from {} on first pull",
             upstream.host()
         )
+    );
+    assert_eq!(
+        checks[1].reason,
+        "omics.amazonaws.com may create quay/ repositories and import into them, and the \
+         creation template quay lets it pull"
     );
     assert_eq!(
         checks[2].reason,
