@@ -14,7 +14,8 @@ use crate::table;
 ///
 /// For each image: it is in the private registry, or a pull-through-cache rule of its prefix will
 /// fetch it on first pull; HealthOmics may pull it (its repository policy, or for an image not
-/// cached yet the creation template of its prefix); it has a linux/amd64 variant (an index's
+/// cached yet the creation template of its prefix and the registry policy statement letting
+/// HealthOmics import into it); it has a linux/amd64 variant (an index's
 /// children, or a single image's config); and it is in the region the workflows run in
 /// (--region, else the target's). Each failed check says why and what fixes it. Exit 0: all
 /// passed; 1: some check failed or an entry is invalid; 2: unusable input.
