@@ -7,9 +7,14 @@
 
 mod reliability_support;
 
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::Output;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
 
+use omx_core::Digest;
 use omx_testenv::{base64_encode, Format, ImageFixture, LayerSpec, Registry};
 use reliability_support::*;
 use serde_json::json;
@@ -385,5 +390,135 @@ fn served_digest_with_auth(registry: &Registry, repository: &str, tag: &str) -> 
         200 => response.header("docker-content-digest").map(str::to_string),
         404 => None,
         status => panic!("HEAD {repository}:{tag} answered {status}"),
+    }
+}
+
+/// The token and signature of a presigned blob URL (ECR and Docker Hub redirect blob downloads
+/// to such URLs on S3 or a CDN): short-lived credentials in a query string.
+const SIGNED_URL_TOKEN: &str = "IQoJb3JpZ2luX2VjEXAMPLESESSIONTOKEN";
+static SIGNED_URL_HITS: AtomicUsize = AtomicUsize::new(0);
+const SIGNED_URL_SIGNATURE: &str =
+    "5d672d79c15b13162d9279b0855cfba6789a8edb4c82c400e06b5924a6f2b5d7";
+
+/// A one-image registry whose layer download redirects to a presigned URL that always fails,
+/// before or during the body, as a flaky CDN would.
+fn start_redirecting_registry() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#
+            .to_vec();
+    let layer = vec![7u8; 50_000];
+    let config_digest = Digest::sha256_of(&config).to_string();
+    let layer_digest = Digest::sha256_of(&layer).to_string();
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": config_digest, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                    "digest": layer_digest, "size": layer.len()}],
+    })
+    .to_string()
+    .into_bytes();
+    let signed = format!(
+        "http://{host}/signed/layer?X-Amz-Security-Token={SIGNED_URL_TOKEN}&X-Amz-Signature={SIGNED_URL_SIGNATURE}"
+    );
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let (config, layer, manifest) = (config.clone(), layer.clone(), manifest.clone());
+            let (config_digest, layer_digest, signed) =
+                (config_digest.clone(), layer_digest.clone(), signed.clone());
+            thread::spawn(move || -> std::io::Result<()> {
+                let mut reader = BufReader::new(stream.try_clone()?);
+                let mut out = stream;
+                loop {
+                    let mut request_line = String::new();
+                    if reader.read_line(&mut request_line)? == 0 {
+                        return Ok(());
+                    }
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line)? == 0 || line == "\r\n" {
+                            break;
+                        }
+                    }
+                    let mut parts = request_line.split_whitespace();
+                    let method = parts.next().unwrap_or_default().to_string();
+                    let path = parts.next().unwrap_or_default().to_string();
+                    let respond =
+                        |out: &mut TcpStream, status: &str, headers: &str, body: &[u8]| {
+                            write!(
+                                out,
+                                "HTTP/1.1 {status}\r\n{headers}Content-Length: {}\r\n\r\n",
+                                body.len()
+                            )?;
+                            if method != "HEAD" {
+                                out.write_all(body)?;
+                            }
+                            out.flush()
+                        };
+                    if path == "/v2/" {
+                        respond(&mut out, "200 OK", "", b"{}")?;
+                    } else if path.ends_with("/manifests/1") {
+                        let headers = format!(
+                            "Content-Type: application/vnd.oci.image.manifest.v1+json\r\n\
+                             Docker-Content-Digest: {}\r\n",
+                            Digest::sha256_of(&manifest)
+                        );
+                        respond(&mut out, "200 OK", &headers, &manifest)?;
+                    } else if path.ends_with(&format!("/blobs/{config_digest}")) {
+                        respond(&mut out, "200 OK", "", &config)?;
+                    } else if path.ends_with(&format!("/blobs/{layer_digest}")) {
+                        let headers = format!("Location: {signed}\r\n");
+                        respond(&mut out, "307 Temporary Redirect", &headers, b"")?;
+                    } else if path.starts_with("/signed/layer") {
+                        // Every other time the CDN hangs up before answering; otherwise it
+                        // sends the layer's length, half of it, and hangs up.
+                        if SIGNED_URL_HITS.fetch_add(1, Ordering::SeqCst) % 2 == 1 {
+                            write!(
+                                out,
+                                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+                                layer.len()
+                            )?;
+                            out.write_all(&layer[..layer.len() / 2])?;
+                            out.flush()?;
+                        }
+                        return Ok(());
+                    } else {
+                        respond(&mut out, "404 Not Found", "", b"")?;
+                    }
+                }
+            });
+        }
+    });
+    host
+}
+
+#[test]
+fn a_failed_download_does_not_show_the_presigned_blob_url() {
+    let Some(target) = Registry::try_start() else {
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let source = start_redirecting_registry();
+    let output = omx(
+        home.path(),
+        &[
+            "copy",
+            "-vv",
+            &format!("{source}/team/redirect:1"),
+            &format!("{}/team/redirect:1", target.host()),
+        ],
+    );
+    assert_eq!(exit_code(&output), 1, "{}", all_output(&output));
+    let all = all_output(&output);
+    assert!(all.contains("team/redirect:1"), "{all}");
+    assert!(
+        SIGNED_URL_HITS.load(Ordering::SeqCst) >= 2,
+        "the download followed the redirect, both failures happened"
+    );
+    for secret in [SIGNED_URL_TOKEN, SIGNED_URL_SIGNATURE] {
+        assert!(!all.contains(secret), "the output shows {secret}:\n{all}");
     }
 }
