@@ -19,6 +19,7 @@ use omx_registry::{
 use crate::bundle::{safe_relative_path, BundleError, Fetcher, Limits};
 use crate::codebuild::RemoteBuild;
 use crate::digest::{source_digest, BuildInputs};
+use crate::dockerfile::base_image_registries;
 use crate::engine::{CodeBuildEngine, Engine, LocalBuild, Step};
 use crate::login::Login;
 use crate::plan::{BuildPlan, PlannedBuild};
@@ -140,6 +141,7 @@ pub struct Builder {
     client: RegistryClient,
     credentials: Arc<dyn CredentialProvider>,
     insecure_hosts: Vec<String>,
+    ca_certificates: Vec<PathBuf>,
     fetcher: Fetcher,
     dockerfile: PathBuf,
     options: BuildOptions,
@@ -171,11 +173,9 @@ impl Builder {
                     options.dockerfile
                 ))
             })?;
-        let mut insecure_hosts = client.insecure_registries.clone();
-        if is_loopback_host(&target.api_host) && !insecure_hosts.contains(&target.api_host) {
-            insecure_hosts.push(target.api_host.clone());
-        }
+        let insecure_hosts = client.insecure_registries.clone();
         let credentials = client.credentials.clone();
+        let ca_certificates = client.ca_certificates.clone();
         Ok(Builder {
             fetcher: Fetcher::new(s3, options.work_dir.clone(), options.limits),
             client: RegistryClient::new(client)?,
@@ -183,6 +183,7 @@ impl Builder {
             target,
             credentials,
             insecure_hosts,
+            ca_certificates,
             dockerfile,
             options,
         })
@@ -321,11 +322,10 @@ impl Builder {
         let target = build.target.uri(&self.target.registry.host());
         let log_path = self.log_path(build);
         let log = create_log(&log_path)?;
-        let login = Login::write(&self.logins().await?, &self.insecure_hosts)
-            .map_err(BuildError::io("writing the registry login for the build"))?;
+        let dockerfile = context.join(&self.dockerfile);
+        let login = self.login_for(&self.registries_of(&dockerfile)?).await?;
         let image = build.target.uri(&self.target.api_host);
         let labels = [(SOURCE_DIGEST_LABEL.to_string(), digest.to_string())];
-        let dockerfile = context.join(&self.dockerfile);
         let local = LocalBuild {
             context,
             dockerfile: &dockerfile,
@@ -478,19 +478,40 @@ impl Builder {
         }
     }
 
-    /// Credentials for the target registry as named in URIs and at its API host.
-    async fn logins(&self) -> Result<Vec<(String, Credential)>, CredentialError> {
-        let mut hosts = vec![self.target.registry.host()];
-        if self.target.api_host != hosts[0] {
-            hosts.push(self.target.api_host.clone());
-        }
-        let mut logins = Vec::new();
+    /// The registries a build talks to: the target (as named in URIs and at its API host) and
+    /// those of the Dockerfile's base images.
+    fn registries_of(&self, dockerfile: &Path) -> Result<Vec<String>, BuildError> {
+        let text = fs::read_to_string(dockerfile)
+            .map_err(BuildError::io(format!("reading {}", dockerfile.display())))?;
+        let mut hosts = vec![self.target.registry.host(), self.target.api_host.clone()];
+        hosts.extend(base_image_registries(&text, &self.options.build_args));
+        let mut unique: Vec<String> = Vec::new();
         for host in hosts {
-            if let Some(credential) = self.credentials.credentials(&host).await? {
-                logins.push((host, credential));
+            if !unique.contains(&host) {
+                unique.push(host);
             }
         }
-        Ok(logins)
+        Ok(unique)
+    }
+
+    /// The login for a build with the credential chain's answer for each of `registries`, and
+    /// plain HTTP allowed where the registry client allows it (the insecure registries, and
+    /// loopback hosts).
+    async fn login_for(&self, registries: &[String]) -> Result<Login, BuildError> {
+        let mut logins: Vec<(String, Credential)> = Vec::new();
+        for host in registries {
+            if let Some(credential) = self.credentials.credentials(host).await? {
+                logins.push((host.clone(), credential));
+            }
+        }
+        let mut insecure = self.insecure_hosts.clone();
+        for host in registries {
+            if is_loopback_host(host) && !insecure.contains(host) {
+                insecure.push(host.clone());
+            }
+        }
+        Login::write(&logins, &insecure, &self.ca_certificates)
+            .map_err(BuildError::io("writing the registry login for the build"))
     }
 
     /// `<log dir>/<repository>_<tag>.log`, with every character that is not a letter, digit,

@@ -79,6 +79,13 @@ impl Buildah {
         command
     }
 
+    fn add_login_flags(command: &mut Command, login: &Login) {
+        command.arg("--authfile").arg(login.auth_file());
+        if let Some(certs) = login.cert_dir() {
+            command.arg("--cert-dir").arg(certs);
+        }
+    }
+
     /// `buildah bud` (base images pulled with the login) then `buildah push`.
     pub(crate) fn steps(&self, build: &LocalBuild<'_>, login: &Login) -> [Step; 2] {
         let mut bud = self.command(login);
@@ -89,15 +96,13 @@ impl Buildah {
             "--layers",
             "--format",
             "docker",
-        ])
-        .arg("--authfile")
-        .arg(login.auth_file());
+        ]);
+        Self::add_login_flags(&mut bud, login);
         build.add_build_flags(&mut bud);
         let mut push = self.command(login);
-        push.arg("push")
-            .arg("--authfile")
-            .arg(login.auth_file())
-            .arg(build.image)
+        push.arg("push");
+        Self::add_login_flags(&mut push, login);
+        push.arg(build.image)
             .arg(format!("docker://{}", build.image));
         [
             Step {
@@ -288,7 +293,7 @@ mod tests {
 
     #[test]
     fn buildah_builds_with_chroot_vfs_and_the_authfile_then_pushes() {
-        let login = Login::write(&[], &[]).unwrap();
+        let login = Login::write(&[], &[], &[]).unwrap();
         let labels = [("org.x".to_string(), "sha256:1".to_string())];
         let args = BTreeMap::from([("GREETING".to_string(), "hello world".to_string())]);
         let buildah = Buildah {
@@ -319,11 +324,26 @@ mod tests {
             OsStr::new("CONTAINERS_REGISTRIES_CONF"),
             Some(login.registries_conf().as_os_str())
         )));
+
+        // Extra CA certificates reach both steps.
+        let ca = tempfile::NamedTempFile::new().unwrap();
+        let login = Login::write(&[], &[], &[ca.path().to_path_buf()]).unwrap();
+        let cert_dir = login.cert_dir().unwrap().display().to_string();
+        for step in buildah.steps(&build(&labels, &args), &login) {
+            assert!(
+                step.command_line().contains(&format!(
+                    "--authfile {} --cert-dir {cert_dir} ",
+                    login.auth_file().display()
+                )),
+                "{}",
+                step.command_line()
+            );
+        }
     }
 
     #[test]
     fn docker_builds_and_pushes_with_a_private_config() {
-        let login = Login::write(&[], &[]).unwrap();
+        let login = Login::write(&[], &[], &[]).unwrap();
         let args = BTreeMap::new();
         let docker = Docker {
             program: PathBuf::from("docker"),

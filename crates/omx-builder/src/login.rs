@@ -1,7 +1,9 @@
 //! The registry login a local build engine gets: a private, temporary Docker-format credentials
 //! file (mode 0600, in a 0700 folder, deleted when dropped) instead of passwords on a command line
-//! that ends up in logs and process listings, plus a `registries.conf` for buildah that names the
-//! registries reached over plain HTTP.
+//! that ends up in logs and process listings, plus, for buildah, a `registries.conf` naming the
+//! registries reached over plain HTTP (loopback ones included: containers/image then also skips
+//! their TLS verification, as it has one setting for both) and a folder of the extra CA
+//! certificates to trust.
 
 use std::fs::OpenOptions;
 use std::io::{self, Write as _};
@@ -9,9 +11,12 @@ use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
+use omx_core::reference::DOCKER_HUB;
 use omx_registry::Credential;
 use serde_json::{json, Map, Value};
 use tempfile::TempDir;
+
+const DOCKER_HUB_LEGACY_KEY: &str = "https://index.docker.io/v1/";
 
 /// Credentials and registry settings on disk for one build.
 #[derive(Debug)]
@@ -20,12 +25,14 @@ pub(crate) struct Login {
 }
 
 impl Login {
-    /// Writes `config.json` with `credentials` (registry host and its login) and a
+    /// Writes `config.json` with `credentials` (registry host and its login), a
     /// `registries.conf` where `insecure_hosts` may be reached over plain HTTP and short names
-    /// (`FROM ubuntu`) resolve to Docker Hub as Docker resolves them.
+    /// (`FROM ubuntu`) resolve to Docker Hub as Docker resolves them, and `certs/` with a copy of
+    /// each of `ca_certificates` (PEM files).
     pub(crate) fn write(
         credentials: &[(String, Credential)],
         insecure_hosts: &[String],
+        ca_certificates: &[PathBuf],
     ) -> io::Result<Login> {
         let dir = tempfile::Builder::new()
             .prefix("omx-login-")
@@ -36,6 +43,10 @@ impl Login {
             let pair = format!("{}:{}", credential.username, credential.password.expose());
             let auth = base64::engine::general_purpose::STANDARD.encode(pair);
             auths.insert(host.clone(), json!({ "auth": auth }));
+            if host == DOCKER_HUB {
+                // The key the Docker CLI looks Docker Hub up under.
+                auths.insert(DOCKER_HUB_LEGACY_KEY.to_string(), json!({ "auth": auth }));
+            }
         }
         let config = json!({ "auths": Value::Object(auths) });
         write_private(
@@ -46,6 +57,20 @@ impl Login {
             &dir.path().join("registries.conf"),
             registries_conf(insecure_hosts).as_bytes(),
         )?;
+        if !ca_certificates.is_empty() {
+            let certs = dir.path().join("certs");
+            std::fs::create_dir(&certs)?;
+            for (position, certificate) in ca_certificates.iter().enumerate() {
+                let pem = std::fs::read(certificate).map_err(|error| {
+                    io::Error::new(
+                        error.kind(),
+                        format!("CA certificate {}: {error}", certificate.display()),
+                    )
+                })?;
+                // containers/image trusts every `*.crt` of the folder, besides the system roots.
+                write_private(&certs.join(format!("ca-{position}.crt")), &pem)?;
+            }
+        }
         Ok(Login { dir })
     }
 
@@ -57,6 +82,11 @@ impl Login {
     /// The folder holding `config.json` (`DOCKER_CONFIG` of docker).
     pub(crate) fn docker_config_dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The folder of extra CA certificates (buildah's `--cert-dir`), when there are any.
+    pub(crate) fn cert_dir(&self) -> Option<PathBuf> {
+        Some(self.dir.path().join("certs")).filter(|certs| certs.is_dir())
     }
 
     /// buildah's registries configuration (`CONTAINERS_REGISTRIES_CONF`).
@@ -96,12 +126,18 @@ mod tests {
 
     #[test]
     fn credentials_are_private_and_gone_after_drop() {
+        let ca = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(ca.path(), "-----BEGIN CERTIFICATE-----\n").unwrap();
         let login = Login::write(
-            &[(
-                "127.0.0.1:5000".to_string(),
-                Credential::new("AWS", "pass:word"),
-            )],
+            &[
+                (
+                    "127.0.0.1:5000".to_string(),
+                    Credential::new("AWS", "pass:word"),
+                ),
+                ("docker.io".to_string(), Credential::new("me", "hub")),
+            ],
             &["127.0.0.1:5000".to_string()],
+            &[ca.path().to_path_buf()],
         )
         .unwrap();
         let auth_file = login.auth_file();
@@ -113,11 +149,21 @@ mod tests {
             .mode();
         assert_eq!(dir_mode & 0o077, 0);
         let config: Value = serde_json::from_slice(&std::fs::read(&auth_file).unwrap()).unwrap();
-        // base64("AWS:pass:word")
+        // base64("AWS:pass:word"), base64("me:hub") under both Docker Hub keys
         assert_eq!(
             config,
-            json!({"auths": {"127.0.0.1:5000": {"auth": "QVdTOnBhc3M6d29yZA=="}}})
+            json!({"auths": {
+                "127.0.0.1:5000": {"auth": "QVdTOnBhc3M6d29yZA=="},
+                "docker.io": {"auth": "bWU6aHVi"},
+                "https://index.docker.io/v1/": {"auth": "bWU6aHVi"}
+            }})
         );
+        let certs = login.cert_dir().unwrap();
+        assert_eq!(
+            std::fs::read_to_string(certs.join("ca-0.crt")).unwrap(),
+            "-----BEGIN CERTIFICATE-----\n"
+        );
+        assert!(Login::write(&[], &[], &[]).unwrap().cert_dir().is_none());
         let conf = std::fs::read_to_string(login.registries_conf()).unwrap();
         assert!(
             conf.contains("[[registry]]\nlocation = \"127.0.0.1:5000\"\ninsecure = true"),

@@ -8,7 +8,10 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use omx_core::policy::{omics_grants, CREATED_BY_TAG};
-use omx_testenv::{moto_ecr_password, Moto, Registry, MOTO_ACCOUNT_ID};
+use omx_testenv::{
+    base64_encode, moto_ecr_password, Format, ImageFixture, LayerSpec, Moto, Registry,
+    MOTO_ACCOUNT_ID,
+};
 use serde_json::{json, Value};
 
 const ECR_HOST: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
@@ -132,6 +135,21 @@ fn make_bundles(root: &Path) {
     );
 }
 
+/// A base image in a registry that wants a login, and that login in the Docker config the
+/// binary reads: the build must pull the base with it.
+fn private_base(home: &Path) -> (Registry, String) {
+    let registry = Registry::builder().basic_auth("me", "base-secret").start();
+    ImageFixture::single(&LayerSpec::distinct(11, 1, 4_000), Format::DockerV2)
+        .push(&registry, "base/img:1");
+    let auth = base64_encode(b"me:base-secret");
+    write(
+        &home.join(".docker/config.json"),
+        &json!({"auths": {registry.host(): {"auth": auth}}}).to_string(),
+    );
+    let image = format!("{}/base/img:1", registry.host());
+    (registry, image)
+}
+
 #[test]
 fn build_pushes_reports_maps_and_then_skips() {
     let Some(registry) = Registry::try_start() else {
@@ -140,6 +158,12 @@ fn build_pushes_reports_maps_and_then_skips() {
     let home = tempfile::tempdir().unwrap();
     let root = home.path().join("project");
     make_bundles(&root);
+    let (_base_registry, base) = private_base(home.path());
+    write(
+        &root.join("tools/delta/Dockerfile"),
+        &format!("ARG BASE={base}\nFROM $BASE\nCOPY note.txt /note.txt\n"),
+    );
+    write(&root.join("tools/delta/note.txt"), "on a private base\n");
     let manifest = root.join("container_build_manifest.json");
     write(
         &manifest,
@@ -148,6 +172,7 @@ fn build_pushes_reports_maps_and_then_skips() {
             {"source_uri": "tools/beta.zip", "target_image": format!("{}/team/beta:1.0", registry.host())},
             {"source_uri": "tools/broken", "target_image": "broken:1"},
             {"source_uri": "tools/alpha", "target_image": "notag"},
+            {"source_uri": "tools/delta", "target_image": "delta:1"},
         ]})
         .to_string(),
     );
@@ -190,7 +215,7 @@ fn build_pushes_reports_maps_and_then_skips() {
     let first = report(&output);
     assert_eq!(
         statuses(&first),
-        ["SUCCEEDED", "SUCCEEDED", "FAILED"],
+        ["SUCCEEDED", "SUCCEEDED", "FAILED", "SUCCEEDED"],
         "{first:#}"
     );
     assert_eq!(first["images"][0]["target"], format!("{host}/alpha:omics"));
@@ -238,9 +263,10 @@ fn build_pushes_reports_maps_and_then_skips() {
         json!([
             {"sourceImage": "alpha:omics", "destinationImage": format!("{host}/alpha:omics")},
             {"sourceImage": format!("{host}/team/beta:1.0"), "destinationImage": format!("{host}/team/beta:1.0")},
+            {"sourceImage": "delta:1", "destinationImage": format!("{host}/delta:1")},
         ])
     );
-    assert_eq!(map["images"].as_array().unwrap().len(), 2);
+    assert_eq!(map["images"].as_array().unwrap().len(), 3);
 
     // Nothing changed: nothing is built, the table says so.
     let output = run("table");
@@ -250,10 +276,10 @@ fn build_pushes_reports_maps_and_then_skips() {
         .lines()
         .filter(|line| line.starts_with("skipped"))
         .collect();
-    assert_eq!(skipped.len(), 2, "{stdout}");
+    assert_eq!(skipped.len(), 3, "{stdout}");
     assert!(skipped[0].contains("up to date"), "{stdout}");
     assert!(
-        stdout.contains("0 succeeded, 2 skipped, 1 failed, 0 planned, 1 invalid entry"),
+        stdout.contains("0 succeeded, 3 skipped, 1 failed, 0 planned, 1 invalid entry"),
         "{stdout}"
     );
     assert!(
