@@ -41,6 +41,14 @@ use crate::progress::{Mode, TerminalProgress};
 /// repositories get the tag createdBy=omx-ecr-helper and a policy that lets HealthOmics pull
 /// before anything is pushed. Every build's log is kept in --log-dir. One failing image never
 /// stops the others. Exit 0: all succeeded or skipped; 1: some failed; 2: unusable input.
+///
+/// Zip bundles are extracted safely: entries that would land outside the bundle, symbolic links
+/// and archives that expand too far are refused. Files from S3 folders carry no modes (none is
+/// executable); a zip keeps executable bits. S3 buckets must be in the AWS region used. The
+/// build engine gets the target's login and your Docker config's logins for the registries of
+/// the Dockerfile's base images through a temporary private file, never on a command line; with
+/// --engine docker, which registries are reached over HTTP and which CAs are trusted is the
+/// Docker daemon's configuration.
 #[derive(Args, Debug)]
 pub struct BuildArgs {
     /// The build manifest (container_build_manifest.json).
