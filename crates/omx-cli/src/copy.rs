@@ -88,12 +88,11 @@ pub(crate) fn command_line_credential(flag: &str, value: &Secret) -> anyhow::Res
         .map_err(|e| UnusableInput(format!("--{flag}: {e}")).into())
 }
 
+/// The error already quotes the input, with any `user:password@` replaced: the raw text is not
+/// repeated here, since it may hold a password.
 fn parse_reference(role: &str, text: &str) -> anyhow::Result<Reference> {
     Reference::parse(text).map_err(|e| {
-        UnusableInput(format!(
-            "{role} image {text:?} is not a valid reference: {e}"
-        ))
-        .into()
+        UnusableInput(format!("the {role} image is not a valid reference: {e}")).into()
     })
 }
 

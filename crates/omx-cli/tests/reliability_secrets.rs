@@ -262,7 +262,6 @@ fn reference_with_credentials(setup: &Setup) -> String {
 }
 
 #[test]
-#[ignore = "bug: copy's parse_reference (crates/omx-cli/src/copy.rs) quotes the raw SRC/DST text, password included"]
 fn copy_of_a_reference_with_credentials_does_not_repeat_them() {
     let Some(setup) = setup() else {
         return;

@@ -115,7 +115,12 @@ pub fn parse_build_manifest(text: &str) -> Result<Entries<BuildEntry>, ManifestF
     };
     for (index, item) in items.into_iter().enumerate() {
         let input = item.to_string();
-        match serde_json::from_value::<Raw>(item) {
+        // serde would also read a struct from a two-element array; an entry must be an object.
+        let parsed = match item {
+            Value::Object(_) => serde_json::from_value::<Raw>(item).map_err(|e| e.to_string()),
+            other => Err(format!("found {}", json_kind(&other))),
+        };
+        match parsed {
             Ok(raw) => {
                 let blank = [
                     ("source_uri", &raw.source_uri),

@@ -289,7 +289,6 @@ proptest! {
 }
 
 #[test]
-#[ignore = "bug: parse_build_manifest accepts a 2-element array [source_uri, target_image] as an entry (serde's visit_seq for the Raw struct)"]
 fn build_manifest_entries_must_be_objects() {
     let text = json!({"manifest": [["s3://bucket/tool/", "tool:1"]]}).to_string();
     let parsed = parse_build_manifest(&text).expect("a manifest array is a valid file");

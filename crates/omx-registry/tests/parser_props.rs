@@ -439,7 +439,6 @@ proptest! {
 /// The shapes `docker_config_errors_never_show_credentials` leaves out, one by one: a mistyped
 /// config whose error quotes the value it found.
 #[test]
-#[ignore = "bug: DockerConfig::parse errors carry serde_json's message, which quotes a mistyped string value (an auth or password) verbatim"]
 fn mistyped_docker_config_values_are_not_quoted_in_errors() {
     let secret = "Zq8mW2pL7xR4vN9s";
     let auth = base64(&format!("{SECRET_USER}:{secret}"));

@@ -63,11 +63,14 @@ pub enum CredentialError {
         #[source]
         source: std::io::Error,
     },
-    #[error("Docker config {path} is not valid JSON: {source}")]
+    /// Only the position and the kind of problem are kept: serde's own message quotes the value
+    /// it found, which in a Docker config may be a password or an `auth` token.
+    #[error("Docker config {path} is not valid: {problem} at line {line}, column {column}")]
     ParseConfig {
         path: PathBuf,
-        #[source]
-        source: serde_json::Error,
+        problem: &'static str,
+        line: usize,
+        column: usize,
     },
     #[error("credentials from {origin} are malformed: {reason}")]
     Malformed { origin: String, reason: String },
@@ -213,9 +216,16 @@ pub enum DockerConfigLookup {
 
 impl DockerConfig {
     pub fn parse(json: &str, origin: &Path) -> Result<DockerConfig, CredentialError> {
-        serde_json::from_str(json).map_err(|source| CredentialError::ParseConfig {
+        serde_json::from_str(json).map_err(|error| CredentialError::ParseConfig {
             path: origin.to_path_buf(),
-            source,
+            problem: match error.classify() {
+                serde_json::error::Category::Syntax => "a JSON syntax error",
+                serde_json::error::Category::Eof => "an unexpected end of the file",
+                serde_json::error::Category::Data => "a value of the wrong type or shape",
+                serde_json::error::Category::Io => "a read error",
+            },
+            line: error.line(),
+            column: error.column(),
         })
     }
 
