@@ -4,14 +4,18 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod build;
 mod copy;
 mod exit;
+mod map;
 mod plan;
 mod progress;
 mod pull;
 mod scan;
+mod setup;
 mod submit;
 mod table;
+mod verify;
 
 /// Gets container images ready for AWS HealthOmics workflows.
 ///
@@ -36,18 +40,19 @@ struct Cli {
     command: Command,
 }
 
+// The commands' help comes from their argument structs' doc comments (a doc comment here would
+// replace it), listed in the order a user meets them.
 #[derive(Subcommand)]
 enum Command {
-    /// Bring every image of a pull manifest into ECR (or any OCI registry).
     Pull(pull::PullArgs),
-    /// Run a manifest on the deployed serverless stack (Step Functions) and follow it.
-    Submit(submit::SubmitArgs),
-    /// Show what `pull` would do for a manifest, without touching any network.
     Plan(plan::PlanArgs),
-    /// Find the container images a workflow (Nextflow, WDL, CWL) uses and write the pull manifest.
-    Scan(scan::ScanArgs),
-    /// Copy one image between registries, byte for byte (digests preserved, multi-arch kept).
     Copy(copy::CopyArgs),
+    Build(build::BuildArgs),
+    Scan(scan::ScanArgs),
+    Map(map::MapArgs),
+    Verify(verify::VerifyArgs),
+    Setup(setup::SetupArgs),
+    Submit(submit::SubmitArgs),
 }
 
 #[tokio::main]
@@ -56,10 +61,14 @@ async fn main() -> ExitCode {
     init_logging(cli.verbose);
     let result = match cli.command {
         Command::Pull(args) => pull::run(args).await,
+        Command::Build(args) => build::run(args).await,
         Command::Plan(args) => plan::run(args),
         Command::Submit(args) => submit::run(args).await,
         Command::Copy(args) => copy::run(args).await,
         Command::Scan(args) => scan::run(args),
+        Command::Map(args) => map::run(args),
+        Command::Verify(args) => verify::run(args).await,
+        Command::Setup(args) => setup::run(args).await,
     };
     exit::report(result)
 }

@@ -75,6 +75,11 @@ pub fn read_input_file(path: &std::path::Path) -> anyhow::Result<String> {
         .map_err(|e| UnusableInput(format!("{e:#}")).into())
 }
 
+/// Show what `pull` would do for a manifest, without touching any network.
+///
+/// Each image's fully-qualified source, its private repository and URI, and whether it will be
+/// primed through ECR's pull-through cache or copied. Exit 0: every entry is valid; 1: some
+/// entries are invalid (the valid ones are still listed); 2: the file cannot be used.
 #[derive(Args, Debug)]
 pub struct PlanArgs {
     #[command(flatten)]

@@ -11,7 +11,7 @@ use crate::exit::{Outcome, UnusableInput};
 use crate::plan::read_input_file;
 use crate::table;
 
-/// Finds the container images of a Nextflow, WDL or CWL workflow.
+/// Find the container images of a Nextflow, WDL or CWL workflow.
 ///
 /// Images a workflow only computes when it runs (`"${params.image}"`, a WDL input with no
 /// default) are listed as warnings with their file and line, and the exit code is 1; give WDL
