@@ -211,10 +211,7 @@ proptest! {
         prop_assert_eq!(parsed.entries.len() + parsed.errors.len(), items.len());
         for entry in &parsed.entries {
             let item = &items[entry.index];
-            if item.is_array() {
-                // Accepted by mistake; see build_manifest_entries_must_be_objects.
-                continue;
-            }
+            prop_assert!(item.is_object(), "{}", item);
             prop_assert_eq!(item["source_uri"].as_str().map(str::trim), Some(entry.source_uri.as_str()));
             prop_assert_eq!(item["target_image"].as_str().map(str::trim), Some(entry.target_image.as_str()));
             prop_assert!(!entry.source_uri.is_empty() && !entry.target_image.is_empty());
