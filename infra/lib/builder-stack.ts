@@ -26,7 +26,7 @@ export interface ContainerBuilderStackProps extends StackProps {
 /** The build project's command; the state machine sets the three variables per manifest item. */
 export const BUILD_COMMAND =
   `./${CLI_BINARY_NAME} build --source "$SOURCE_URI" --target "$TARGET_IMAGE" ` +
-  '--source-digest "$SOURCE_DIGEST" --format json';
+  '--engine docker --format json';
 
 /**
  * `OmxEcrHelper-ContainerBuilder`: the `omx-container-builder` state machine, which builds images

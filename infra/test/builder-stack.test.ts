@@ -71,7 +71,7 @@ describe('omx-container-builder state machine', () => {
     });
     const project = Object.values(withSources.builder.findResources('AWS::CodeBuild::Project'))[0]!.Properties;
     assert.deepEqual(JSON.parse(project.Source.BuildSpec).phases.build.commands, [
-      './omx-ecr-helper build --source "$SOURCE_URI" --target "$TARGET_IMAGE" --source-digest "$SOURCE_DIGEST" --format json',
+      './omx-ecr-helper build --source "$SOURCE_URI" --target "$TARGET_IMAGE" --engine docker --format json',
     ]);
   });
 

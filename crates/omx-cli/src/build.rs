@@ -52,7 +52,22 @@ use crate::progress::{Mode, TerminalProgress};
 #[derive(Args, Debug)]
 pub struct BuildArgs {
     /// The build manifest (container_build_manifest.json).
-    pub manifest: PathBuf,
+    #[arg(required_unless_present = "source")]
+    pub manifest: Option<PathBuf>,
+
+    /// One bundle instead of a manifest (what the serverless stack's CodeBuild project runs):
+    /// its source_uri; goes with --target.
+    #[arg(
+        long,
+        value_name = "URI",
+        conflicts_with = "manifest",
+        requires = "target"
+    )]
+    pub source: Option<String>,
+
+    /// The target_image of the --source bundle.
+    #[arg(long, value_name = "IMAGE", requires = "source")]
+    pub target: Option<String>,
 
     /// Where images go: `ecr` (the account and region of the AWS credential chain),
     /// `ecr://ACCOUNT/REGION`, or the host[:port] of any OCI registry.
@@ -174,10 +189,22 @@ fn parse_build_arg(text: &str) -> Result<(String, String), String> {
 
 pub async fn run(args: BuildArgs) -> anyhow::Result<Outcome> {
     // Everything that can be checked offline is, before any AWS call or build.
-    let text = read_input_file(&args.manifest)?;
-    let entries = parse_build_manifest(&text)
-        .map_err(|e| UnusableInput(format!("{}: {e}", args.manifest.display())))?;
-    let base = manifest_folder(&args.manifest);
+    let (entries, base) = match (&args.manifest, &args.source, &args.target) {
+        (Some(manifest), _, _) => {
+            let text = read_input_file(manifest)?;
+            let entries = parse_build_manifest(&text)
+                .map_err(|e| UnusableInput(format!("{}: {e}", manifest.display())))?;
+            (entries, manifest_folder(manifest))
+        }
+        (None, Some(source), Some(target)) => {
+            let single =
+                serde_json::json!({"manifest": [{"source_uri": source, "target_image": target}]});
+            let entries = parse_build_manifest(&single.to_string())
+                .map_err(|e| UnusableInput(format!("--source/--target: {e}")))?;
+            (entries, PathBuf::from("."))
+        }
+        _ => unreachable!("clap requires a manifest or --source with --target"),
+    };
     safe_relative_path(&args.dockerfile)
         .ok()
         .filter(|path| !path.as_os_str().is_empty())

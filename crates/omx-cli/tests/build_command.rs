@@ -287,6 +287,35 @@ fn build_pushes_reports_maps_and_then_skips() {
         "alpha was not built again"
     );
 
+    // One bundle without a manifest (the stack's CodeBuild command line): unchanged, skipped.
+    let alpha = root.join("tools/alpha");
+    let single = [
+        "build",
+        "--source",
+        alpha.to_str().unwrap(),
+        "--target",
+        "alpha:omics",
+        "--registry",
+        &host,
+        "--engine",
+        "buildah",
+        "--build-arg",
+        "VERSION=2.1",
+        "--storage-root",
+        &home.path().join("store").display().to_string(),
+        "--work-dir",
+        &home.path().join("work").display().to_string(),
+        "--format",
+        "json",
+    ]
+    .map(String::from);
+    let output = omx(
+        &single.iter().map(String::as_str).collect::<Vec<_>>(),
+        home.path(),
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(statuses(&report(&output)), ["SKIPPED"]);
+
     // Nothing was left in the work folder.
     assert_eq!(
         std::fs::read_dir(home.path().join("work")).unwrap().count(),
