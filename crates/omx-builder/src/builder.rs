@@ -16,7 +16,7 @@ use omx_registry::{
     RegistryError,
 };
 
-use crate::bundle::{safe_relative_path, BundleError, Fetcher, Limits};
+use crate::bundle::{safe_relative_path, Bundle, BundleError, Fetcher, Limits};
 use crate::codebuild::RemoteBuild;
 use crate::digest::{source_digest, BuildInputs};
 use crate::dockerfile::base_image_registries;
@@ -134,6 +134,14 @@ struct Done {
     message: String,
 }
 
+/// A fetched bundle, its source digest, and the digest of the target's image when that image was
+/// built from exactly this source.
+pub struct Assessment {
+    pub bundle: Bundle,
+    pub source_digest: Digest,
+    pub up_to_date: Option<Digest>,
+}
+
 /// Builds images and pushes them to one target registry.
 pub struct Builder {
     engine: Engine,
@@ -229,12 +237,15 @@ impl Builder {
         }
     }
 
-    async fn produce(
+    /// Fetches the bundle, computes its source digest, and finds out whether the target already
+    /// carries a build of exactly that source (never with `force`): every build's first steps,
+    /// and all that the builder state machine's prepare step does.
+    pub async fn assess(
         &self,
         build: &PlannedBuild,
         target: &str,
         progress: &dyn BuildProgress,
-    ) -> Result<Done, BuildError> {
+    ) -> Result<Assessment, BuildError> {
         let api_image = build.target.reference(&self.target.api_host)?;
         progress.step(target, &format!("fetching {}", build.source));
         let bundle_error = |error| BuildError::Bundle {
@@ -276,16 +287,40 @@ impl Builder {
             )))?
         };
 
-        if !self.options.force {
-            let existing = published(&self.client, &api_image, &self.options.platform).await?;
-            if let Some(existing) = existing.filter(|e| carries(e, &digest)) {
-                self.prepare_repository(&build.target.repository).await?;
-                return Ok(Done {
-                    status: ImageStatus::Skipped,
-                    digest: existing.digest,
-                    message: format!("up to date: built from source {}", short(&digest)),
-                });
-            }
+        let up_to_date = if self.options.force {
+            None
+        } else {
+            published(&self.client, &api_image, &self.options.platform)
+                .await?
+                .filter(|existing| carries(existing, &digest))
+                .map(|existing| existing.digest)
+        };
+        Ok(Assessment {
+            bundle,
+            source_digest: digest,
+            up_to_date,
+        })
+    }
+
+    async fn produce(
+        &self,
+        build: &PlannedBuild,
+        target: &str,
+        progress: &dyn BuildProgress,
+    ) -> Result<Done, BuildError> {
+        let api_image = build.target.reference(&self.target.api_host)?;
+        let Assessment {
+            bundle,
+            source_digest: digest,
+            up_to_date,
+        } = self.assess(build, target, progress).await?;
+        if let Some(existing) = up_to_date {
+            self.prepare_repository(&build.target.repository).await?;
+            return Ok(Done {
+                status: ImageStatus::Skipped,
+                digest: existing,
+                message: format!("up to date: built from source {}", short(&digest)),
+            });
         }
         match &self.engine {
             Engine::CodeBuild(engine) => {

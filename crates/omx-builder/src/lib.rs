@@ -22,7 +22,7 @@ mod plan;
 mod published;
 mod source;
 
-pub use builder::{BuildError, BuildOptions, BuildProgress, Builder};
+pub use builder::{Assessment, BuildError, BuildOptions, BuildProgress, Builder};
 pub use bundle::{safe_relative_path, Bundle, BundleError, Fetcher, Limits};
 pub use digest::{source_digest, BuildInputs};
 pub use dockerfile::base_image_registries;
