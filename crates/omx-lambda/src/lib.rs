@@ -7,10 +7,16 @@
 //! - `omx-pull-image`: a task of the `omx-container-puller` state machine's Map; pulls one image with
 //!   the same puller as the CLI, or answers `too_large` so the state machine hands the image to
 //!   CodeBuild (a Lambda stops after 15 minutes).
+//! - `omx-build-prepare`: the `omx-container-builder` state machine's first step for a bundle;
+//!   fetches it from S3, computes its source digest and tells whether the target is up to date.
 //! - `omx-apply-policy`: the EventBridge target for ECR `CreateRepository` events; merges the
 //!   HealthOmics statement into the new repository's policy.
 
 use std::sync::Arc;
+
+mod build_prepare;
+
+pub use build_prepare::{BuildPrepareHandler, BuildPrepareRequest, BuildPrepareResponse};
 
 use omx_aws::{AwsContext, PolicyChange};
 use omx_core::manifest::PullEntry;

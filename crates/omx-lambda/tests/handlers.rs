@@ -7,7 +7,10 @@ use aws_sdk_ecr::config::Credentials;
 use omx_aws::AwsContext;
 use omx_core::policy::omics_grants;
 use omx_core::report::ImageStatus;
-use omx_lambda::{apply_policy, PullImageHandler, PullImageRequest, DEFAULT_MAX_LAMBDA_BYTES};
+use omx_lambda::{
+    apply_policy, BuildPrepareHandler, BuildPrepareRequest, PullImageHandler, PullImageRequest,
+    DEFAULT_MAX_LAMBDA_BYTES,
+};
 use omx_puller::TargetOptions;
 use omx_testenv::{
     moto_ecr_password, Format, ImageFixture, LayerSpec, Moto, Registry, MOTO_ACCOUNT_ID,
@@ -181,4 +184,90 @@ async fn apply_policy_merges_the_omics_grant_for_create_repository_events() {
         "requestParameters": {"repositoryName": "gone/repo"}}});
     let err = apply_policy(&context, &missing).await.unwrap_err();
     assert!(err.to_string().contains("gone/repo"), "{err}");
+}
+
+#[tokio::test]
+async fn build_prepare_digests_s3_bundles_and_reports_bad_entries_as_items() {
+    let Some(moto) = Moto::try_start() else {
+        return;
+    };
+    let ecr_registry = Registry::builder()
+        .basic_auth("AWS", moto_ecr_password(MOTO_ACCOUNT_ID))
+        .start();
+    let context = context(&moto).await;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(context.sdk_config())
+            .force_path_style(true)
+            .build(),
+    );
+    s3.create_bucket().bucket("sources").send().await.unwrap();
+    for (key, body) in [
+        (
+            "tools/alpha/Dockerfile",
+            "FROM scratch\nCOPY a.txt /a.txt\n",
+        ),
+        ("tools/alpha/a.txt", "alpha\n"),
+    ] {
+        s3.put_object()
+            .bucket("sources")
+            .key(key)
+            .body(body.as_bytes().to_vec().into())
+            .send()
+            .await
+            .unwrap();
+    }
+    let handler = BuildPrepareHandler::new(
+        context,
+        Some(MOTO_ACCOUNT_ID.to_string()),
+        TargetOptions {
+            ecr_registry_endpoint: Some(ecr_registry.host()),
+            ..TargetOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let prepare = |source: &str, target: &str| {
+        serde_json::from_value::<BuildPrepareRequest>(
+            json!({"source_uri": source, "target_image": target}),
+        )
+        .unwrap()
+    };
+
+    let planned = handler
+        .handle(prepare("s3://sources/tools/alpha/", "tools/alpha:1"))
+        .await;
+    assert_eq!(planned.status, ImageStatus::Planned, "{planned:?}");
+    assert!(!planned.skip);
+    assert!(planned
+        .source_digest
+        .as_deref()
+        .unwrap()
+        .starts_with("sha256:"));
+    assert_eq!(
+        planned.target.as_deref(),
+        Some("123456789012.dkr.ecr.us-east-1.amazonaws.com/tools/alpha:1")
+    );
+    // The same bundle gives the same digest: the CodeBuild step and a later run agree.
+    let again = handler
+        .handle(prepare("s3://sources/tools/alpha/", "tools/alpha:1"))
+        .await;
+    assert_eq!(again.source_digest, planned.source_digest);
+
+    let untagged = handler
+        .handle(prepare("s3://sources/tools/alpha/", "tools/alpha"))
+        .await;
+    assert_eq!(untagged.status, ImageStatus::Failed);
+    assert!(untagged.message.contains("tag"), "{untagged:?}");
+    let local = handler
+        .handle(prepare("/srv/bundle", "tools/local:1"))
+        .await;
+    assert_eq!(local.status, ImageStatus::Failed);
+    assert!(local.message.contains("S3"), "{local:?}");
+    let missing = handler
+        .handle(prepare("s3://sources/nothing/", "tools/nothing:1"))
+        .await;
+    assert_eq!(missing.status, ImageStatus::Failed, "{missing:?}");
+    let output = serde_json::to_value(&planned).unwrap();
+    assert_eq!(output["status"], "PLANNED");
+    assert_eq!(output["skip"], false);
 }
