@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -16,16 +15,14 @@ use omx_core::manifest::parse_build_manifest;
 use omx_core::plan::TargetRegistry;
 use omx_core::registry_map::{ContainerRegistryMap, ImageMapping, MappedImage, OutputMap};
 use omx_core::report::{ImageReport, ImageStatus, RunReport};
-use omx_puller::{EcrCredentials, ResolvedTarget, TargetOptions};
-use omx_registry::{
-    ChainCredentials, ClientConfig, CredentialProvider, DockerConfigCredentials, Platform, Secret,
-    StaticCredentials,
-};
+use omx_puller::{ResolvedTarget, TargetOptions};
+use omx_registry::{Platform, Secret};
 
-use crate::copy::{command_line_credential, parse_secret, RegistryAccessArgs};
+use crate::copy::{parse_secret, RegistryAccessArgs};
 use crate::exit::{Outcome, UnusableInput};
 use crate::plan::{read_input_file, Format};
 use crate::progress::{Mode, TerminalProgress};
+use crate::pull::{render_report, status_line, target_client_config};
 
 /// Build the images of a build manifest and push them to ECR (or any OCI registry).
 ///
@@ -250,7 +247,7 @@ pub async fn run(args: BuildArgs) -> anyhow::Result<Outcome> {
         );
     }
     let s3 = aws.as_ref().map(|context| S3::new(context.sdk_config()));
-    let client = client_config(&args, &target)?;
+    let client = target_client_config(&target, args.dest_creds.as_ref(), &args.access)?;
     let builder = Builder::new(engine, target, client, s3, build_options(&args))
         .map_err(|e| UnusableInput(e.to_string()))?;
 
@@ -263,7 +260,7 @@ pub async fn run(args: BuildArgs) -> anyhow::Result<Outcome> {
 
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Format::Table => print!("{}", crate::pull::render_report(&report)),
+        Format::Table => print!("{}", render_report(&report)),
     }
     if let Some(path) = &args.output_map {
         let text = serde_json::to_string_pretty(&output_map(&report))? + "\n";
@@ -362,33 +359,6 @@ async fn resolve_target(
 }
 
 /// Explicit target credentials first, then ECR's token, then the Docker config (base images).
-fn client_config(args: &BuildArgs, target: &ResolvedTarget) -> anyhow::Result<ClientConfig> {
-    let mut providers: Vec<Arc<dyn CredentialProvider>> = Vec::new();
-    if let Some(value) = &args.dest_creds {
-        if target.ecr.is_some() {
-            return Err(UnusableInput(
-                "--dest-creds is for non-ECR targets; ECR uses your AWS credentials".into(),
-            )
-            .into());
-        }
-        let credential = command_line_credential("dest-creds", value)?;
-        providers.push(Arc::new(
-            StaticCredentials::new().with(&target.api_host, credential),
-        ));
-    }
-    if let Some(ecr) = &target.ecr {
-        providers.push(Arc::new(EcrCredentials::new(
-            ecr.clone(),
-            target.ecr_hosts(),
-        )));
-    }
-    providers.push(Arc::new(DockerConfigCredentials::from_environment()?));
-    Ok(ClientConfig {
-        credentials: Arc::new(ChainCredentials::new(providers)),
-        ..args.access.client_config()
-    })
-}
-
 fn build_options(args: &BuildArgs) -> BuildOptions {
     BuildOptions {
         build_args: args.build_args.iter().cloned().collect::<BTreeMap<_, _>>(),
@@ -441,16 +411,7 @@ impl BuildProgress for LineProgress<'_> {
     }
 
     fn done(&self, report: &ImageReport) {
-        let word = match report.status {
-            ImageStatus::Skipped => "skipped",
-            ImageStatus::Succeeded => "done",
-            ImageStatus::Failed => "FAILED",
-            ImageStatus::Planned => "planned",
-        };
-        self.0.println(&format!(
-            "{word:<8} {} -> {}: {}",
-            report.source, report.target, report.message
-        ));
+        self.0.println(&status_line(report));
     }
 }
 

@@ -194,7 +194,8 @@ fn status_word(status: ImageStatus) -> &'static str {
     }
 }
 
-fn status_line(report: &ImageReport) -> String {
+/// One image's closing line, the same for every command that reports images.
+pub(crate) fn status_line(report: &ImageReport) -> String {
     format!(
         "{:<8} {} -> {}: {}",
         status_word(report.status),
