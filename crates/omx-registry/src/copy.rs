@@ -526,18 +526,27 @@ impl CopyEngine {
             event_skipped();
             return Ok(());
         }
-        let homes = self.blob_homes(&job.target.registry, &blob.digest);
-        let mut homes = homes.lock().await;
+        let homes_lock = self.blob_homes(&job.target.registry, &blob.digest);
+        let homes = homes_lock.lock().await;
         if homes.contains(&job.target.path) {
             event_skipped();
             return Ok(());
         }
+        let mut mount_sources: Vec<String> = homes.clone();
+        // Only the first transfer of a blob into a registry needs to be alone: it is what the
+        // others wait for. Once the registry holds the blob, copies into further repositories are
+        // mounts (or finds) that can run side by side.
+        let first_transfer = if mount_sources.is_empty() {
+            Some(homes)
+        } else {
+            drop(homes);
+            None
+        };
         let _permit = self
             .blob_permits
             .acquire()
             .await
             .expect("the blob semaphore is never closed");
-        let mut mount_sources: Vec<String> = homes.clone();
         if job.source.registry == job.target.registry && job.source.path != job.target.path {
             mount_sources.push(job.source.path.clone());
         }
@@ -561,7 +570,10 @@ impl CopyEngine {
             digest: blob.digest.clone(),
             source,
         })?;
-        homes.push(job.target.path.clone());
+        match first_transfer {
+            Some(mut homes) => homes.push(job.target.path.clone()),
+            None => homes_lock.lock().await.push(job.target.path.clone()),
+        }
         match outcome {
             BlobOutcome::Present => event_skipped(),
             BlobOutcome::Mounted(from) => {
