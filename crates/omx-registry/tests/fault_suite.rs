@@ -24,6 +24,7 @@ use omx_testenv::{
 };
 
 const RUNS: u64 = 20;
+const PARALLEL_RUNS: u64 = 2;
 const HEALTHY_IMAGES: usize = 20;
 const POISONED_TAG: &str = "suite/poisoned:1";
 
@@ -334,6 +335,19 @@ impl Tally {
         }
     }
 
+    fn merge(&mut self, other: Tally) {
+        self.copies += other.copies;
+        self.succeeded += other.succeeded;
+        self.healthy_failures.extend(other.healthy_failures);
+        self.poisoned_failures += other.poisoned_failures;
+        self.blob_restarts += other.blob_restarts;
+        self.requests += other.requests;
+        for (kind, count) in other.faults_by_kind {
+            *self.faults_by_kind.entry(kind).or_default() += count;
+        }
+        self.violations.extend(other.violations);
+    }
+
     fn faults(&self) -> usize {
         self.faults_by_kind.values().sum()
     }
@@ -343,6 +357,80 @@ impl Tally {
             .iter()
             .any(|(kind, count)| kind.contains(fragment) && *count > 0)
     }
+}
+
+/// One run: a fresh target and fresh proxies (seeded with the run number), the whole batch
+/// copied at once, then every image's end state checked.
+fn run_once(
+    run: u64,
+    runtime: &tokio::runtime::Runtime,
+    source: &Registry,
+    batch: &[BatchImage],
+    poisoned_layer: &str,
+) -> Tally {
+    let mut tally = Tally::default();
+    let target = Registry::start();
+    let source_proxy = FaultProxy::start_for(&source.host(), run, source_rules(poisoned_layer));
+    let target_proxy = FaultProxy::start_for(&target.host(), run ^ 0x5eed, target_rules());
+    let engine = CopyEngine::new(
+        client(),
+        CopyOptions {
+            jobs: 8,
+            ..CopyOptions::default()
+        },
+    );
+    let restarts = RestartCounter::default();
+    let outcomes: Vec<(usize, Result<CopyReport, CopyError>)> = runtime.block_on(
+        stream::iter(batch.iter().enumerate())
+            .map(|(index, image)| {
+                let source = reference(&format!("{}/{}", source_proxy.host(), image.repo_and_tag));
+                let target = reference(&format!("{}/{}", target_proxy.host(), image.repo_and_tag));
+                let engine = &engine;
+                let restarts = &restarts;
+                async move { (index, engine.copy(&source, &target, restarts).await) }
+            })
+            .buffer_unordered(8)
+            .collect(),
+    );
+
+    let mut run_failures = 0;
+    for (index, outcome) in &outcomes {
+        let image = &batch[*index];
+        tally.copies += 1;
+        if let Some(violation) = check_invariant(&target, image, outcome) {
+            tally.violations.push(format!("run {run}: {violation}"));
+        }
+        match outcome {
+            Ok(_) if image.repo_and_tag == POISONED_TAG => tally
+                .violations
+                .push(format!("run {run}: the poisoned image was reported copied")),
+            Ok(_) => tally.succeeded += 1,
+            Err(_) if image.repo_and_tag == POISONED_TAG => tally.poisoned_failures += 1,
+            Err(error) => tally.healthy_failures.push(format!(
+                "run {run}: {}: {}",
+                image.repo_and_tag,
+                error_chain(error)
+            )),
+        }
+        run_failures += usize::from(outcome.is_err());
+    }
+    // The corrupted layer was never committed anywhere in the target.
+    let (status, _) = head_blob(&target, "suite/poisoned", poisoned_layer);
+    if status != 404 {
+        tally.violations.push(format!(
+            "run {run}: the corrupted layer {poisoned_layer} is stored at the target ({status})"
+        ));
+    }
+    tally.blob_restarts = restarts.restarts.load(Ordering::Relaxed);
+    tally.count_faults(&source_proxy, "source");
+    tally.count_faults(&target_proxy, "target");
+    println!(
+        "run {run:>2}: {} images, {} faults injected, {} blob restarts, {run_failures} failed",
+        outcomes.len(),
+        tally.faults(),
+        tally.blob_restarts,
+    );
+    tally
 }
 
 #[test]
@@ -370,79 +458,34 @@ fn every_image_ends_identical_or_failed_with_nothing_tagged_whatever_the_faults(
         }
     });
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    // Two runs at a time, each with its own target, proxies and runtime: the runs are
+    // independent, and the registries are latency- rather than CPU-bound.
     let mut tally = Tally::default();
-    for run in 0..RUNS {
-        let target = Registry::start();
-        let source_proxy =
-            FaultProxy::start_for(&source.host(), run, source_rules(&poisoned_layer));
-        let target_proxy = FaultProxy::start_for(&target.host(), run ^ 0x5eed, target_rules());
-        let engine = CopyEngine::new(
-            client(),
-            CopyOptions {
-                jobs: 8,
-                ..CopyOptions::default()
-            },
-        );
-        let restarts = RestartCounter::default();
-        let outcomes: Vec<(usize, Result<CopyReport, CopyError>)> = runtime.block_on(
-            stream::iter(batch.iter().enumerate())
-                .map(|(index, image)| {
-                    let source =
-                        reference(&format!("{}/{}", source_proxy.host(), image.repo_and_tag));
-                    let target =
-                        reference(&format!("{}/{}", target_proxy.host(), image.repo_and_tag));
-                    let engine = &engine;
-                    let restarts = &restarts;
-                    async move { (index, engine.copy(&source, &target, restarts).await) }
+    let lanes: Vec<Tally> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..PARALLEL_RUNS)
+            .map(|lane| {
+                let (source, batch, poisoned_layer) = (&source, &batch, &poisoned_layer);
+                scope.spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_multi_thread()
+                        .worker_threads(2)
+                        .enable_all()
+                        .build()
+                        .expect("tokio runtime");
+                    let mut lane_tally = Tally::default();
+                    for run in (lane..RUNS).step_by(PARALLEL_RUNS as usize) {
+                        lane_tally.merge(run_once(run, &runtime, source, batch, poisoned_layer));
+                    }
+                    lane_tally
                 })
-                .buffer_unordered(8)
-                .collect(),
-        );
-
-        let mut run_failures = 0;
-        for (index, outcome) in &outcomes {
-            let image = &batch[*index];
-            tally.copies += 1;
-            if let Some(violation) = check_invariant(&target, image, outcome) {
-                tally.violations.push(format!("run {run}: {violation}"));
-            }
-            match outcome {
-                Ok(_) if image.repo_and_tag == POISONED_TAG => tally
-                    .violations
-                    .push(format!("run {run}: the poisoned image was reported copied")),
-                Ok(_) => tally.succeeded += 1,
-                Err(_) if image.repo_and_tag == POISONED_TAG => tally.poisoned_failures += 1,
-                Err(error) => tally.healthy_failures.push(format!(
-                    "run {run}: {}: {}",
-                    image.repo_and_tag,
-                    error_chain(error)
-                )),
-            }
-            run_failures += usize::from(outcome.is_err());
-        }
-        // The corrupted layer was never committed anywhere in the target.
-        let (status, _) = head_blob(&target, "suite/poisoned", &poisoned_layer);
-        if status != 404 {
-            tally.violations.push(format!(
-                "run {run}: the corrupted layer {poisoned_layer} is stored at the target ({status})"
-            ));
-        }
-        let run_restarts = restarts.restarts.load(Ordering::Relaxed);
-        tally.blob_restarts += run_restarts;
-        let faults_before = tally.faults();
-        tally.count_faults(&source_proxy, "source");
-        tally.count_faults(&target_proxy, "target");
-        println!(
-            "run {run:>2}: {} images, {} faults injected, {run_restarts} blob restarts, \
-             {run_failures} failed",
-            outcomes.len(),
-            tally.faults() - faults_before,
-        );
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|worker| worker.join().expect("a run panicked"))
+            .collect()
+    });
+    for lane in lanes {
+        tally.merge(lane);
     }
 
     println!(
