@@ -635,3 +635,40 @@ fn a_digest_reference_served_with_other_bytes_is_refused() {
     assert!(message.contains(&format!("expected {digest}")), "{message}");
     assert_eq!(writes_logged(&target), 0, "{}", target.log());
 }
+
+#[test]
+#[ignore = "bug: println! panics (exit 101, 'failed printing to stdout: Broken pipe') when stdout is a closed pipe, e.g. `omx-ecr-helper plan m.json | head -1`"]
+fn a_closed_stdout_is_not_a_panic() {
+    let Some(target) = Registry::try_start() else {
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    // More output than a pipe buffers, so the writer meets the closed pipe whatever the timing.
+    let entries: Vec<String> = (0..3_000).map(|index| format!("tool{index}:1")).collect();
+    let file = write_manifest(home.path(), "many.json", &entries);
+    let invalid: Vec<String> = (0..3_000).map(|index| format!("Tool{index}:1")).collect();
+    let invalid_file = write_manifest(home.path(), "invalid.json", &invalid);
+    let target_host = target.host();
+    for args in [
+        vec!["plan", file.to_str().unwrap(), "--registry", ECR],
+        vec![
+            "pull",
+            invalid_file.to_str().unwrap(),
+            "--registry",
+            &target_host,
+            "--format",
+            "json",
+        ],
+    ] {
+        let mut child = omx_command(home.path())
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("the binary starts");
+        // The reader goes away, as `| head -1` does.
+        drop(child.stdout.take());
+        let output = child.wait_with_output().unwrap();
+        exit_code(&output);
+    }
+}
