@@ -147,10 +147,10 @@ fn source_rules(poisoned_layer: &str) -> Vec<FaultRule> {
             .times(1),
         FaultRule::new(Fault::Reset)
             .path_contains(manifests)
-            .probability(0.02),
+            .probability(0.04),
         FaultRule::new(Fault::Stall(ms(40)))
             .path_contains(manifests)
-            .probability(0.02),
+            .probability(0.04),
     ]
 }
 
@@ -352,10 +352,13 @@ impl Tally {
         self.faults_by_kind.values().sum()
     }
 
-    fn kind_fired(&self, fragment: &str) -> bool {
+    /// Whether a fault whose key holds `words` (whole words: "source Stall" is not
+    /// "source StallMidBody") fired.
+    fn kind_fired(&self, words: &str) -> bool {
+        let words = format!(" {words} ");
         self.faults_by_kind
             .iter()
-            .any(|(kind, count)| kind.contains(fragment) && *count > 0)
+            .any(|(kind, count)| format!(" {kind} ").contains(&words) && *count > 0)
     }
 }
 
