@@ -104,6 +104,9 @@ pub struct Rewrite {
 pub fn rewrite_wdl_inputs(inputs: &Value, lookup: &ImageLookup<'_>) -> (Value, Vec<Rewrite>) {
     let mut rewrites = Vec::new();
     let rewritten = rewrite_value(inputs, "", lookup, &mut rewrites);
+    // Sorted by place, so the list reads the same whether or not serde_json keeps key order
+    // (a feature any crate in the build can switch on).
+    rewrites.sort_by(|a, b| a.at.cmp(&b.at));
     (rewritten, rewrites)
 }
 
