@@ -258,10 +258,7 @@ pub async fn run(args: BuildArgs) -> anyhow::Result<Outcome> {
     let report = builder.run(&plan, &LineProgress(&progress)).await;
     progress.finish();
 
-    match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Format::Table => print!("{}", render_report(&report)),
-    }
+    crate::output::print_report(args.format, &report, render_report)?;
     if let Some(path) = &args.output_map {
         let text = serde_json::to_string_pretty(&output_map(&report))? + "\n";
         std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;

@@ -146,7 +146,7 @@ pub async fn run(args: CopyArgs) -> anyhow::Result<Outcome> {
         // Warnings matter even with --quiet: an arm64-only image will not run on HealthOmics.
         eprintln!("warning: {warning}");
     }
-    println!("{}", report.digest);
+    crate::output::write_stdout(&format!("{}\n", report.digest))?;
     Ok(Outcome::Success)
 }
 

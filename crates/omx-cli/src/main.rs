@@ -8,6 +8,7 @@ mod build;
 mod copy;
 mod exit;
 mod map;
+mod output;
 mod plan;
 mod progress;
 mod pull;
@@ -83,6 +84,7 @@ fn init_logging(verbose: u8) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();

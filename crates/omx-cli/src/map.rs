@@ -116,7 +116,7 @@ pub fn run(args: MapArgs) -> anyhow::Result<Outcome> {
             config.render()
         }
     };
-    print!("{output}");
+    crate::output::write_stdout(&output)?;
     Ok(if complete {
         Outcome::Success
     } else {

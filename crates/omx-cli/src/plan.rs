@@ -100,10 +100,7 @@ pub enum Format {
 
 pub fn run(args: PlanArgs) -> anyhow::Result<Outcome> {
     let plan = args.input.plan(&args.input.registry)?;
-    match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
-        Format::Table => print!("{}", render_table(&plan)),
-    }
+    crate::output::print_report(args.format, &plan, render_table)?;
     Ok(if plan.has_errors() {
         Outcome::PartialFailure
     } else {

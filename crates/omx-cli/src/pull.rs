@@ -128,10 +128,7 @@ pub async fn run(args: PullArgs) -> anyhow::Result<Outcome> {
     let report = puller.run(&plan, &progress, &on_done).await;
     progress.finish();
 
-    match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Format::Table => print!("{}", render_report(&report)),
-    }
+    crate::output::print_report(args.format, &report, render_report)?;
     if let Some(path) = &args.output_map {
         write_output_map(path, &plan, &report, &table)?;
     }

@@ -79,7 +79,7 @@ pub fn run(args: ScanArgs) -> anyhow::Result<Outcome> {
     match &args.output {
         Some(path) => std::fs::write(path, output)
             .with_context(|| format!("cannot write {}", path.display()))?,
-        None => print!("{output}"),
+        None => crate::output::write_stdout(&output)?,
     }
     Ok(if report.is_complete() {
         Outcome::Success

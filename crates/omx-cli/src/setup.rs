@@ -107,10 +107,9 @@ pub async fn run(args: SetupArgs) -> anyhow::Result<Outcome> {
     let account = context.account_id().await?.to_string();
     let options = SetupOptions::new(&account, args.dry_run);
     let report = setup_registry(&context.ecr(), &args.upstreams(), &options).await;
-    match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Format::Table => print!("{}", render(&report, context.region(), args.dry_run)),
-    }
+    crate::output::print_report(args.format, &report, |value| {
+        render(value, context.region(), args.dry_run)
+    })?;
     Ok(if report.all_ok() {
         Outcome::Success
     } else {

@@ -118,10 +118,7 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<Outcome> {
         images: items_of(&execution)?,
         errors,
     };
-    match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Format::Table => print!("{}", render_report(&report)),
-    }
+    crate::output::print_report(args.format, &report, render_report)?;
     if execution.status == ExecutionStatus::Failed && report.count(ImageStatus::Failed) == 0 {
         anyhow::bail!(
             "the execution failed: {}: {}",

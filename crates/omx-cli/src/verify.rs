@@ -67,10 +67,9 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<Outcome> {
     let verifier = Verifier::new(client, target, table, args.region.clone());
     let report = verifier.verify(&plan).await;
 
-    match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Format::Table => print!("{}", render(&report, &FixCommands::of(&args))),
-    }
+    crate::output::print_report(args.format, &report, |value| {
+        render(value, &FixCommands::of(&args))
+    })?;
     Ok(if report.all_passed() {
         Outcome::Success
     } else {
