@@ -68,6 +68,21 @@ impl PullManifestArgs {
     }
 }
 
+impl PullManifestArgs {
+    /// Checks the manifest offline first, so bad input fails fast and before any AWS call; then
+    /// resolves the target (account and region for ECR) and plans against it.
+    pub async fn resolve_and_plan(
+        &self,
+        options: &omx_puller::TargetOptions,
+    ) -> anyhow::Result<(NamespaceTable, omx_puller::ResolvedTarget, PullPlan)> {
+        let table = self.namespace_table()?;
+        self.plan(&self.registry)?;
+        let target = omx_puller::ResolvedTarget::resolve(&self.registry, options).await?;
+        let plan = self.plan(&target.registry)?;
+        Ok((table, target, plan))
+    }
+}
+
 /// Reads a user-named input file; failing to read it makes the whole run unusable (exit 2).
 pub fn read_input_file(path: &std::path::Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path)

@@ -85,20 +85,14 @@ pub struct PullArgs {
 }
 
 pub async fn run(args: PullArgs) -> anyhow::Result<Outcome> {
-    // Read and check the manifest before any AWS call, so bad input fails fast and offline.
-    let table = args.input.namespace_table()?;
-    args.input.plan(&args.input.registry)?;
-
-    let target = ResolvedTarget::resolve(
-        &args.input.registry,
-        &TargetOptions {
+    let (table, target, plan) = args
+        .input
+        .resolve_and_plan(&TargetOptions {
             region: args.region.clone(),
             profile: args.profile.clone(),
             ecr_registry_endpoint: args.ecr_registry_endpoint.clone(),
-        },
-    )
-    .await?;
-    let plan = args.input.plan(&target.registry)?;
+        })
+        .await?;
     let puller = Puller::new(
         CopyEngine::new(
             RegistryClient::new(target_client_config(

@@ -1,7 +1,7 @@
 //! `omx-ecr-helper verify`: is every image of a manifest ready for HealthOmics?
 
 use clap::Args;
-use omx_puller::{CheckStatus, Fix, ResolvedTarget, TargetOptions, Verifier, VerifyReport};
+use omx_puller::{CheckStatus, Fix, TargetOptions, Verifier, VerifyReport};
 use omx_registry::RegistryClient;
 
 use crate::copy::RegistryAccessArgs;
@@ -47,22 +47,16 @@ pub struct VerifyArgs {
 }
 
 pub async fn run(args: VerifyArgs) -> anyhow::Result<Outcome> {
-    // Read and check the manifest before any AWS call, so bad input fails fast and offline.
-    let table = args.input.namespace_table()?;
-    args.input.plan(&args.input.registry)?;
-
     // The registry is looked at in its own region; a --region that differs is where workflows
     // run, which the region check then reports for every image.
-    let target = ResolvedTarget::resolve(
-        &args.input.registry,
-        &TargetOptions {
+    let (table, target, plan) = args
+        .input
+        .resolve_and_plan(&TargetOptions {
             region: args.region.clone(),
             profile: args.profile.clone(),
             ecr_registry_endpoint: args.ecr_registry_endpoint.clone(),
-        },
-    )
-    .await?;
-    let plan = args.input.plan(&target.registry)?;
+        })
+        .await?;
     let client = RegistryClient::new(target_client_config(&target, None, &args.access)?)?;
     let verifier = Verifier::new(client, target, table, args.region.clone());
     let report = verifier.verify(&plan).await;

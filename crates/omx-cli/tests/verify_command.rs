@@ -2,8 +2,11 @@
 //! `docker-registry` standing in for the ECR registry API, its htpasswd holding moto's token
 //! (`AWS` / `123456789012-auth-token`), so the login is the real ECR flow.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
+
+use std::process::Command;
+
+use common::omx;
 
 use omx_testenv::{
     moto_ecr_password, Format, ImageFixture, LayerSpec, Moto, Registry, MOTO_ACCOUNT_ID,
@@ -13,28 +16,6 @@ use serde_json::{json, Value};
 const ECR_HOST: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
 /// Where the manifest's images come from; only their private names matter to `verify`.
 const SOURCE: &str = "registry.example.org";
-
-/// The binary with AWS pointed at moto and nothing of the host's configuration.
-fn omx(args: &[&str], moto: &Moto, home: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_omx-ecr-helper"))
-        .args(args)
-        .env("HOME", home)
-        .env("DOCKER_CONFIG", home.join(".docker"))
-        .env("AWS_CONFIG_FILE", home.join("aws-config"))
-        .env("AWS_SHARED_CREDENTIALS_FILE", home.join("aws-credentials"))
-        .env("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
-        .env(
-            "AWS_SECRET_ACCESS_KEY",
-            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-        )
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ENDPOINT_URL", moto.endpoint())
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("AWS_PROFILE")
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("the binary runs")
-}
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
