@@ -5,11 +5,10 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use futures_util::stream::{self, StreamExt as _};
 use omx_aws::{AwsError, BuildStatus, Ecr, StartBuildRequest, S3};
 use omx_core::report::{ImageReport, ImageStatus, RunReport};
 use omx_core::{Digest, Reference, ReferenceError};
-use omx_puller::ResolvedTarget;
+use omx_puller::{reports_in_order, ResolvedTarget};
 use omx_registry::transport::is_loopback_host;
 use omx_registry::{
     ClientConfig, Credential, CredentialError, CredentialProvider, Platform, RegistryClient,
@@ -200,18 +199,14 @@ impl Builder {
     /// Builds every planned image, `jobs` at a time, telling `progress` as they go. The report
     /// lists the images in plan order and carries the plan's entry errors.
     pub async fn run(&self, plan: &BuildPlan, progress: &dyn BuildProgress) -> RunReport {
-        let mut reports: Vec<(usize, ImageReport)> = stream::iter(plan.builds.iter().enumerate())
-            .map(|(position, build)| async move {
-                let report = self.build_image(build, progress).await;
-                progress.done(&report);
-                (position, report)
-            })
-            .buffer_unordered(self.options.jobs.max(1))
-            .collect()
-            .await;
-        reports.sort_by_key(|(position, _)| *position);
+        let images = reports_in_order(&plan.builds, self.options.jobs, |build| async {
+            let report = self.build_image(build, progress).await;
+            progress.done(&report);
+            report
+        })
+        .await;
         RunReport {
-            images: reports.into_iter().map(|(_, report)| report).collect(),
+            images,
             errors: plan.errors.clone(),
         }
     }

@@ -93,18 +93,18 @@ impl Puller {
         progress: &dyn ProgressSink,
         on_done: &(dyn Fn(&ImageReport) + Sync),
     ) -> RunReport {
-        let mut reports: Vec<(usize, ImageReport)> = stream::iter(plan.images.iter().enumerate())
-            .map(|(position, image)| async move {
+        let images = reports_in_order(
+            &plan.images,
+            self.options.image_concurrency,
+            |image| async {
                 let report = self.pull_image(image, progress).await;
                 on_done(&report);
-                (position, report)
-            })
-            .buffer_unordered(self.options.image_concurrency.max(1))
-            .collect()
-            .await;
-        reports.sort_by_key(|(position, _)| *position);
+                report
+            },
+        )
+        .await;
         RunReport {
-            images: reports.into_iter().map(|(_, report)| report).collect(),
+            images,
             errors: plan.errors.clone(),
         }
     }
@@ -291,6 +291,29 @@ impl Puller {
             }),
         }
     }
+}
+
+/// Works on `items` up to `concurrency` at a time and returns their reports in the items' order,
+/// whatever order they end in.
+pub async fn reports_in_order<'a, T, F, Fut>(
+    items: &'a [T],
+    concurrency: usize,
+    work: F,
+) -> Vec<ImageReport>
+where
+    F: Fn(&'a T) -> Fut,
+    Fut: std::future::Future<Output = ImageReport>,
+{
+    let mut reports: Vec<(usize, ImageReport)> = stream::iter(items.iter().enumerate())
+        .map(|(position, item)| {
+            let report = work(item);
+            async move { (position, report.await) }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    reports.sort_by_key(|(position, _)| *position);
+    reports.into_iter().map(|(_, report)| report).collect()
 }
 
 /// The repository exists, carries our tag when we caused it, and lets HealthOmics pull.
