@@ -607,22 +607,36 @@ impl RegistryClient {
     pub(crate) async fn start_upload(&self, repository: &Repository) -> Result<Url, RegistryError> {
         let what = format!("start blob upload to {repository}");
         let scopes = [Scope::pull_push(&repository.path)];
-        let url = self.api_url(repository, "blobs/uploads/").await?;
+        let response = self.post_uploads(repository, &[], &scopes, &what).await?;
+        upload_location(&response, &what)
+    }
+
+    /// `POST /v2/<repository>/blobs/uploads/` with `query`: the request that opens an upload
+    /// session, or mounts a blob when the query names one.
+    async fn post_uploads(
+        &self,
+        repository: &Repository,
+        query: &[(&str, &str)],
+        scopes: &[Scope],
+        what: &str,
+    ) -> Result<Response, RegistryError> {
+        let mut url = self.api_url(repository, "blobs/uploads/").await?;
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
         let response = self
             .send(Call {
                 method: Method::POST,
                 url,
                 registry: &repository.registry,
-                scopes: &scopes,
+                scopes,
                 headers: HeaderMap::new(),
                 body: None,
-                what: &what,
+                what,
             })
             .await?;
-        let response = self
-            .expect_success(response, &repository.registry, &what)
-            .await?;
-        upload_location(&response, &what)
+        self.expect_success(response, &repository.registry, what)
+            .await
     }
 
     /// Asks the registry to link a blob it holds in `from` (same registry) into `repository`.
@@ -637,23 +651,10 @@ impl RegistryClient {
             repository.registry
         );
         let scopes = [Scope::pull_push(&repository.path), Scope::pull(from)];
-        let mut url = self.api_url(repository, "blobs/uploads/").await?;
-        url.query_pairs_mut()
-            .append_pair("mount", &digest.to_string())
-            .append_pair("from", from);
+        let digest = digest.to_string();
+        let query = [("mount", digest.as_str()), ("from", from)];
         let response = self
-            .send(Call {
-                method: Method::POST,
-                url,
-                registry: &repository.registry,
-                scopes: &scopes,
-                headers: HeaderMap::new(),
-                body: None,
-                what: &what,
-            })
-            .await?;
-        let response = self
-            .expect_success(response, &repository.registry, &what)
+            .post_uploads(repository, &query, &scopes, &what)
             .await?;
         if response.status() == StatusCode::CREATED {
             Ok(MountOutcome::Mounted)
