@@ -534,8 +534,10 @@ fn serve_connection(client: TcpStream, shared: &Shared) -> io::Result<()> {
                     &mut io::sink(),
                     &BodyFaults::default(),
                 )?;
-                write_injected_status(&mut writer, status, retry_after)?;
+                // Recorded before answering: a client that gives up on this answer may
+                // read the records at once.
                 shared.record(&method, &target, status, fault);
+                write_injected_status(&mut writer, status, retry_after)?;
                 ConnectionNext::KeepAlive
             }
             _ => forward(
@@ -622,8 +624,8 @@ fn forward(
                 &mut io::sink(),
                 &BodyFaults::default(),
             )?;
-            write_injected_status(writer, 502, None)?;
             shared.record(method, target, 502, fault);
+            write_injected_status(writer, 502, None)?;
             return Ok(ConnectionNext::KeepAlive);
         }
     };
