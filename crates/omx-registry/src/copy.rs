@@ -33,6 +33,8 @@ const MAX_INDEX_DEPTH: usize = 4;
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(200);
 /// Configs are read to learn a single-platform image's platform; real ones are a few KiB.
 const MAX_CONFIG_SIZE: usize = 4 * 1024 * 1024;
+/// Pushes of one manifest refused over its references (see `push_manifest`) before giving up.
+const MANIFEST_REFERENCE_ATTEMPTS: u32 = 4;
 
 /// How the engine copies.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -460,16 +462,71 @@ impl CopyEngine {
         name: ManifestRef<'_>,
         manifest: &Manifest,
     ) -> Result<(), CopyError> {
-        self.client
-            .put_manifest(&job.target, name, manifest)
-            .await
-            .map_err(|source| CopyError::Push {
-                image: job.image.clone(),
-                target: job.target.to_string(),
-                source,
-            })?;
+        let push_error = |source| CopyError::Push {
+            image: job.image.clone(),
+            target: job.target.to_string(),
+            source,
+        };
+        let mut attempt = 1;
+        loop {
+            match self.client.put_manifest(&job.target, name, manifest).await {
+                Ok(_) => break,
+                // distribution rewrites a repository's link file in place whenever content is
+                // linked again, so while another client links the same blob or manifest the
+                // link reads empty and a manifest that references it is refused. The content
+                // is there: check that (re-sending whatever really is missing) and try again.
+                Err(error)
+                    if error.is_unresolved_manifest_reference()
+                        && attempt < MANIFEST_REFERENCE_ATTEMPTS =>
+                {
+                    tracing::debug!(
+                        image = %job.image,
+                        error = %ErrorChain(&error),
+                        "manifest refused over its references; re-checking them"
+                    );
+                    if let ManifestKind::Image(image) = &manifest.kind {
+                        self.resend_missing_blobs(job, image).await?;
+                    }
+                    tokio::time::sleep(self.client.retry_policy().backoff(attempt)).await;
+                    attempt += 1;
+                }
+                Err(error) => return Err(push_error(error)),
+            }
+        }
         job.manifests_pushed.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Makes sure the target repository holds every blob of `image`, uploading any it lacks
+    /// (whatever this run's record of blob homes says).
+    async fn resend_missing_blobs(
+        &self,
+        job: &ImageJob<'_>,
+        image: &ImageManifest,
+    ) -> Result<(), CopyError> {
+        try_join_all(
+            image
+                .blobs()
+                .into_iter()
+                .filter(|blob| !blob.is_foreign())
+                .map(|blob| async move {
+                    let what = format!("blob {} of {}", blob.digest, job.image);
+                    retrying(
+                        self.client.retry_policy(),
+                        &what,
+                        |_, _| {},
+                        || self.transfer_blob_once(job, blob, &[]),
+                    )
+                    .await
+                    .map_err(|source| CopyError::Blob {
+                        image: job.image.clone(),
+                        digest: blob.digest.clone(),
+                        source,
+                    })
+                }),
+        )
+        .await
+        .map(drop)
     }
 
     /// The platform recorded in a single-platform image's config, when it can be read.

@@ -22,6 +22,8 @@ pub enum RegistryError {
         status: reqwest::StatusCode,
         /// The registry's own error message (`errors[].message`), if any.
         detail: String,
+        /// The registry's error codes (`errors[].code`, e.g. `MANIFEST_BLOB_UNKNOWN`).
+        codes: Vec<String>,
         /// The server's `Retry-After`, honoured when the request is retried.
         retry_after: Option<std::time::Duration>,
     },
@@ -92,6 +94,24 @@ impl RegistryError {
         match self {
             RegistryError::Status { retry_after, .. } => *retry_after,
             _ => None,
+        }
+    }
+
+    /// Whether a manifest push was refused because the registry could not find, or could not
+    /// read, something the manifest references: `MANIFEST_BLOB_UNKNOWN`, `BLOB_UNKNOWN`, or
+    /// `DIGEST_INVALID` (what distribution answers when it reads an empty link file).
+    pub fn is_unresolved_manifest_reference(&self) -> bool {
+        match self {
+            RegistryError::Status { status, codes, .. } => {
+                *status == reqwest::StatusCode::BAD_REQUEST
+                    && codes.iter().any(|code| {
+                        matches!(
+                            code.as_str(),
+                            "MANIFEST_BLOB_UNKNOWN" | "BLOB_UNKNOWN" | "DIGEST_INVALID"
+                        )
+                    })
+            }
+            _ => false,
         }
     }
 

@@ -85,7 +85,7 @@ pub(crate) async fn status_error(response: Response, what: &str) -> RegistryErro
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| parse_retry_after(v, SystemTime::now()));
-    let detail = error_detail(response).await;
+    let ErrorBody { detail, codes } = error_body(response).await;
     if status == StatusCode::NOT_FOUND {
         RegistryError::NotFound {
             what: what.to_string(),
@@ -96,14 +96,21 @@ pub(crate) async fn status_error(response: Response, what: &str) -> RegistryErro
             what: what.to_string(),
             status,
             detail,
+            codes,
             retry_after,
         }
     }
 }
 
-/// The registry's explanation from an error body (`{"errors":[{"code","message"}]}`), or a
-/// short excerpt of a non-JSON body.
-pub(crate) async fn error_detail(response: Response) -> String {
+/// What a registry said in an error body: its explanation (`{"errors":[{"code","message"}]}`,
+/// or a short excerpt of a non-JSON body) and the error codes, which decide what to do next.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct ErrorBody {
+    pub detail: String,
+    pub codes: Vec<String>,
+}
+
+pub(crate) async fn error_body(response: Response) -> ErrorBody {
     const MAX_BODY: usize = 64 * 1024;
     let mut response = response;
     let mut body = Vec::new();
@@ -113,11 +120,16 @@ pub(crate) async fn error_detail(response: Response) -> String {
             break;
         }
     }
-    describe_error_body(&body)
+    parse_error_body(&body)
 }
 
-/// Pure part of [`error_detail`].
-pub(crate) fn describe_error_body(body: &[u8]) -> String {
+/// The registry's explanation from an error body.
+pub(crate) async fn error_detail(response: Response) -> String {
+    error_body(response).await.detail
+}
+
+/// Pure part of [`error_body`].
+pub(crate) fn parse_error_body(body: &[u8]) -> ErrorBody {
     #[derive(Deserialize)]
     struct Errors {
         errors: Vec<ErrorEntry>,
@@ -130,7 +142,7 @@ pub(crate) fn describe_error_body(body: &[u8]) -> String {
         message: String,
     }
     if let Ok(parsed) = serde_json::from_slice::<Errors>(body) {
-        return parsed
+        let detail = parsed
             .errors
             .iter()
             .map(|e| match (e.code.is_empty(), e.message.is_empty()) {
@@ -140,6 +152,13 @@ pub(crate) fn describe_error_body(body: &[u8]) -> String {
             })
             .collect::<Vec<_>>()
             .join("; ");
+        let codes = parsed
+            .errors
+            .into_iter()
+            .map(|e| e.code)
+            .filter(|code| !code.is_empty())
+            .collect();
+        return ErrorBody { detail, codes };
     }
     let text = String::from_utf8_lossy(body);
     let text = text.trim();
@@ -147,7 +166,10 @@ pub(crate) fn describe_error_body(body: &[u8]) -> String {
     if excerpt.len() < text.len() {
         excerpt.push('…');
     }
-    excerpt.replace(['\n', '\r'], " ")
+    ErrorBody {
+        detail: excerpt.replace(['\n', '\r'], " "),
+        codes: Vec::new(),
+    }
 }
 
 /// Resolves a `Location` header against the URL of the request that returned it; registries
@@ -251,13 +273,33 @@ mod tests {
     fn error_bodies() {
         let body = br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{"Tag":"x"}}]}"#;
         assert_eq!(
-            describe_error_body(body),
-            "MANIFEST_UNKNOWN: manifest unknown"
+            parse_error_body(body),
+            ErrorBody {
+                detail: "MANIFEST_UNKNOWN: manifest unknown".into(),
+                codes: vec!["MANIFEST_UNKNOWN".into()],
+            }
         );
-        assert_eq!(describe_error_body(b"  plain\ntext  "), "plain text");
-        assert_eq!(describe_error_body(b""), "");
+        let two = br#"{"errors":[{"code":"MANIFEST_BLOB_UNKNOWN","message":"blob unknown to registry"},{"message":"no code"}]}"#;
+        assert_eq!(
+            parse_error_body(two),
+            ErrorBody {
+                detail: "MANIFEST_BLOB_UNKNOWN: blob unknown to registry; no code".into(),
+                codes: vec!["MANIFEST_BLOB_UNKNOWN".into()],
+            }
+        );
+        assert_eq!(
+            parse_error_body(b"  plain\ntext  "),
+            ErrorBody {
+                detail: "plain text".into(),
+                codes: vec![],
+            }
+        );
+        assert_eq!(parse_error_body(b""), ErrorBody::default());
         let long = "x".repeat(500);
-        assert_eq!(describe_error_body(long.as_bytes()).chars().count(), 201);
+        assert_eq!(
+            parse_error_body(long.as_bytes()).detail.chars().count(),
+            201
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -279,6 +321,7 @@ mod tests {
                         what: "GET thing".into(),
                         status: StatusCode::SERVICE_UNAVAILABLE,
                         detail: String::new(),
+                        codes: Vec::new(),
                         retry_after: Some(std::time::Duration::from_secs(1)),
                     })
                 }

@@ -188,3 +188,131 @@ async fn persistent_server_errors_end_with_a_clear_bounded_failure() {
         .count();
     assert_eq!(manifest_requests, 5);
 }
+
+/// distribution refuses a manifest with `400 MANIFEST_BLOB_UNKNOWN` (or `DIGEST_INVALID`) while
+/// another client re-links the same blob; the copy re-checks the blobs and pushes it again.
+#[tokio::test]
+async fn manifest_refused_over_its_blobs_is_rechecked_and_pushed_again() {
+    let source = Registry::start();
+    let target = Registry::start();
+    let image = fixture(4);
+    let pushed = digest(&image.push(&source, "app/m:1"));
+    let proxy = FaultProxy::start(&target);
+    proxy.add_rule(
+        FaultRule::new(Fault::RegistryError(400, "MANIFEST_BLOB_UNKNOWN"))
+            .method("PUT")
+            .path_contains("/manifests/")
+            .times(1),
+    );
+    proxy.add_rule(
+        FaultRule::new(Fault::RegistryError(400, "DIGEST_INVALID"))
+            .method("PUT")
+            .path_contains("/manifests/")
+            .times(1),
+    );
+    let report = default_engine()
+        .copy(
+            &reference(&format!("{}/app/m:1", source.host())),
+            &reference(&format!("{}/app/m:1", proxy.host())),
+            &NoProgress,
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.digest, pushed);
+    assert_eq!(
+        skopeo_raw_digest(&target, &target.host(), "app/m:1"),
+        pushed
+    );
+    let manifest_puts = proxy
+        .requests()
+        .into_iter()
+        .filter(|(method, target, _)| method == "PUT" && target.contains("/manifests/"))
+        .map(|(_, _, status)| status)
+        .collect::<Vec<_>>();
+    assert_eq!(manifest_puts, [400, 400, 201]);
+}
+
+#[tokio::test]
+async fn manifest_refused_over_its_blobs_every_time_fails_clearly_and_is_not_tagged() {
+    let source = Registry::start();
+    let target = Registry::start();
+    let image = fixture(5);
+    image.push(&source, "app/n:1");
+    let proxy = FaultProxy::start(&target);
+    proxy.add_rule(
+        FaultRule::new(Fault::RegistryError(400, "MANIFEST_BLOB_UNKNOWN"))
+            .method("PUT")
+            .path_contains("/manifests/"),
+    );
+    let error = default_engine()
+        .copy(
+            &reference(&format!("{}/app/n:1", source.host())),
+            &reference(&format!("{}/app/n:1", proxy.host())),
+            &NoProgress,
+        )
+        .await
+        .unwrap_err();
+    let message = chain(&error);
+    assert!(
+        message.contains("app/n:1") && message.contains("MANIFEST_BLOB_UNKNOWN"),
+        "{message}"
+    );
+    let manifest_puts = proxy
+        .requests()
+        .iter()
+        .filter(|(method, target, _)| method == "PUT" && target.contains("/manifests/"))
+        .count();
+    assert_eq!(manifest_puts, 4, "bounded attempts");
+    let tagged = default_engine()
+        .client()
+        .head_manifest(&reference(&format!("{}/app/n:1", target.host())))
+        .await
+        .unwrap();
+    assert_eq!(tagged, None);
+}
+
+/// The copy engine remembers which repositories hold a blob and skips them; when the registry
+/// lost the blob since (here: its link in the repository deleted under the engine), the
+/// refused manifest push makes the engine look again and upload what is really missing.
+#[tokio::test]
+async fn blob_lost_from_the_target_since_it_was_copied_is_uploaded_again() {
+    let source = Registry::start();
+    let target = Registry::start();
+    let image = fixture(6);
+    let pushed = digest(&image.push(&source, "app/l:1"));
+    image.push(&source, "app/l:2");
+    let engine = default_engine();
+    for tag in ["1", "2"] {
+        if tag == "2" {
+            let layer = &image.images()[0].layers[0].digest;
+            let link = target
+                .storage_dir()
+                .join("docker/registry/v2/repositories/app/l/_layers/sha256")
+                .join(layer.trim_start_matches("sha256:"))
+                .join("link");
+            std::fs::remove_file(&link).unwrap();
+            let held = engine
+                .client()
+                .head_blob(
+                    &omx_registry::Repository::new(target.host(), "app/l"),
+                    &digest(layer),
+                )
+                .await
+                .unwrap();
+            assert_eq!(held, None, "the registry still serves the unlinked blob");
+        }
+        let report = engine
+            .copy(
+                &reference(&format!("{}/app/l:{tag}", source.host())),
+                &reference(&format!("{}/app/l:{tag}", target.host())),
+                &NoProgress,
+            )
+            .await
+            .unwrap();
+        assert_eq!(report.digest, pushed);
+        assert_eq!(
+            skopeo_raw_digest(&target, &target.host(), &format!("app/l:{tag}")),
+            pushed
+        );
+    }
+}

@@ -29,6 +29,10 @@ pub enum Fault {
     /// The request is not forwarded (its body is read and discarded); the client gets this
     /// status with a registry-style JSON error, and `Retry-After: <secs>` when given.
     Status(u16, Option<u64>),
+    /// The request is not forwarded (its body is read and discarded); the client gets this
+    /// status with a registry-style JSON error carrying this error code (e.g. `400` with
+    /// `MANIFEST_BLOB_UNKNOWN`).
+    RegistryError(u16, &'static str),
     /// The request is forwarded; the response is held back this long before its head is sent.
     Stall(Duration),
     /// The request is forwarded; the response head and half the body are sent, then the
@@ -51,6 +55,16 @@ impl Fault {
     /// `429 Too Many Requests` with `Retry-After: <retry_after_secs>`.
     pub fn too_many_requests(retry_after_secs: u64) -> Fault {
         Fault::Status(429, Some(retry_after_secs))
+    }
+
+    /// For the faults answered by the proxy itself: the status, error code (when not the
+    /// usual one for the status) and `Retry-After`.
+    fn answer_instead(self) -> Option<(u16, Option<&'static str>, Option<u64>)> {
+        match self {
+            Fault::Status(status, retry_after) => Some((status, None, retry_after)),
+            Fault::RegistryError(status, code) => Some((status, Some(code), None)),
+            _ => None,
+        }
     }
 }
 
@@ -527,7 +541,8 @@ fn serve_connection(client: TcpStream, shared: &Shared) -> io::Result<()> {
                 shared.record(&method, &target, 0, fault);
                 ConnectionNext::Abort
             }
-            Some(Fault::Status(status, retry_after)) => {
+            Some(injected) if injected.answer_instead().is_some() => {
+                let (status, code, retry_after) = injected.answer_instead().unwrap_or_default();
                 relay_body(
                     &mut reader,
                     request_framing,
@@ -537,7 +552,7 @@ fn serve_connection(client: TcpStream, shared: &Shared) -> io::Result<()> {
                 // Recorded before answering: a client that gives up on this answer may
                 // read the records at once.
                 shared.record(&method, &target, status, fault);
-                write_injected_status(&mut writer, status, retry_after)?;
+                write_injected_status(&mut writer, status, code, retry_after)?;
                 ConnectionNext::KeepAlive
             }
             _ => forward(
@@ -575,18 +590,22 @@ enum ConnectionNext {
     Abort,
 }
 
+/// Writes `status` with a registry-style JSON error: `code`, or the usual one for the status.
 fn write_injected_status(
     writer: &mut impl Write,
     status: u16,
+    code: Option<&str>,
     retry_after: Option<u64>,
 ) -> io::Result<()> {
-    let (reason, code) = match status {
+    let (reason, usual_code) = match status {
+        400 => ("Bad Request", "UNKNOWN"),
         429 => ("Too Many Requests", "TOOMANYREQUESTS"),
         500 => ("Internal Server Error", "UNKNOWN"),
         502 => ("Bad Gateway", "UNAVAILABLE"),
         503 => ("Service Unavailable", "UNAVAILABLE"),
         _ => ("Injected Fault", "UNKNOWN"),
     };
+    let code = code.unwrap_or(usual_code);
     let body = format!(
         r#"{{"errors":[{{"code":"{code}","message":"injected by omx-testenv FaultProxy","detail":null}}]}}"#
     );
@@ -625,7 +644,7 @@ fn forward(
                 &BodyFaults::default(),
             )?;
             shared.record(method, target, 502, fault);
-            write_injected_status(writer, 502, None)?;
+            write_injected_status(writer, 502, None, None)?;
             return Ok(ConnectionNext::KeepAlive);
         }
     };
