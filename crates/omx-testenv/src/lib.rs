@@ -1,6 +1,7 @@
 //! Test support for omx-ecr-helper: real services on free loopback ports.
 //!
-//! * [`Registry`] runs a CNCF `docker-registry` (anonymous, htpasswd basic auth, or TLS).
+//! * [`Registry`] runs a CNCF `docker-registry` (anonymous, htpasswd basic auth, Docker token
+//!   auth with its own [`TokenServer`], or TLS).
 //! * [`Moto`] runs a `moto_server` that emulates the AWS APIs.
 //! * [`ImageFixture`] writes OCI image layouts to disk and [`push_with_skopeo`] pushes them.
 //! * [`FaultProxy`] sits in front of a registry, records requests and injects [`Fault`]s.
@@ -22,6 +23,7 @@ mod moto;
 mod process;
 mod proxy;
 mod registry;
+mod token;
 mod tools;
 
 pub use fixture::{
@@ -32,4 +34,5 @@ pub use http::{base64_encode, basic_auth_header, http_request, HttpResponse};
 pub use moto::{moto_ecr_password, Moto, MOTO_ACCOUNT_ID};
 pub use proxy::{Fault, FaultProxy, FaultRule, RequestRecord};
 pub use registry::{Registry, RegistryBuilder};
+pub use token::{TokenRequest, TokenServer, TOKEN_ISSUER, TOKEN_SERVICE};
 pub use tools::{find_tool, workspace_root, Tool};

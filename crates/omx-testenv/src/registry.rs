@@ -11,6 +11,9 @@ use tempfile::TempDir;
 
 use crate::http::http_request;
 use crate::process::{NotReady, ServerProcess};
+use crate::token::{
+    TokenServer, TokenSettings, DEFAULT_TOKEN_LIFETIME, TOKEN_ISSUER, TOKEN_SERVICE,
+};
 use crate::tools::{free_port, require, Tool};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -22,6 +25,7 @@ const PORT_ATTEMPTS: usize = 5;
 pub struct Registry {
     // Field order matters: the process must die before its temp dir is removed.
     process: ServerProcess,
+    token_server: Option<TokenServer>,
     port: u16,
     credentials: Option<(String, String)>,
     tls: Option<TlsFiles>,
@@ -41,6 +45,9 @@ struct TlsFiles {
 #[derive(Default, Clone)]
 pub struct RegistryBuilder {
     basic_auth: Option<(String, String)>,
+    token_auth: Option<(String, String)>,
+    token_lifetime: Option<Duration>,
+    token_claimed_lifetime: Option<Duration>,
     tls: bool,
     proxy_of: Option<String>,
 }
@@ -52,6 +59,11 @@ impl fmt::Debug for RegistryBuilder {
                 "basic_auth_user",
                 &self.basic_auth.as_ref().map(|(user, _)| user),
             )
+            .field(
+                "token_auth_user",
+                &self.token_auth.as_ref().map(|(user, _)| user),
+            )
+            .field("token_lifetime", &self.token_lifetime)
             .field("tls", &self.tls)
             .finish()
     }
@@ -63,6 +75,10 @@ impl fmt::Debug for Registry {
             .field("url", &self.url())
             .field("pid", &self.process.pid())
             .field("user", &self.credentials.as_ref().map(|(user, _)| user))
+            .field(
+                "token_realm",
+                &self.token_server.as_ref().map(TokenServer::realm),
+            )
             .field("ca_cert", &self.ca_cert_path())
             .finish()
     }
@@ -72,6 +88,30 @@ impl RegistryBuilder {
     /// Requires HTTP basic auth with this user and password (htpasswd, bcrypt).
     pub fn basic_auth(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
         self.basic_auth = Some((user.into(), password.into()));
+        self
+    }
+
+    /// Requires bearer tokens from a [`TokenServer`] started with the registry (Docker token
+    /// auth): the token server gives this user every action asked for, anonymous callers
+    /// `pull` only, and wrong credentials a `401`.
+    pub fn token_auth(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        self.token_auth = Some((user.into(), password.into()));
+        self
+    }
+
+    /// How long the registry accepts a token once issued (default 300 s, Docker Hub's); the
+    /// token answer's `expires_in` says the same unless [`RegistryBuilder::token_claimed_lifetime`]
+    /// is set. Whole seconds; only with [`RegistryBuilder::token_auth`].
+    pub fn token_lifetime(mut self, lifetime: Duration) -> Self {
+        self.token_lifetime = Some(lifetime);
+        self
+    }
+
+    /// What the token answer's `expires_in` claims, when it should differ from the real
+    /// lifetime. Claiming longer stands in for a token revoked early or a registry whose clock
+    /// runs ahead: a client that trusts `expires_in` meets a `401` and must fetch a new token.
+    pub fn token_claimed_lifetime(mut self, claimed: Duration) -> Self {
+        self.token_claimed_lifetime = Some(claimed);
         self
     }
 
@@ -101,11 +141,20 @@ impl RegistryBuilder {
     /// Like [`RegistryBuilder::start`] but returns `None` when a tool is missing and
     /// `OMX_TESTENV_SKIP=1` is set.
     pub fn try_start(self) -> Option<Registry> {
+        assert!(
+            self.basic_auth.is_none() || self.token_auth.is_none(),
+            "a registry takes one auth scheme: basic_auth or token_auth, not both"
+        );
+        assert!(
+            self.token_auth.is_some()
+                || (self.token_lifetime.is_none() && self.token_claimed_lifetime.is_none()),
+            "token lifetimes apply only to a registry with token_auth"
+        );
         let mut tools = vec![Tool::DockerRegistry];
         if self.basic_auth.is_some() {
             tools.push(Tool::Htpasswd);
         }
-        if self.tls {
+        if self.tls || self.token_auth.is_some() {
             tools.push(Tool::Openssl);
         }
         let paths = require("a docker-registry test server", &tools)?;
@@ -126,9 +175,16 @@ impl RegistryBuilder {
             write_htpasswd(&tool_paths[1], &htpasswd, user, password);
             htpasswd
         });
-        let tls = self.tls.then(|| {
-            let openssl = tool_paths.last().expect("openssl was required");
-            make_tls_files(openssl, dir.path())
+        let openssl = || tool_paths.last().expect("openssl was required");
+        let tls = self.tls.then(|| make_tls_files(openssl(), dir.path()));
+        let token_server = self.token_auth.as_ref().map(|(user, password)| {
+            let settings = TokenSettings {
+                user: user.clone(),
+                password: password.clone(),
+                lifetime: self.token_lifetime.unwrap_or(DEFAULT_TOKEN_LIFETIME),
+                claimed_lifetime: self.token_claimed_lifetime,
+            };
+            TokenServer::start(openssl(), dir.path(), settings)
         });
 
         let log_path = dir.path().join("registry.log");
@@ -141,6 +197,7 @@ impl RegistryBuilder {
                 storage_dir: &storage_dir,
                 secret: &secret,
                 htpasswd: htpasswd_path.as_deref(),
+                token: token_server.as_ref(),
                 tls: tls.as_ref().map(|_| dir.path().join("tls")),
                 proxy_of: self.proxy_of.as_deref(),
             };
@@ -155,8 +212,9 @@ impl RegistryBuilder {
                 Ok(()) => {
                     return Registry {
                         process,
+                        token_server,
                         port,
-                        credentials: self.basic_auth,
+                        credentials: self.basic_auth.or(self.token_auth),
                         tls,
                         storage_dir,
                         htpasswd_path,
@@ -195,6 +253,7 @@ struct RegistryConfig<'a> {
     storage_dir: &'a Path,
     secret: &'a str,
     htpasswd: Option<&'a Path>,
+    token: Option<&'a TokenServer>,
     tls: Option<PathBuf>,
     proxy_of: Option<&'a str>,
 }
@@ -223,6 +282,14 @@ impl RegistryConfig<'_> {
             yaml.push_str(&format!(
                 "auth:\n  htpasswd:\n    realm: omx-testenv\n    path: {}\n",
                 yaml_path(htpasswd)
+            ));
+        }
+        if let Some(token) = self.token {
+            yaml.push_str(&format!(
+                "auth:\n  token:\n    realm: {}\n    service: {TOKEN_SERVICE}\n    \
+                 issuer: {TOKEN_ISSUER}\n    rootcertbundle: {}\n",
+                token.realm(),
+                yaml_path(token.certificate_path())
             ));
         }
         if let Some(upstream) = self.proxy_of {
@@ -360,7 +427,7 @@ impl Registry {
         RegistryBuilder::default().try_start()
     }
 
-    /// Options: basic auth, TLS.
+    /// Options: basic or token auth, TLS, pull-through cache.
     pub fn builder() -> RegistryBuilder {
         RegistryBuilder::default()
     }
@@ -386,9 +453,14 @@ impl Registry {
         self.tls.is_some()
     }
 
-    /// The basic-auth user and password, when it requires them.
+    /// The user and password it accepts (basic auth, or token auth through its token server).
     pub fn credentials(&self) -> Option<(String, String)> {
         self.credentials.clone()
+    }
+
+    /// The token server that issues its bearer tokens, when it uses token auth.
+    pub fn token_server(&self) -> Option<&TokenServer> {
+        self.token_server.as_ref()
     }
 
     /// The htpasswd file, when it requires basic auth.
