@@ -125,11 +125,7 @@ impl BuildPlan {
         };
         let mut by_target: HashMap<BuildTarget, usize> = HashMap::new();
         for entry in &entries.entries {
-            let fail = |error: String| EntryError {
-                index: entry.index,
-                input: entry.target_image.clone(),
-                error,
-            };
+            let fail = |error: String| EntryError::new(entry.index, &entry.target_image, error);
             let planned = BundleSource::parse(&entry.source_uri, base).and_then(|source| {
                 let target = BuildTarget::parse(&entry.target_image, registry)?;
                 Ok((source, target))
@@ -165,12 +161,13 @@ impl BuildPlan {
             .into_iter()
             .partition(|build| build.source.is_s3());
         self.builds = kept;
-        self.errors
-            .extend(local.into_iter().map(|build| EntryError {
-                index: build.index,
-                input: build.input,
-                error: format!("{} is not in S3: {why}", build.source_uri),
-            }));
+        self.errors.extend(local.into_iter().map(|build| {
+            EntryError::new(
+                build.index,
+                &build.input,
+                format!("{} is not in S3: {why}", build.source_uri),
+            )
+        }));
         self.errors.sort_by_key(|error| error.index);
     }
 

@@ -322,6 +322,28 @@ fn references_at_and_past_the_length_limits() {
     assert!(errors[1]
         .1
         .contains("129 characters long; the limit is 128"));
+    // The 100,000-character entries are named by an excerpt and their length, not echoed whole.
+    for (error, entry) in plan["errors"].as_array().unwrap()[2..]
+        .iter()
+        .zip(&entries[4..])
+    {
+        let (input, message) = (
+            error["input"].as_str().unwrap(),
+            error["error"].as_str().unwrap(),
+        );
+        let length = format!("({} characters)", entry.chars().count());
+        assert!(
+            input.ends_with(&length) && message.contains(&length),
+            "{input}: {message}"
+        );
+        assert!(input.len() + message.len() < 1_000, "{input}: {message}");
+    }
+    let table = omx(
+        home.path(),
+        &["plan", file.to_str().unwrap(), "--registry", ECR],
+    );
+    assert!(all_output(&table).len() < 4_000, "{}", all_output(&table));
+    assert!(all_output(&table).contains(&format!("({} characters)", entries[4].len())));
 }
 
 #[test]

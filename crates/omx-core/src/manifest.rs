@@ -11,6 +11,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::excerpt::excerpt;
+
 /// Largest manifest file read, so a wrong path (a disk image, a log) fails fast with a clear message.
 pub const MAX_MANIFEST_BYTES: usize = 16 * 1024 * 1024;
 
@@ -37,6 +39,18 @@ pub struct EntryError {
     /// The entry as written (JSON text for entries that are not strings).
     pub input: String,
     pub error: String,
+}
+
+impl EntryError {
+    /// An error about the entry at `index`, which the user wrote as `input` (kept whole only
+    /// when it is of a plausible length: see [`excerpt`]).
+    pub fn new(index: usize, input: &str, error: impl Into<String>) -> EntryError {
+        EntryError {
+            index,
+            input: excerpt(input).into_owned(),
+            error: error.into(),
+        }
+    }
 }
 
 impl fmt::Display for EntryError {
@@ -80,20 +94,19 @@ pub fn parse_pull_manifest(text: &str) -> Result<Entries<PullEntry>, ManifestFil
     };
     for (index, item) in items.into_iter().enumerate() {
         match item {
-            Value::String(s) if s.trim().is_empty() => out.errors.push(EntryError {
-                index,
-                input: s,
-                error: "empty image reference".to_string(),
-            }),
+            Value::String(s) if s.trim().is_empty() => {
+                out.errors
+                    .push(EntryError::new(index, &s, "empty image reference"))
+            }
             Value::String(input) => out.entries.push(PullEntry { index, input }),
-            other => out.errors.push(EntryError {
+            other => out.errors.push(EntryError::new(
                 index,
-                input: other.to_string(),
-                error: format!(
+                &other.to_string(),
+                format!(
                     "expected an image reference string, found {}",
                     json_kind(&other)
                 ),
-            }),
+            )),
         }
     }
     Ok(out)
@@ -129,11 +142,10 @@ pub fn parse_build_manifest(text: &str) -> Result<Entries<BuildEntry>, ManifestF
                 .into_iter()
                 .find(|(_, value)| value.trim().is_empty());
                 match blank {
-                    Some((key, _)) => out.errors.push(EntryError {
-                        index,
-                        input,
-                        error: format!("{key} is empty"),
-                    }),
+                    Some((key, _)) => {
+                        out.errors
+                            .push(EntryError::new(index, &input, format!("{key} is empty")))
+                    }
                     None => out.entries.push(BuildEntry {
                         index,
                         source_uri: raw.source_uri.trim().to_string(),
@@ -141,13 +153,11 @@ pub fn parse_build_manifest(text: &str) -> Result<Entries<BuildEntry>, ManifestF
                     }),
                 }
             }
-            Err(e) => out.errors.push(EntryError {
+            Err(e) => out.errors.push(EntryError::new(
                 index,
-                input,
-                error: format!(
-                    "expected {{\"source_uri\": \"...\", \"target_image\": \"...\"}}: {e}"
-                ),
-            }),
+                &input,
+                format!("expected {{\"source_uri\": \"...\", \"target_image\": \"...\"}}: {e}"),
+            )),
         }
     }
     Ok(out)

@@ -164,11 +164,11 @@ pub fn plan_pull(
         let planned = match plan_entry(entry, table, registry) {
             Ok(planned) => planned,
             Err(error) => {
-                errors.push(EntryError {
-                    index: entry.index,
-                    input: redact_credentials(&entry.input),
+                errors.push(EntryError::new(
+                    entry.index,
+                    &redact_credentials(&entry.input),
                     error,
-                });
+                ));
                 continue;
             }
         };
@@ -184,14 +184,14 @@ pub fn plan_pull(
         }
         if let Some(&other) = by_target.get(&planned.target) {
             let other = &images[other];
-            errors.push(EntryError {
-                index: entry.index,
-                input: entry.input.clone(),
-                error: format!(
+            errors.push(EntryError::new(
+                entry.index,
+                &entry.input,
+                format!(
                     "{} and {} (manifest[{}]) would both become {}",
                     planned.source, other.source, other.indexes[0], planned.target
                 ),
-            });
+            ));
             continue;
         }
         by_source.insert(source_key, images.len());

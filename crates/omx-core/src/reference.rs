@@ -24,6 +24,7 @@ use std::net::Ipv6Addr;
 use std::str::FromStr;
 
 use crate::digest::{Digest, DigestError};
+use crate::excerpt::quoted;
 
 /// Docker Hub's canonical domain; `index.docker.io` and `registry-1.docker.io` normalize to it.
 pub const DOCKER_HUB: &str = "docker.io";
@@ -62,67 +63,67 @@ pub struct Reference {
 pub enum ReferenceError {
     #[error("empty image reference")]
     Empty,
-    #[error("invalid reference format: {input:?} contains whitespace or control characters")]
+    #[error("invalid reference format: {} contains whitespace or control characters", quoted(.input))]
     Whitespace { input: String },
     #[error(
-        "invalid reference format: {redacted:?} appears to carry credentials before the registry \
+        "invalid reference format: {} appears to carry credentials before the registry \
          host; log in to the registry instead of putting user:password in the reference"
-    )]
+    , quoted(.redacted))]
     Credentials {
         /// The input with everything before the host's `@` replaced by `***`.
         redacted: String,
     },
     #[error(
-        "invalid reference format: {input:?} is a URL; an image reference has no scheme \
+        "invalid reference format: {} is a URL; an image reference has no scheme \
          (drop {scheme:?})"
-    )]
+    , quoted(.input))]
     UrlScheme { input: String, scheme: String },
     #[error(
-        "invalid reference format: {input:?} is a 64-character hexadecimal identifier, \
+        "invalid reference format: {} is a 64-character hexadecimal identifier, \
          not a repository name"
-    )]
+    , quoted(.input))]
     HexIdentifier { input: String },
-    #[error("invalid reference format: {input:?} has no repository name")]
+    #[error("invalid reference format: {} has no repository name", quoted(.input))]
     MissingName { input: String },
-    #[error("invalid reference format: registry host {domain:?} in {input:?} {reason}")]
+    #[error("invalid reference format: registry host {} in {} {reason}", quoted(.domain), quoted(.input))]
     InvalidDomain {
         input: String,
         domain: String,
         reason: &'static str,
     },
-    #[error("invalid reference format: repository name must be lowercase: {input:?}")]
+    #[error("invalid reference format: repository name must be lowercase: {}", quoted(.input))]
     NotLowercase { input: String },
     #[error(
-        "invalid reference format: repository name in {input:?} has an empty path component \
+        "invalid reference format: repository name in {} has an empty path component \
          (a leading, trailing or doubled '/')"
-    )]
+    , quoted(.input))]
     EmptyPathComponent { input: String },
     #[error(
         "invalid reference format: {character:?} is not allowed in the repository name of \
-         {input:?} (lower-case letters, digits, '.', '_', '-' and '/' are)"
-    )]
+         {} (lower-case letters, digits, '.', '_', '-' and '/' are)"
+    , quoted(.input))]
     InvalidCharacter { input: String, character: char },
     #[error(
-        "invalid reference format: path component {component:?} in {input:?} must start and end \
+        "invalid reference format: path component {} in {} must start and end \
          with a letter or digit, and separate them with one '.', one or two '_', or '-'s"
-    )]
+    , quoted(.component), quoted(.input))]
     BadSeparator { input: String, component: String },
     #[error(
-        "invalid reference format: repository name in {input:?} is {length} characters long; \
+        "invalid reference format: repository name in {} is {length} characters long; \
          the limit is {NAME_MAX_LEN}"
-    )]
+    , quoted(.input))]
     NameTooLong { input: String, length: usize },
     #[error(
-        "invalid reference format: tag {tag:?} in {input:?} must start with a letter, digit or \
+        "invalid reference format: tag {} in {} must start with a letter, digit or \
          '_' and continue with letters, digits, '_', '.' or '-'"
-    )]
+    , quoted(.tag), quoted(.input))]
     InvalidTag { input: String, tag: String },
     #[error(
-        "invalid reference format: tag in {input:?} is {length} characters long; the limit is \
+        "invalid reference format: tag in {} is {length} characters long; the limit is \
          {TAG_MAX_LEN}"
-    )]
+    , quoted(.input))]
     TagTooLong { input: String, length: usize },
-    #[error("invalid reference format: invalid digest in {input:?}: {source}")]
+    #[error("invalid reference format: invalid digest in {}: {source}", quoted(.input))]
     InvalidDigest { input: String, source: DigestError },
 }
 
