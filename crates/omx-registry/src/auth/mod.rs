@@ -3,7 +3,8 @@
 //! The first request to a registry goes out anonymously; its `401` challenge tells which scheme
 //! the registry uses (Basic, or Bearer with a token realm). From then on every request carries
 //! an `Authorization` header up front: Basic from the credentials, or a bearer token fetched for
-//! the request's scopes and cached per (registry, scopes) until shortly before `expires_in`.
+//! the request's scopes (once, however many requests need it at the same time) and cached per
+//! (registry, scopes) until shortly before `expires_in`.
 //! A `401` on a request that carried a header drops the cached token and credentials and tries
 //! once more, which also picks up rotated credentials (ECR tokens).
 
@@ -69,10 +70,17 @@ struct CachedCredential {
     renew_at: Option<Instant>,
 }
 
+/// A registry and the sorted scopes a token was asked for.
+type TokenKey = (String, Vec<Scope>);
+
 #[derive(Default)]
 struct AuthState {
     schemes: HashMap<String, Scheme>,
-    tokens: HashMap<(String, Vec<Scope>), CachedToken>,
+    tokens: HashMap<TokenKey, CachedToken>,
+    /// One token fetch at a time per key: requests that miss the cache together (a copy's
+    /// blob transfers start side by side) wait for the first fetch and share its token,
+    /// instead of each asking the token server.
+    token_fetches: HashMap<TokenKey, Arc<tokio::sync::Mutex<()>>>,
     credentials: HashMap<String, CachedCredential>,
 }
 
@@ -233,6 +241,15 @@ impl Authenticator {
         }
     }
 
+    /// The cached token for `key` while it is not due for renewal.
+    fn cached_token(&self, key: &TokenKey) -> Option<Secret> {
+        self.state()
+            .tokens
+            .get(key)
+            .filter(|cached| Instant::now() < cached.renew_at)
+            .map(|cached| cached.token.clone())
+    }
+
     async fn token(
         &self,
         registry: &str,
@@ -243,10 +260,13 @@ impl Authenticator {
         let mut key_scopes = scopes.to_vec();
         key_scopes.sort();
         let key = (registry.to_string(), key_scopes);
-        if let Some(cached) = self.state().tokens.get(&key) {
-            if Instant::now() < cached.renew_at {
-                return Ok(cached.token.clone());
-            }
+        if let Some(token) = self.cached_token(&key) {
+            return Ok(token);
+        }
+        let gate = Arc::clone(self.state().token_fetches.entry(key.clone()).or_default());
+        let _fetching = gate.lock().await;
+        if let Some(token) = self.cached_token(&key) {
+            return Ok(token);
         }
         let credential = self.credential(registry).await?;
         let url = token_url(realm, service, &key.1).map_err(|reason| RegistryError::Protocol {
