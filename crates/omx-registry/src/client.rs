@@ -929,7 +929,7 @@ impl RegistryClient {
                         call.registry,
                         call.scopes,
                         &challenges,
-                        authorization.is_some(),
+                        authorization.as_ref(),
                     )
                     .await?;
                 let renewed = self
@@ -994,7 +994,7 @@ impl RegistryClient {
                     &repository.registry,
                     &scopes,
                     &challenges,
-                    authorization.is_some(),
+                    authorization.as_ref(),
                 )
                 .await?;
             return Err(RegistryError::Reauthenticate {

@@ -5,10 +5,11 @@
 mod common;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use common::*;
 use omx_registry::{CopyOptions, Credential, NoProgress, StaticCredentials};
-use omx_testenv::{Format, ImageFixture, LayerSpec, Registry, TokenServer};
+use omx_testenv::{FaultProxy, Format, ImageFixture, LayerSpec, Registry, TokenServer};
 
 const USER: &str = "omx-pusher";
 const PASSWORD: &str = "correct-horse-battery";
@@ -219,4 +220,153 @@ async fn tokens_are_fetched_once_per_scope_however_many_blobs_move() {
             digest
         );
     }
+}
+
+#[tokio::test]
+async fn a_token_refused_as_expired_is_fetched_anew_and_the_copy_goes_on() {
+    let source = Registry::start();
+    // The registry accepts each token for 3 s but the answer claims 10 minutes, so the client
+    // keeps using cached tokens past their end: only the registry's 401 can tell it. (3 s, not
+    // less: `exp` is in whole seconds, and a copy must finish within one token's life for the
+    // counts below to be exact.)
+    let lifetime = Duration::from_secs(3);
+    let target = Registry::builder()
+        .token_auth(USER, PASSWORD)
+        .token_lifetime(lifetime)
+        .token_claimed_lifetime(Duration::from_secs(600))
+        .start();
+    let proxy = FaultProxy::start(&target);
+    let first = ImageFixture::single(&LayerSpec::distinct(5, 4, 50_000), Format::Oci);
+    let second = ImageFixture::single(&LayerSpec::distinct(6, 4, 50_000), Format::Oci);
+    let first_digest = digest(&first.push(&source, "app/refresh:1"));
+    let second_digest = digest(&second.push(&source, "app/refresh:2"));
+    let engine = engine(
+        config_with(credentials_for(&[(&proxy.host(), &target)])),
+        CopyOptions::default(),
+    );
+    let copy = |tag: &'static str| {
+        let engine = &engine;
+        let source = reference(&format!("{}/app/refresh:{tag}", source.host()));
+        let target = reference(&format!("{}/app/refresh:{tag}", proxy.host()));
+        async move { engine.copy(&source, &target, &NoProgress).await }
+    };
+
+    let report = copy("1").await.unwrap_or_else(|e| panic!("{}", chain(&e)));
+    assert_eq!(report.digest, first_digest);
+    let tokens = token_server(&target);
+    let push_scope = "repository:app/refresh:pull,push";
+    let (pull_fetches, push_fetches) = (
+        tokens.requests_for("repository:app/refresh:pull"),
+        tokens.requests_for(push_scope),
+    );
+    assert_eq!(
+        (pull_fetches, push_fetches),
+        (1, 1),
+        "{:?}",
+        tokens.requests()
+    );
+
+    tokio::time::sleep(lifetime + Duration::from_millis(1100)).await;
+    proxy.clear_requests();
+    let report = copy("2").await.unwrap_or_else(|e| panic!("{}", chain(&e)));
+    assert_eq!(report.digest, second_digest);
+    assert_eq!(report.blobs_copied, blob_count(&second));
+
+    let refused: Vec<_> = proxy
+        .requests()
+        .into_iter()
+        .filter(|(_, _, status)| *status == 401)
+        .collect();
+    assert!(
+        !refused.is_empty(),
+        "the registry refused the expired tokens: {:?}",
+        proxy.requests()
+    );
+    // The manifest HEAD and the 4 blob HEADs (side by side) were refused; each scope's token
+    // is fetched anew once, not once per refused request.
+    assert!(refused.len() >= 2, "{refused:?}");
+    assert_eq!(
+        (
+            tokens.requests_for("repository:app/refresh:pull"),
+            tokens.requests_for(push_scope)
+        ),
+        (pull_fetches + 1, push_fetches + 1),
+        "{:?}",
+        tokens.requests()
+    );
+    for (tag, digest) in [("1", first_digest), ("2", second_digest)] {
+        assert_eq!(
+            skopeo_raw_digest(&target, &target.host(), &format!("app/refresh:{tag}")),
+            digest
+        );
+    }
+}
+
+#[tokio::test]
+async fn wrong_credentials_name_the_registry_and_never_show_the_password() {
+    let plain = Registry::start();
+    let token = token_registry();
+    let fixture = ImageFixture::single(&LayerSpec::distinct(7, 2, 10_000), Format::Oci);
+    fixture.push(&plain, "app/creds:1");
+    fixture.push(&token, "app/creds:1");
+    token_server(&token).clear_requests();
+    let wrong_password = "wrong-staple-guess";
+    let wrong = Arc::new(
+        StaticCredentials::new().with(&token.host(), Credential::new(USER, wrong_password)),
+    );
+    let engine = engine(config_with(wrong), CopyOptions::default());
+
+    let into = engine
+        .copy(
+            &reference(&format!("{}/app/creds:1", plain.host())),
+            &reference(&format!("{}/app/creds:1", token.host())),
+            &NoProgress,
+        )
+        .await
+        .unwrap_err();
+    let out_of = engine
+        .copy(
+            &reference(&format!("{}/app/creds:1", token.host())),
+            &reference(&format!("{}/app/creds:1", plain.host())),
+            &NoProgress,
+        )
+        .await
+        .unwrap_err();
+    for error in [&into, &out_of] {
+        let message = chain(error);
+        assert!(
+            message.contains(&token.host())
+                && message.contains(&format!("{USER:?}"))
+                && message.contains("rejected"),
+            "{message}"
+        );
+        assert!(!message.contains(wrong_password), "{message}");
+        assert!(!format!("{error:?}").contains(wrong_password), "{error:?}");
+    }
+    let requests = token_server(&token).requests();
+    assert!(
+        !requests.is_empty()
+            && requests
+                .iter()
+                .all(|r| r.user.as_deref() == Some(USER) && r.status == 401),
+        "{requests:?}"
+    );
+
+    // No credentials at all: anonymous pull works, a push says what is missing.
+    let anonymous = default_engine()
+        .copy(
+            &reference(&format!("{}/app/creds:1", plain.host())),
+            &reference(&format!("{}/app/anonymous:1", token.host())),
+            &NoProgress,
+        )
+        .await
+        .unwrap_err();
+    let message = chain(&anonymous);
+    assert!(
+        message.contains(&format!(
+            "no credentials are configured for {}",
+            token.host()
+        )),
+        "{message}"
+    );
 }

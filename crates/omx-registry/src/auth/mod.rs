@@ -173,13 +173,14 @@ impl Authenticator {
     }
 
     /// Learns from a `401`: records the scheme the registry asks for and forgets what was just
-    /// rejected, so the next [`Authenticator::authorization`] starts afresh.
+    /// rejected (`rejected`, the `Authorization` the request carried, if any), so the next
+    /// [`Authenticator::authorization`] starts afresh.
     pub(crate) async fn handle_challenge(
         &self,
         registry: &str,
         scopes: &[Scope],
         challenges: &[Challenge],
-        rejected_header: bool,
+        rejected: Option<&HeaderValue>,
     ) -> Result<(), RegistryError> {
         let bearer = challenges
             .iter()
@@ -208,10 +209,31 @@ impl Authenticator {
         };
         let mut state = self.state();
         state.schemes.insert(registry.to_string(), scheme);
+        let Some(rejected) = rejected else {
+            return Ok(());
+        };
+        // Only what this request carried is forgotten. Requests sharing a token are refused
+        // together when it expires; the first one here renews it, and the others must not
+        // throw that renewal away (each would fetch yet another token and re-ask the
+        // credential provider).
+        let carried = |value: &str| rejected.as_bytes() == value.as_bytes();
         let mut key_scopes = scopes.to_vec();
         key_scopes.sort();
-        state.tokens.remove(&(registry.to_string(), key_scopes));
-        if rejected_header {
+        let key = (registry.to_string(), key_scopes);
+        let token_rejected = state
+            .tokens
+            .get(&key)
+            .is_some_and(|cached| carried(&format!("Bearer {}", cached.token.expose())));
+        if token_rejected {
+            state.tokens.remove(&key);
+        }
+        let credential_rejected = token_rejected
+            || state
+                .credentials
+                .get(registry)
+                .and_then(|cached| cached.credential.as_ref())
+                .is_some_and(|credential| carried(&credential.basic_header()));
+        if credential_rejected {
             state.credentials.remove(registry);
         }
         Ok(())
@@ -462,7 +484,7 @@ mod tests {
         assert_eq!(auth.authorization("r", &scopes).await.unwrap(), None);
 
         let basic = challenge::parse_challenges([r#"Basic realm="registry""#]);
-        auth.handle_challenge("r", &scopes, &basic, false)
+        auth.handle_challenge("r", &scopes, &basic, None)
             .await
             .unwrap();
         let header = auth.authorization("r", &scopes).await.unwrap().unwrap();
@@ -470,7 +492,7 @@ mod tests {
         let expected = Credential::new("AWS", "token-0").basic_header();
         assert_eq!(header.to_str().unwrap(), expected);
 
-        auth.handle_challenge("r", &scopes, &basic, true)
+        auth.handle_challenge("r", &scopes, &basic, Some(&header))
             .await
             .unwrap();
         let renewed = auth.authorization("r", &scopes).await.unwrap().unwrap();
@@ -479,9 +501,18 @@ mod tests {
             Credential::new("AWS", "token-1").basic_header()
         );
 
+        // A request refused with the old header while the renewal happened (it was in flight
+        // alongside the first) must not discard the renewed credentials.
+        auth.handle_challenge("r", &scopes, &basic, Some(&header))
+            .await
+            .unwrap();
+        let kept = auth.authorization("r", &scopes).await.unwrap().unwrap();
+        assert_eq!(kept, renewed);
+        assert_eq!(provider.calls.load(Ordering::SeqCst), 2);
+
         let unknown = challenge::parse_challenges(["Negotiate"]);
         let error = auth
-            .handle_challenge("r", &scopes, &unknown, false)
+            .handle_challenge("r", &scopes, &unknown, None)
             .await
             .unwrap_err()
             .to_string();
