@@ -262,10 +262,13 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         }
         let Ok(stream) = stream else { continue };
         let connection_shared = Arc::clone(&shared);
-        // An I/O error just ends this client connection, as it would on a real server.
+        // A connection thread that cannot be spawned drops its client, which sees a reset.
         let _ = thread::Builder::new()
             .name("token-server-conn".to_string())
-            .spawn(move || serve_connection(stream, &connection_shared));
+            .spawn(move || {
+                // An I/O error just ends this client connection, as it would on a real server.
+                let _ = serve_connection(stream, &connection_shared);
+            });
     }
 }
 
