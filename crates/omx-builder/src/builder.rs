@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use omx_aws::{AwsError, BuildStatus, Ecr, StartBuildRequest, S3};
-use omx_core::report::{ImageReport, ImageStatus, RunReport};
+use omx_core::report::{error_chain, ImageReport, ImageStatus, RunReport};
 use omx_core::{Digest, Reference, ReferenceError};
 use omx_puller::{reports_in_order, ResolvedTarget};
 use omx_registry::transport::is_loopback_host;
@@ -314,7 +314,7 @@ impl Builder {
             return Ok(Done {
                 status: ImageStatus::Skipped,
                 digest: existing,
-                message: format!("up to date: built from source {}", short(&digest)),
+                message: format!("up to date: built from source {}", digest.short()),
             });
         }
         match &self.engine {
@@ -381,7 +381,11 @@ impl Builder {
         Ok(Done {
             status: ImageStatus::Succeeded,
             digest: pushed,
-            message: format!("built with {} from source {}", engine.name(), short(digest)),
+            message: format!(
+                "built with {} from source {}",
+                engine.name(),
+                digest.short()
+            ),
         })
     }
 
@@ -473,7 +477,7 @@ impl Builder {
             message: format!(
                 "built by CodeBuild build {} from source {}; logs: {}",
                 finished.id,
-                short(digest),
+                digest.short(),
                 log_link.as_deref().unwrap_or("(no log link)")
             ),
         })
@@ -579,24 +583,4 @@ fn create_log(path: &Path) -> Result<File, BuildError> {
             .map_err(BuildError::io(format!("log folder {}", parent.display())))?;
     }
     File::create(path).map_err(BuildError::io(format!("build log {}", path.display())))
-}
-
-/// `sha256:0123456789ab`.
-fn short(digest: &Digest) -> String {
-    format!("{}:{}", digest.algorithm().name(), &digest.hex()[..12])
-}
-
-/// An error and its causes on one line, as reports show them.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        source = cause.source();
-    }
-    message
 }

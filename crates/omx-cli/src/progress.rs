@@ -239,11 +239,6 @@ impl TerminalProgress {
     }
 }
 
-fn short(digest: &Digest) -> String {
-    let text = digest.to_string();
-    text.chars().take(19).collect()
-}
-
 impl ProgressSink for TerminalProgress {
     fn event(&self, event: ProgressEvent<'_>) {
         if self.mode == Mode::Quiet {
@@ -300,7 +295,7 @@ impl ProgressSink for TerminalProgress {
                 drop(state);
                 self.println(&format!(
                     "retrying blob {} of {label} (attempt {attempt} failed): {reason}",
-                    short(digest)
+                    digest.short()
                 ));
             }
             other => {

@@ -205,7 +205,10 @@ pub(crate) fn render_report(report: &RunReport) -> String {
             vec![
                 status_word(image.status).to_string(),
                 image.target.clone(),
-                image.digest.as_ref().map_or(String::new(), short_digest),
+                image
+                    .digest
+                    .as_ref()
+                    .map_or(String::new(), omx_core::Digest::short),
                 image.message.clone(),
             ]
         })
@@ -225,8 +228,4 @@ pub(crate) fn render_report(report: &RunReport) -> String {
         if report.errors.len() == 1 { "y" } else { "ies" }
     ));
     out
-}
-
-fn short_digest(digest: &omx_core::Digest) -> String {
-    format!("{}:{}", digest.algorithm().name(), &digest.hex()[..12])
 }

@@ -68,6 +68,15 @@ impl Digest {
         &self.hex
     }
 
+    /// `sha256:` and the first 12 hex digits, as tables and messages show a digest.
+    pub fn short(&self) -> String {
+        format!(
+            "{}:{}",
+            self.algorithm.name(),
+            &self.hex[..12.min(self.hex.len())]
+        )
+    }
+
     /// Starts an incremental hash with this digest's algorithm, for verifying streamed content.
     pub fn verifier(&self) -> Verifier {
         Verifier::new(self.algorithm)

@@ -46,3 +46,42 @@ impl RunReport {
         self.errors.is_empty() && self.count(ImageStatus::Failed) == 0
     }
 }
+
+/// An error and its causes on one line (`outer: cause: root cause`), as reports show them; a
+/// cause whose text its parent already repeats is not said twice.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Outer(#[source] Inner);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("inner cause")]
+    struct Inner;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("copy failed: inner cause")]
+    struct Repeating(#[source] Inner);
+
+    #[test]
+    fn error_chains_read_as_one_line_without_saying_a_cause_twice() {
+        assert_eq!(error_chain(&Outer(Inner)), "outer: inner cause");
+        assert_eq!(error_chain(&Repeating(Inner)), "copy failed: inner cause");
+    }
+}

@@ -4,7 +4,7 @@ use futures_util::stream::{self, StreamExt};
 use omx_aws::{AwsError, Ecr};
 use omx_core::namespace::Method;
 use omx_core::plan::{PlannedImage, PullPlan};
-use omx_core::report::{ImageReport, ImageStatus, RunReport};
+use omx_core::report::{error_chain, ImageReport, ImageStatus, RunReport};
 use omx_core::{Digest, Reference, ReferenceError};
 use omx_registry::{
     CopyEngine, CopyError, CopyReport, ManifestKind, ManifestRef, ProgressSink, RegistryError,
@@ -339,37 +339,4 @@ fn describe_copy(report: &CopyReport) -> String {
         message.push_str(&warning.to_string());
     }
     message
-}
-
-/// An error and its causes on one line, as reports show them.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        source = cause.source();
-    }
-    message
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[derive(Debug, thiserror::Error)]
-    #[error("outer")]
-    struct Outer(#[source] Inner);
-
-    #[derive(Debug, thiserror::Error)]
-    #[error("inner cause")]
-    struct Inner;
-
-    #[test]
-    fn error_chains_read_as_one_line() {
-        assert_eq!(error_chain(&Outer(Inner)), "outer: inner cause");
-    }
 }

@@ -382,7 +382,7 @@ impl RegistryClient {
                 what,
             })
             .await?;
-        let mut response = self
+        let response = self
             .expect_success(response, &repository.registry, what)
             .await?;
         let limit = self.inner.max_manifest_size;
@@ -406,22 +406,7 @@ impl RegistryClient {
             .get(DOCKER_CONTENT_DIGEST)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<Digest>().ok());
-        let mut body = BytesMut::new();
-        while let Some(chunk) =
-            response
-                .chunk()
-                .await
-                .map_err(|source| RegistryError::Transport {
-                    what: what.to_string(),
-                    source,
-                })?
-        {
-            if body.len() + chunk.len() > limit {
-                return Err(too_large());
-            }
-            body.extend_from_slice(&chunk);
-        }
-        let body = body.freeze();
+        let body = read_body_up_to(response, what, limit, too_large).await?;
         let expected = match manifest {
             ManifestRef::Digest(digest) => Some(digest.clone()),
             ManifestRef::Tag(_) => header_digest,
@@ -566,29 +551,15 @@ impl RegistryClient {
             &what,
             |_, _| {},
             || async {
-                let mut response = self.get_blob(repository, digest).await?;
+                let response = self.get_blob(repository, digest).await?;
+                let body =
+                    read_body_up_to(response, &what, limit, || RegistryError::SizeMismatch {
+                        what: what.clone(),
+                        reason: format!("larger than the {limit}-byte limit for in-memory blobs"),
+                    })
+                    .await?;
                 let mut verifier = digest.verifier();
-                let mut body = BytesMut::new();
-                while let Some(chunk) =
-                    response
-                        .chunk()
-                        .await
-                        .map_err(|source| RegistryError::Transport {
-                            what: what.clone(),
-                            source,
-                        })?
-                {
-                    if body.len() + chunk.len() > limit {
-                        return Err(RegistryError::SizeMismatch {
-                            what: what.clone(),
-                            reason: format!(
-                                "larger than the {limit}-byte limit for in-memory blobs"
-                            ),
-                        });
-                    }
-                    verifier.update(&chunk);
-                    body.extend_from_slice(&chunk);
-                }
+                verifier.update(&body);
                 let actual = verifier.finish();
                 if &actual != digest {
                     return Err(RegistryError::DigestMismatch {
@@ -597,7 +568,7 @@ impl RegistryClient {
                         actual,
                     });
                 }
-                Ok(body.freeze())
+                Ok(body)
             },
         )
         .await
@@ -1028,6 +999,31 @@ impl RegistryClient {
         }
         Err(status_error(response, what).await)
     }
+}
+
+/// Reads a whole response body into memory, failing with `too_large()` as soon as it passes
+/// `limit` bytes (a hostile or broken registry cannot make us buffer more).
+async fn read_body_up_to(
+    mut response: Response,
+    what: &str,
+    limit: usize,
+    too_large: impl Fn() -> RegistryError,
+) -> Result<Bytes, RegistryError> {
+    let mut body = BytesMut::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|source| RegistryError::Transport {
+            what: what.to_string(),
+            source,
+        })?
+    {
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }
 
 fn accept_manifests() -> HeaderMap {

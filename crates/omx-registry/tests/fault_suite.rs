@@ -9,6 +9,7 @@
 //!
 //! Run with `--nocapture` to see the counts.
 
+use omx_core::report::error_chain;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -196,17 +197,6 @@ impl ProgressSink for RestartCounter {
 
 fn reference(text: &str) -> Reference {
     Reference::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"))
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// What the target registry itself (no proxy) answers for a manifest: status and digest.

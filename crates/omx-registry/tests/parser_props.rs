@@ -5,6 +5,7 @@
 //!
 //! Case counts follow proptest's default (256), overridable with `PROPTEST_CASES`.
 
+use omx_core::report::error_chain;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -19,17 +20,6 @@ use omx_registry::{
 };
 use proptest::prelude::*;
 use serde_json::{json, Value};
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
 
 // ----- WWW-Authenticate ---------------------------------------------------------------------
 

@@ -125,14 +125,5 @@ pub fn digest(text: &str) -> Digest {
     text.parse().expect("a digest")
 }
 
-/// Full error chain, as the CLI prints it.
-pub fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+/// Full error chain, as reports print it.
+pub use omx_core::report::error_chain as chain;
