@@ -225,11 +225,11 @@ async fn tokens_are_fetched_once_per_scope_however_many_blobs_move() {
 #[tokio::test]
 async fn a_token_refused_as_expired_is_fetched_anew_and_the_copy_goes_on() {
     let source = Registry::start();
-    // The registry accepts each token for 3 s but the answer claims 10 minutes, so the client
-    // keeps using cached tokens past their end: only the registry's 401 can tell it. (3 s, not
-    // less: `exp` is in whole seconds, and a copy must finish within one token's life for the
-    // counts below to be exact.)
-    let lifetime = Duration::from_secs(3);
+    // The registry accepts each token for 6 s but the answer claims 10 minutes, so the client
+    // keeps using cached tokens past their end: only the registry's 401 can tell it. (`exp` is
+    // in whole seconds, and each copy must finish within one token's life for the counts below
+    // to be exact, on a loaded 2-core CI machine too.)
+    let lifetime = Duration::from_secs(6);
     let target = Registry::builder()
         .token_auth(USER, PASSWORD)
         .token_lifetime(lifetime)
