@@ -396,20 +396,7 @@ fn make_tls_files(openssl: &Path, dir: &Path) -> TlsFiles {
             "server.crt",
         ],
     ];
-    for args in steps {
-        let output = Command::new(openssl)
-            .args(args)
-            .current_dir(&tls_dir)
-            .output()
-            .expect("cannot run openssl");
-        assert!(
-            output.status.success(),
-            "openssl {} failed ({}): {}",
-            args.join(" "),
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
+    crate::tools::run_openssl_steps(openssl, &tls_dir, &steps);
     let ca_cert = tls_dir.join("ca.crt");
     fs::copy(&ca_cert, cert_dir.join("ca.crt")).expect("cannot copy the CA certificate");
     TlsFiles { cert_dir, ca_cert }

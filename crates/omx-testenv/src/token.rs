@@ -13,7 +13,6 @@ use std::fs;
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
@@ -231,20 +230,7 @@ fn make_signing_files(openssl: &Path, dir: &Path) -> (Vec<u8>, Vec<u8>, PathBuf)
             "x509", "-in", "cert.pem", "-outform", "DER", "-out", "cert.der",
         ],
     ];
-    for args in steps {
-        let output = Command::new(openssl)
-            .args(args)
-            .current_dir(&token_dir)
-            .output()
-            .expect("cannot run openssl");
-        assert!(
-            output.status.success(),
-            "openssl {} failed ({}): {}",
-            args.join(" "),
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
+    crate::tools::run_openssl_steps(openssl, &token_dir, &steps);
     let read = |name: &str| {
         fs::read(token_dir.join(name)).unwrap_or_else(|error| panic!("cannot read {name}: {error}"))
     };

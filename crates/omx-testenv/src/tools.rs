@@ -118,6 +118,25 @@ pub(crate) fn free_port() -> u16 {
         .expect("cannot bind an ephemeral port on 127.0.0.1")
 }
 
+/// Runs `openssl` once per argument list, in `dir`, panicking with openssl's own message when a
+/// step fails (test keys and certificates are made this way).
+pub(crate) fn run_openssl_steps(openssl: &Path, dir: &Path, steps: &[&[&str]]) {
+    for args in steps {
+        let output = std::process::Command::new(openssl)
+            .args(*args)
+            .current_dir(dir)
+            .output()
+            .expect("cannot run openssl");
+        assert!(
+            output.status.success(),
+            "openssl {} failed ({}): {}",
+            args.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
