@@ -49,7 +49,5 @@ export const BUILD_PROJECT_NAME = 'omx-container-build';
 export const PULLER_STACK_ID = 'OmxEcrHelper-ContainerPuller';
 export const BUILDER_STACK_ID = 'OmxEcrHelper-ContainerBuilder';
 
-/** How users build the assets; quoted in every "asset missing" error. */
-export const LAMBDA_BUILD_COMMAND = 'cargo lambda build --release --x86-64 --output-format zip';
-export const CLI_BUILD_COMMAND =
-  'cargo lambda build --release --target x86_64-unknown-linux-musl --bin omx-ecr-helper (or infra/scripts/deploy, which runs both builds)';
+/** The script that builds every Rust artifact (infra/scripts/deploy runs it); quoted in every "asset missing" error. */
+export const BUILD_ARTIFACTS_COMMAND = 'infra/scripts/build-artifacts';

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { AppConfig, loadAppConfig } from './app-config';
-import { CLI_BUILD_COMMAND, LAMBDA_BINARIES, LAMBDA_BUILD_COMMAND } from './constants';
+import { BUILD_ARTIFACTS_COMMAND, LAMBDA_BINARIES } from './constants';
 
 /** The directory of this CDK app; relative paths in context are resolved against it. */
 export const INFRA_DIR = path.resolve(__dirname, '..');
@@ -38,7 +38,7 @@ export class SettingsError extends Error {
 export type ContextReader = (key: string) => unknown;
 
 export const DEFAULT_LAMBDA_DIR = '../target/lambda';
-export const DEFAULT_CLI_BINARY = '../target/x86_64-unknown-linux-musl/release/omx-ecr-helper';
+export const DEFAULT_CLI_BINARY = '../target/x86_64-unknown-linux-gnu/release/omx-ecr-helper';
 export const DEFAULT_MAX_CONCURRENCY = 10;
 // Step Functions caps an inline Map at 40 concurrent iterations.
 const MAX_INLINE_MAP_CONCURRENCY = 40;
@@ -85,8 +85,8 @@ export function readSettings(context: ContextReader, env: NodeJS.ProcessEnv = pr
 }
 
 /**
- * Checks that every compiled artifact exists; the error names each missing file and the command
- * that builds it.
+ * Checks that every compiled artifact exists; the error names each missing file and the script
+ * that builds them.
  */
 export function requireRustAssets(lambdaDir: string, cliBinary: string): RustAssets {
   const lambdaZips = Object.fromEntries(
@@ -94,13 +94,13 @@ export function requireRustAssets(lambdaDir: string, cliBinary: string): RustAss
   ) as Record<keyof typeof LAMBDA_BINARIES, string>;
   const missing: string[] = [];
   for (const zip of Object.values(lambdaZips)) {
-    if (!isFile(zip)) missing.push(`${zip}  (build with: ${LAMBDA_BUILD_COMMAND}, or pass -c lambdaDir=DIR)`);
+    if (!isFile(zip)) missing.push(`${zip}  (or pass -c lambdaDir=DIR)`);
   }
-  if (!isFile(cliBinary)) missing.push(`${cliBinary}  (build with: ${CLI_BUILD_COMMAND}, or pass -c cliBinary=FILE)`);
+  if (!isFile(cliBinary)) missing.push(`${cliBinary}  (or pass -c cliBinary=FILE)`);
   if (missing.length > 0) {
     throw new SettingsError(
       `the Rust binaries are not built; missing:\n${missing.map((line) => `  - ${line}`).join('\n')}\n` +
-        'infra/scripts/deploy builds all of them before deploying.',
+        `${BUILD_ARTIFACTS_COMMAND} builds all of them (infra/scripts/deploy runs it before deploying).`,
     );
   }
   return { lambdaZips, cliBinary };

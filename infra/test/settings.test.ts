@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import { AppConfigError } from '../lib/app-config';
-import { LAMBDA_BUILD_COMMAND } from '../lib/constants';
+import { BUILD_ARTIFACTS_COMMAND } from '../lib/constants';
 import { INFRA_DIR, SettingsError, readSettings, requireRustAssets } from '../lib/settings';
 import { dummyRustAssets, tempDir, writeAppConfig } from './support';
 
@@ -80,8 +80,7 @@ describe('deploy settings', () => {
           assert.ok(error.message.includes(path.join(empty, 'lambda', name, 'bootstrap.zip')), `names ${name}`);
         }
         assert.ok(error.message.includes(path.join(empty, 'omx-ecr-helper')));
-        assert.ok(error.message.includes(LAMBDA_BUILD_COMMAND));
-        assert.ok(error.message.includes('infra/scripts/deploy'));
+        assert.ok(error.message.includes(BUILD_ARTIFACTS_COMMAND));
         return true;
       },
     );
