@@ -22,11 +22,21 @@ export interface ManifestStateMachineProps {
   readonly comment: string;
 }
 
+/** Map Run label: names the child executions `<state machine>/ManifestItems:<id>`. */
+export const MAP_RUN_LABEL = 'ManifestItems';
+
 /**
- * A state machine over `{"manifest": [...]}`: an inline Map runs `itemProcessor` for each item,
- * then the results are checked. It FAILS (error `failureError`, cause listing the failed items)
- * when any item's status is FAILED, and otherwise outputs
+ * A state machine over `{"manifest": [...]}`: a distributed Map runs `itemProcessor` for each item
+ * as a child execution, then the results are checked. It FAILS (error `failureError`, cause
+ * listing the failed items) when any item's status is FAILED, and otherwise outputs
  * `{"<resultsKey>": [...every item's result], "total": <number of items>}`.
+ *
+ * Distributed for every manifest size: each item's events go to its own child execution's
+ * history, so the parent never nears the 25,000-event history limit (an inline Map adds about a
+ * dozen events per item, many more with the CodeBuild retries), and more than 40 items may run at
+ * once. Child executions are STANDARD because an item may wait up to 15 minutes for the Lambda and
+ * hours for CodeBuild (EXPRESS ends after 5 minutes and cannot wait on `startBuild.sync`).
+ * What still bounds one execution is Step Functions' 256 KiB payload limit on the results list.
  */
 export class ManifestStateMachine extends Construct {
   readonly stateMachine: sfn.StateMachine;
@@ -35,19 +45,23 @@ export class ManifestStateMachine extends Construct {
     super(scope, id);
     const results = `$.${props.resultsKey}`;
 
-    const eachItem = new sfn.Map(this, 'Manifest Items', {
-      comment: `Processes each manifest entry, at most ${props.maxConcurrency} at a time`,
+    // The results replace the state (ResultPath "$"): the manifest is not carried along, so the
+    // 256 KiB payload limit leaves as much room as possible for the results.
+    const eachItem = new sfn.DistributedMap(this, 'Manifest Items', {
+      comment: `Processes each manifest entry as a child execution, at most ${props.maxConcurrency} at a time`,
       itemsPath: '$.manifest',
       itemSelector: props.itemSelector,
       maxConcurrency: props.maxConcurrency,
-      resultPath: results,
+      mapExecutionType: sfn.StateMachineType.STANDARD,
+      label: MAP_RUN_LABEL,
+      resultPath: '$',
     });
     eachItem.itemProcessor(props.itemProcessor);
 
     // Only wildcard paths are used on the results list: a JSONPath filter that matches nothing is
     // an error (States.Runtime), so the FAILED filter runs only once a failure is known to exist.
     const collect = new sfn.Pass(this, 'Collect Results', {
-      parameters: { [`${props.resultsKey}.$`]: results, 'statuses.$': `${results}[*].status` },
+      parameters: { [`${props.resultsKey}.$`]: '$', 'statuses.$': '$[*].status' },
     });
     const check = new sfn.Pass(this, 'Check Results', {
       parameters: {
@@ -102,6 +116,22 @@ export class ManifestStateMachine extends Construct {
       ],
       true,
     );
+    // CDK attaches the distributed Map's own permissions as a separate policy of the role.
+    const distributedMapPolicy = this.stateMachine.node.findChild('DistributedMapPolicy');
+    const executionArn = String.raw`arn:<AWS::Partition>:states:[a-z0-9-]+:\d{12}:execution:\{"Fn::Select":\[6,\{"Fn::Split":\[":",\{"Ref":"\w+StateMachine[0-9A-F]{8}"\}\]\}\]\}`;
+    NagSuppressions.addResourceSuppressions(distributedMapPolicy, [
+      {
+        id: 'AwsSolutions-IAM5',
+        reason:
+          'The distributed Map describes and stops executions of this state machine only, whose ids Step Functions picks at run time (execution:<this state machine>:*).',
+        appliesTo: [{ regex: `/^Resource::${executionArn}:\\*$/` }],
+      },
+      {
+        id: 'AwsSolutions-IAM5',
+        reason: `Redriving a failed execution restarts the Map Run's child executions, which Step Functions names at run time under this state machine and the "${MAP_RUN_LABEL}" label only.`,
+        appliesTo: [{ regex: `/^Resource::${executionArn}\\/${MAP_RUN_LABEL}:\\*$/` }],
+      },
+    ]);
   }
 }
 

@@ -40,8 +40,10 @@ export type ContextReader = (key: string) => unknown;
 export const DEFAULT_LAMBDA_DIR = '../target/lambda';
 export const DEFAULT_CLI_BINARY = '../target/x86_64-unknown-linux-gnu/release/omx-ecr-helper';
 export const DEFAULT_MAX_CONCURRENCY = 10;
-// Step Functions caps an inline Map at 40 concurrent iterations.
-const MAX_INLINE_MAP_CONCURRENCY = 40;
+// A distributed Map runs up to 10,000 child executions at once, but each one may invoke a Lambda:
+// beyond the default Lambda quota of 1,000 concurrent executions per account and region, more
+// would only be throttled (and compete with the account's other functions).
+export const MAX_CONCURRENCY = 1000;
 
 /**
  * Resolves the deploy settings. Account and region come from `-c account=... -c region=...`, else
@@ -67,9 +69,9 @@ export function readSettings(context: ContextReader, env: NodeJS.ProcessEnv = pr
   }
 
   const maxConcurrency = integerSetting('maxConcurrency', context('maxConcurrency'), DEFAULT_MAX_CONCURRENCY);
-  if (maxConcurrency < 1 || maxConcurrency > MAX_INLINE_MAP_CONCURRENCY) {
+  if (maxConcurrency < 1 || maxConcurrency > MAX_CONCURRENCY) {
     throw new SettingsError(
-      `maxConcurrency ${maxConcurrency} is out of range: an inline Map runs 1 to ${MAX_INLINE_MAP_CONCURRENCY} iterations at once`,
+      `maxConcurrency ${maxConcurrency} is out of range: 1 to ${MAX_CONCURRENCY} (the default Lambda concurrency quota) manifest entries at once`,
     );
   }
   const creationTemplates = booleanSetting('creationTemplates', context('creationTemplates'), true);

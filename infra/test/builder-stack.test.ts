@@ -17,7 +17,9 @@ describe('omx-container-builder state machine', () => {
     assert.equal(map.ItemsPath, '$.manifest');
     assert.equal(map.MaxConcurrency, 10);
     assert.equal(map.ItemSelector, undefined, 'each {"source_uri", "target_image"} item is passed as is');
-    assert.equal(map.ResultPath, '$.builds');
+    assert.deepEqual(map.ItemProcessor.ProcessorConfig, { Mode: 'DISTRIBUTED', ExecutionType: 'STANDARD' });
+    assert.equal(map.ResultPath, '$');
+    assert.deepEqual(definition.States['Collect Results']!.Parameters, { 'builds.$': '$', 'statuses.$': '$[*].status' });
     assert.equal(definition.States['List Failures']!.Parameters['failed.$'], "$.builds[?(@.status == 'FAILED')]");
     const fail = definition.States['Some Builds Failed']!;
     assert.equal(fail.Type, 'Fail');

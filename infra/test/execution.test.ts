@@ -2,8 +2,14 @@
  * Runs the synthesized state machine definitions in a real Amazon States Language interpreter:
  * moto server's Step Functions (LocalStack's ASL engine), started on a free loopback port. The
  * Lambda and CodeBuild tasks are replaced by Pass states that return what the manifest entry says
- * the task returned, so everything else (item selection, choices, JSONPath and intrinsic
- * functions, the failure summary) runs exactly as synthesized.
+ * the task returned, so everything else (the distributed Map's item selection and result order,
+ * choices, JSONPath and intrinsic functions, the failure summary) runs exactly as synthesized.
+ *
+ * What moto cannot run: the Lambda and CodeBuild tasks themselves (no Lambda or CodeBuild
+ * execution), and the distributed Map's child executions as executions of their own: moto runs
+ * the Map Run's items in-process, so it checks neither the role's states:StartExecution grant nor
+ * the child execution type, and it enforces neither Step Functions' 256 KiB payload limit nor the
+ * 25,000-event history limit. The templates' IAM is asserted in puller-stack.test.ts instead.
  */
 import assert from 'node:assert/strict';
 import { ChildProcess, spawn } from 'node:child_process';
@@ -173,6 +179,31 @@ describe('state machines executed by a Step Functions interpreter (moto server)'
     const execution = await execute(pullerWithStandIns(), { manifest: [] });
     assert.equal(execution.status, 'SUCCEEDED', execution.cause);
     assert.deepEqual(JSON.parse(execution.output), { images: [], total: 0 });
+  });
+
+  it('puller: runs a large manifest as one Map Run whose history does not grow with the manifest', async () => {
+    // 600 results of about 200 bytes stay within the 256 KiB payload limit AWS would enforce.
+    const manifest = (count: number) =>
+      Array.from({ length: count }, (_, index) => pulled(`tool-${index}:1`, index % 7 === 0 ? 'SKIPPED' : 'SUCCEEDED', index % 50 === 0));
+    const eventTypes = async (execution: Record<string, any>): Promise<string[]> => {
+      const history = await stepFunctions('GetExecutionHistory', { executionArn: execution.executionArn, maxResults: 1000 });
+      return history.events.map((event: { type: string }) => event.type);
+    };
+    const small = await execute(pullerWithStandIns(), { manifest: manifest(3) });
+    const large = await execute(pullerWithStandIns(), { manifest: manifest(600) });
+    assert.equal(large.status, 'SUCCEEDED', large.cause);
+    const output = JSON.parse(large.output);
+    assert.equal(output.total, 600);
+    assert.deepEqual(
+      output.images.map((image: { image: string }) => image.image),
+      manifest(600).map((entry) => entry.lambda.image),
+      'results come back in manifest order',
+    );
+    const byCodeBuild = output.images.filter((image: { message: string }) => image.message.startsWith('copied by CodeBuild'));
+    assert.equal(byCodeBuild.length, 12);
+    const largeEvents = await eventTypes(large);
+    assert.ok(largeEvents.includes('MapRunStarted') && largeEvents.includes('MapRunSucceeded'), largeEvents.join(', '));
+    assert.deepEqual(largeEvents, await eventTypes(small), 'per-item events stay in the Map Run, out of the parent history');
   });
 
   it('builder: skips unchanged sources, builds the rest, fails on a failed preparation', async () => {

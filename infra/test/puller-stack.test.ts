@@ -24,21 +24,27 @@ describe('omx-container-puller state machine', () => {
     });
   });
 
-  it('maps over $.manifest, ten images at a time, each wrapped as {"image": ...}', () => {
+  it('maps over $.manifest with a distributed Map, ten images at a time, each wrapped as {"image": ...}', () => {
     assert.equal(definition.StartAt, 'Manifest Items');
     const map = definition.States['Manifest Items']!;
     assert.equal(map.Type, 'Map');
     assert.equal(map.ItemsPath, '$.manifest');
     assert.equal(map.MaxConcurrency, 10);
-    assert.equal(map.ItemProcessor.ProcessorConfig.Mode, 'INLINE');
+    // Each image is a STANDARD child execution: it may wait 15 minutes on the Lambda and hours on CodeBuild.
+    assert.deepEqual(map.ItemProcessor.ProcessorConfig, { Mode: 'DISTRIBUTED', ExecutionType: 'STANDARD' });
+    assert.equal(map.Label, 'ManifestItems');
+    assert.equal(map.ItemReader, undefined, 'items come from the execution input, not from S3');
+    assert.equal(map.ResultWriter, undefined, 'results come back into the state, to be listed in the output');
+    assert.equal(map.ToleratedFailurePercentage, undefined, 'no item may fail as a child execution: failures are FAILED results');
+    assert.equal(map.ToleratedFailureCount, undefined);
     assert.deepEqual(map.ItemSelector, { 'image.$': '$$.Map.Item.Value' });
-    assert.equal(map.ResultPath, '$.images');
+    assert.equal(map.ResultPath, '$', 'the results replace the manifest, leaving the payload limit to them');
     assert.equal(map.Next, 'Collect Results');
   });
 
-  it('takes MaxConcurrency from context', () => {
-    const custom = stateMachineDefinition(synthesize({ maxConcurrency: '25' }).puller);
-    assert.equal(custom.States['Manifest Items']!.MaxConcurrency, 25);
+  it('takes MaxConcurrency from context, beyond the 40 of an inline Map', () => {
+    const custom = stateMachineDefinition(synthesize({ maxConcurrency: '250' }).puller);
+    assert.equal(custom.States['Manifest Items']!.MaxConcurrency, 250);
   });
 
   it('copies each image with the omx-pull-image Lambda, retrying Lambda service errors', () => {
@@ -88,7 +94,7 @@ describe('omx-container-puller state machine', () => {
   });
 
   it('fails the execution, listing the failed images, when any image failed', () => {
-    assert.deepEqual(definition.States['Collect Results']!.Parameters, { 'images.$': '$.images', 'statuses.$': '$.images[*].status' });
+    assert.deepEqual(definition.States['Collect Results']!.Parameters, { 'images.$': '$', 'statuses.$': '$[*].status' });
     assert.deepEqual(definition.States['Check Results']!.Parameters, {
       'images.$': '$.images',
       'total.$': 'States.ArrayLength($.images)',
@@ -158,6 +164,23 @@ describe('puller permissions', () => {
         for (const action of asList<string>(statement.Action)) assert.ok(resourceless.has(action), `${action} on Resource "*"`);
       }
     }
+  });
+
+  it('lets the state machine start, describe, stop and redrive only its own distributed Map child executions', () => {
+    const machine = logicalIdOf('AWS::StepFunctions::StateMachine', { StateMachineName: 'omx-container-puller' });
+    const role = defaults.puller.findResources('AWS::StepFunctions::StateMachine')[machine]!.Properties.RoleArn['Fn::GetAtt'][0];
+    const stepFunctionsGrants = statements.filter(({ statement }) => asList<string>(statement.Action).some((action) => action.startsWith('states:')));
+    const ownName = `{"Fn::Select":[6,{"Fn::Split":[":",{"Ref":"${machine}"}]}]}`;
+    assert.deepEqual(
+      stepFunctionsGrants.map(({ statement }) => [asList(statement.Action), asList(statement.Resource).map(render)]),
+      [
+        [['states:StartExecution'], [`\${${machine}}`]],
+        [['states:DescribeExecution', 'states:StopExecution'], [`arn:\${AWS::Partition}:states:us-east-1:123456789012:execution:${ownName}:*`]],
+        [['states:RedriveExecution'], [`arn:\${AWS::Partition}:states:us-east-1:123456789012:execution:${ownName}/ManifestItems:*`]],
+      ],
+    );
+    const policy = defaults.puller.findResources('AWS::IAM::Policy')[stepFunctionsGrants[0]!.policy]!;
+    assert.deepEqual(policy.Properties.Roles, [{ Ref: role }], 'granted to the state machine\'s own role');
   });
 
   it('scopes image copying to the namespace repositories of this account and region', () => {

@@ -54,7 +54,7 @@ describe('deploy settings', () => {
 
   it('rejects unusable concurrency and flags', () => {
     assert.throws(() => settingsFrom({ ...base, maxConcurrency: '0' }), /maxConcurrency 0 is out of range/);
-    assert.throws(() => settingsFrom({ ...base, maxConcurrency: '41' }), /maxConcurrency 41 is out of range/);
+    assert.throws(() => settingsFrom({ ...base, maxConcurrency: '1001' }), /maxConcurrency 1001 is out of range: 1 to 1000/);
     assert.throws(() => settingsFrom({ ...base, maxConcurrency: 'ten' }), /maxConcurrency must be a whole number, found "ten"/);
     assert.throws(() => settingsFrom({ ...base, creationTemplates: 'yes' }), /creationTemplates must be true or false/);
   });
