@@ -187,8 +187,6 @@ fn build_info(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_config::{BehaviorVersion, Region};
-    use aws_sdk_codebuild::config::Credentials;
     use aws_sdk_codebuild::types::{
         ArtifactsType, ComputeType, EnvironmentType, ProjectArtifacts, ProjectEnvironment,
         ProjectSource,
@@ -196,19 +194,7 @@ mod tests {
     use omx_testenv::Moto;
 
     async fn codebuild(moto: &Moto) -> CodeBuild {
-        let config = aws_config::defaults(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .endpoint_url(moto.endpoint())
-            .credentials_provider(Credentials::new(
-                "AKIDEXAMPLE",
-                "secret",
-                None,
-                None,
-                "test",
-            ))
-            .load()
-            .await;
-        CodeBuild::new(&config)
+        CodeBuild::new(&crate::testing::emulator_config(&moto.endpoint()).await)
     }
 
     async fn create_project(codebuild: &CodeBuild, name: &str) {

@@ -17,6 +17,8 @@ mod error;
 mod pull_through;
 mod s3;
 mod step_functions;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod token;
 
 pub use codebuild::{BuildInfo, BuildStatus, CodeBuild, StartBuildRequest};

@@ -162,22 +162,10 @@ fn endpoint_overridden(config: &SdkConfig) -> bool {
 mod tests {
     use super::*;
     use aws_config::{BehaviorVersion, Region};
-    use aws_sdk_s3::config::Credentials;
     use omx_testenv::Moto;
 
     async fn moto_config(moto: &Moto) -> SdkConfig {
-        aws_config::defaults(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .endpoint_url(moto.endpoint())
-            .credentials_provider(Credentials::new(
-                "AKIDEXAMPLE",
-                "secret",
-                None,
-                None,
-                "test",
-            ))
-            .load()
-            .await
+        crate::testing::emulator_config(&moto.endpoint()).await
     }
 
     async fn put(s3: &S3, bucket: &str, key: &str, body: Vec<u8>) {

@@ -8,8 +8,6 @@
 use std::env;
 use std::fs;
 
-use aws_config::{BehaviorVersion, Region};
-use aws_sdk_ecr::config::Credentials;
 use omx_aws::{AwsContext, AwsError};
 use omx_testenv::{Moto, MOTO_ACCOUNT_ID};
 
@@ -18,13 +16,7 @@ const SECRET_KEY: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
 
 /// Repository names in the moto at `endpoint`, asked directly with an explicit configuration.
 async fn repositories_at(endpoint: &str) -> Vec<String> {
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "test"))
-        .load()
-        .await;
-    aws_sdk_ecr::Client::new(&config)
+    aws_sdk_ecr::Client::new(&omx_aws::testing::emulator_config(endpoint).await)
         .describe_repositories()
         .send()
         .await

@@ -4,8 +4,7 @@
 //! credentials, us-east-1, moto's endpoint) instead of setting process environment variables,
 //! which tests running in parallel threads would share.
 
-use aws_config::{BehaviorVersion, Region};
-use aws_sdk_ecr::config::Credentials;
+use omx_aws::testing::emulator_context;
 use omx_aws::{registry_host, AwsContext, PolicyChange};
 use omx_core::policy::{omics_grants, CREATED_BY_TAG, OMICS_SID};
 use omx_testenv::{moto_ecr_password, Moto, MOTO_ACCOUNT_ID};
@@ -15,19 +14,7 @@ use std::time::{Duration, SystemTime};
 const REGION: &str = "us-east-1";
 
 async fn context(moto: &Moto) -> AwsContext {
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new(REGION))
-        .endpoint_url(moto.endpoint())
-        .credentials_provider(Credentials::new(
-            "AKIAIOSFODNN7EXAMPLE",
-            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-            None,
-            None,
-            "omx-aws moto tests",
-        ))
-        .load()
-        .await;
-    AwsContext::from_config(config).expect("the region is set")
+    emulator_context(&moto.endpoint()).await
 }
 
 /// A plain SDK client, to look at (or prepare) moto's state independently of the adapter.

@@ -12,79 +12,16 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use aws_sdk_ecr::config::retry::RetryConfig;
-use aws_sdk_ecr::config::{BehaviorVersion, Credentials, Region};
-use aws_smithy_http_client::test_util::{ReplayEvent, StaticReplayClient};
-use aws_smithy_types::body::SdkBody;
-use omx_aws::{Ecr, PolicyChange, PullThroughCacheRule, RuleState, TemplateState};
+use omx_aws::testing::recorded::{ecr, exchange, failure, ReplayEvent};
+use omx_aws::{PolicyChange, PullThroughCacheRule, RuleState, TemplateState};
 use omx_core::policy::merge_omics_statement;
 use serde_json::json;
 
-const ENDPOINT: &str = "https://api.ecr.us-east-1.amazonaws.com/";
 const SECRET_ARN: &str =
     "arn:aws:secretsmanager:us-east-1:123456789012:secret:ecr-pullthroughcache/docker-hub-AbCdEf";
 
 /// The repository policy this tool writes from scratch, exactly as sent.
 const OMICS_POLICY: &str = "{\n  \"Version\": \"2012-10-17\",\n  \"Statement\": [\n    {\"Sid\":\"omics workflow access\",\"Effect\":\"Allow\",\"Principal\":{\"Service\":\"omics.amazonaws.com\"},\"Action\":[\"ecr:BatchCheckLayerAvailability\",\"ecr:BatchGetImage\",\"ecr:GetDownloadUrlForLayer\"]}\n  ]\n}";
-
-/// One recorded exchange: the request we expect for `operation` with `request` as its JSON body,
-/// answered with `status` and `response`.
-fn exchange(
-    operation: &str,
-    request: serde_json::Value,
-    status: u16,
-    response: serde_json::Value,
-) -> ReplayEvent {
-    ReplayEvent::new(
-        http::Request::builder()
-            .method("POST")
-            .uri(ENDPOINT)
-            .header(
-                "x-amz-target",
-                format!("AmazonEC2ContainerRegistry_V20150921.{operation}"),
-            )
-            .header("content-type", "application/x-amz-json-1.1")
-            .body(SdkBody::from(request.to_string()))
-            .unwrap(),
-        http::Response::builder()
-            .status(status)
-            .header("content-type", "application/x-amz-json-1.1")
-            .body(SdkBody::from(response.to_string()))
-            .unwrap(),
-    )
-}
-
-fn failure(operation: &str, request: serde_json::Value, code: &str, message: &str) -> ReplayEvent {
-    exchange(
-        operation,
-        request,
-        400,
-        json!({"__type": code, "message": message}),
-    )
-}
-
-/// An adapter whose only transport is the recording. Retries are off so that one recorded
-/// failure is one failed call.
-fn ecr(events: Vec<ReplayEvent>) -> (Ecr, StaticReplayClient) {
-    let replay = StaticReplayClient::new(events);
-    let config = aws_sdk_ecr::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(
-            "AKIAIOSFODNN7EXAMPLE",
-            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-            None,
-            None,
-            "recorded",
-        ))
-        .retry_config(RetryConfig::disabled())
-        .http_client(replay.clone())
-        .build();
-    (
-        Ecr::from_client(aws_sdk_ecr::Client::from_conf(config)),
-        replay,
-    )
-}
 
 fn describe_rules() -> serde_json::Value {
     json!({"ecrRepositoryPrefixes": ["docker-hub"]})

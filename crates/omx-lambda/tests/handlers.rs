@@ -2,8 +2,7 @@
 //! real moto server (ECR control plane) and real `docker-registry` instances behind them: the
 //! ECR-standing registry's htpasswd holds moto's token, so the login flow is the real one.
 
-use aws_config::{BehaviorVersion, Region};
-use aws_sdk_ecr::config::Credentials;
+use omx_aws::testing::emulator_context;
 use omx_aws::AwsContext;
 use omx_core::policy::omics_grants;
 use omx_core::report::ImageStatus;
@@ -18,19 +17,7 @@ use omx_testenv::{
 use serde_json::json;
 
 async fn context(moto: &Moto) -> AwsContext {
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(moto.endpoint())
-        .credentials_provider(Credentials::new(
-            "AKIAIOSFODNN7EXAMPLE",
-            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-            None,
-            None,
-            "omx-lambda tests",
-        ))
-        .load()
-        .await;
-    AwsContext::from_config(config).unwrap()
+    emulator_context(&moto.endpoint()).await
 }
 
 async fn handler(moto: &Moto, ecr_registry: &Registry, max_bytes: u64) -> PullImageHandler {

@@ -7,75 +7,21 @@
 //! (URI, operation header, JSON body) and that no recording was left unused. A request nobody
 //! recorded fails its call, so "nothing else was sent" (no write in a dry run) is asserted too.
 
-use aws_sdk_ecr::config::retry::RetryConfig;
-use aws_sdk_ecr::config::{BehaviorVersion, Credentials, Region};
-use aws_smithy_http_client::test_util::{ReplayEvent, StaticReplayClient};
-use aws_smithy_types::body::SdkBody;
-use omx_aws::Ecr;
+use omx_aws::testing::recorded::{ecr, exchange, failure, ReplayEvent};
 use omx_core::policy::{merge_omics_registry_statement, Grant, PolicyChange};
 use omx_puller::{setup_registry, Action, Resource, SetupOptions, SetupReport, Upstream};
 use serde_json::{json, Value};
 
 const ACCOUNT: &str = "123456789012";
-const ENDPOINT: &str = "https://api.ecr.us-east-1.amazonaws.com/";
 const HUB_SECRET: &str =
     "arn:aws:secretsmanager:us-east-1:123456789012:secret:ecr-pullthroughcache/docker-hub-AbCdEf";
-
-fn exchange(operation: &str, request: Value, status: u16, response: Value) -> ReplayEvent {
-    ReplayEvent::new(
-        http::Request::builder()
-            .method("POST")
-            .uri(ENDPOINT)
-            .header(
-                "x-amz-target",
-                format!("AmazonEC2ContainerRegistry_V20150921.{operation}"),
-            )
-            .header("content-type", "application/x-amz-json-1.1")
-            .body(SdkBody::from(request.to_string()))
-            .unwrap(),
-        http::Response::builder()
-            .status(status)
-            .header("content-type", "application/x-amz-json-1.1")
-            .body(SdkBody::from(response.to_string()))
-            .unwrap(),
-    )
-}
-
-fn failure(operation: &str, request: Value, code: &str) -> ReplayEvent {
-    exchange(
-        operation,
-        request,
-        400,
-        json!({"__type": code, "message": format!("recorded {code}")}),
-    )
-}
-
-fn ecr(events: Vec<ReplayEvent>) -> (Ecr, StaticReplayClient) {
-    let replay = StaticReplayClient::new(events);
-    let config = aws_sdk_ecr::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(
-            "AKIAIOSFODNN7EXAMPLE",
-            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-            None,
-            None,
-            "recorded",
-        ))
-        .retry_config(RetryConfig::disabled())
-        .http_client(replay.clone())
-        .build();
-    (
-        Ecr::from_client(aws_sdk_ecr::Client::from_conf(config)),
-        replay,
-    )
-}
 
 fn no_rule(prefix: &str) -> ReplayEvent {
     failure(
         "DescribePullThroughCacheRules",
         json!({"ecrRepositoryPrefixes": [prefix]}),
         "PullThroughCacheRuleNotFoundException",
+        "recorded: no such rule",
     )
 }
 
@@ -135,6 +81,7 @@ fn no_registry_policy() -> ReplayEvent {
         "GetRegistryPolicy",
         json!({}),
         "RegistryPolicyNotFoundException",
+        "recorded: no registry policy",
     )
 }
 

@@ -6,12 +6,9 @@
 
 use std::sync::Arc;
 
-use aws_config::{BehaviorVersion, Region};
-use aws_sdk_ecr::config::retry::RetryConfig;
-use aws_sdk_ecr::config::Credentials;
-use aws_smithy_http_client::test_util::{ReplayEvent, StaticReplayClient};
-use aws_smithy_types::body::SdkBody;
-use omx_aws::{AwsContext, Ecr};
+use omx_aws::testing::emulator_context;
+use omx_aws::testing::recorded::{ecr as recorded_ecr, exchange};
+use omx_aws::AwsContext;
 use omx_core::manifest::parse_pull_manifest;
 use omx_core::namespace::NamespaceTable;
 use omx_core::plan::{plan_pull, PullPlan, TargetRegistry};
@@ -28,19 +25,7 @@ const ACCOUNT: &str = "123456789012";
 const SOURCE: &str = "registry.example.org";
 
 async fn context(moto: &Moto) -> AwsContext {
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(moto.endpoint())
-        .credentials_provider(Credentials::new(
-            "AKIAIOSFODNN7EXAMPLE",
-            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-            None,
-            None,
-            "verify tests",
-        ))
-        .load()
-        .await;
-    AwsContext::from_config(config).unwrap()
+    emulator_context(&moto.endpoint()).await
 }
 
 fn plan(images: &[String], table: &NamespaceTable, registry: &TargetRegistry) -> PullPlan {
@@ -201,52 +186,6 @@ async fn every_check_passes_or_fails_with_its_reason_and_fix() {
     );
 }
 
-fn recorded(
-    operation: &str,
-    request: serde_json::Value,
-    status: u16,
-    response: serde_json::Value,
-) -> ReplayEvent {
-    ReplayEvent::new(
-        http::Request::builder()
-            .method("POST")
-            .uri("https://api.ecr.us-east-1.amazonaws.com/")
-            .header(
-                "x-amz-target",
-                format!("AmazonEC2ContainerRegistry_V20150921.{operation}"),
-            )
-            .header("content-type", "application/x-amz-json-1.1")
-            .body(SdkBody::from(request.to_string()))
-            .unwrap(),
-        http::Response::builder()
-            .status(status)
-            .header("content-type", "application/x-amz-json-1.1")
-            .body(SdkBody::from(response.to_string()))
-            .unwrap(),
-    )
-}
-
-fn replay_ecr(events: Vec<ReplayEvent>) -> (Ecr, StaticReplayClient) {
-    let replay = StaticReplayClient::new(events);
-    let config = aws_sdk_ecr::Config::builder()
-        .behavior_version(aws_sdk_ecr::config::BehaviorVersion::latest())
-        .region(aws_sdk_ecr::config::Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(
-            "AKIDEXAMPLE",
-            "secret",
-            None,
-            None,
-            "test",
-        ))
-        .retry_config(RetryConfig::disabled())
-        .http_client(replay.clone())
-        .build();
-    (
-        Ecr::from_client(aws_sdk_ecr::Client::from_conf(config)),
-        replay,
-    )
-}
-
 /// Images not cached yet pass when their prefix's rule and creation template are in place,
 /// with the platform read from upstream; without a rule, or without the registry policy's
 /// import statement, `setup` is the fix.
@@ -272,21 +211,21 @@ async fn images_of_a_pull_through_cache_are_checked_by_rule_template_and_upstrea
         .with_user_rules(&rules.to_string())
         .unwrap();
     let not_found = |code: &str| json!({"__type": code, "message": "recorded"});
-    let (ecr, replay) = replay_ecr(vec![
-        recorded(
+    let (ecr, replay) = recorded_ecr(vec![
+        exchange(
             "DescribeImages",
             json!({"repositoryName": "quay/biocontainers/tool", "imageIds": [{"imageTag": "1"}]}),
             400,
             not_found("RepositoryNotFoundException"),
         ),
-        recorded(
+        exchange(
             "DescribePullThroughCacheRules",
             json!({"ecrRepositoryPrefixes": ["quay"]}),
             200,
             json!({"pullThroughCacheRules": [{"ecrRepositoryPrefix": "quay",
                 "upstreamRegistryUrl": upstream.host(), "registryId": ACCOUNT}]}),
         ),
-        recorded(
+        exchange(
             "DescribeRepositoryCreationTemplates",
             json!({"prefixes": ["quay"]}),
             200,
@@ -294,38 +233,38 @@ async fn images_of_a_pull_through_cache_are_checked_by_rule_template_and_upstrea
                 "appliedFor": ["PULL_THROUGH_CACHE"],
                 "repositoryPolicy": Grant::omics_pull().policy_document()}]}),
         ),
-        recorded(
+        exchange(
             "GetRegistryPolicy",
             json!({}),
             200,
             json!({"registryId": ACCOUNT, "policyText": Grant::omics_import("us-east-1", ACCOUNT, "quay").policy_document()}),
         ),
-        recorded(
+        exchange(
             "DescribeImages",
             json!({"repositoryName": "elsewhere/tool", "imageIds": [{"imageTag": "2"}]}),
             400,
             not_found("RepositoryNotFoundException"),
         ),
-        recorded(
+        exchange(
             "DescribePullThroughCacheRules",
             json!({"ecrRepositoryPrefixes": ["elsewhere"]}),
             400,
             not_found("PullThroughCacheRuleNotFoundException"),
         ),
-        recorded(
+        exchange(
             "DescribeImages",
             json!({"repositoryName": "noimport/biocontainers/tool", "imageIds": [{"imageTag": "1"}]}),
             400,
             not_found("ImageNotFoundException"),
         ),
-        recorded(
+        exchange(
             "DescribePullThroughCacheRules",
             json!({"ecrRepositoryPrefixes": ["noimport"]}),
             200,
             json!({"pullThroughCacheRules": [{"ecrRepositoryPrefix": "noimport",
                 "upstreamRegistryUrl": localhost, "registryId": ACCOUNT}]}),
         ),
-        recorded(
+        exchange(
             "DescribeRepositoryCreationTemplates",
             json!({"prefixes": ["noimport"]}),
             200,
@@ -333,7 +272,7 @@ async fn images_of_a_pull_through_cache_are_checked_by_rule_template_and_upstrea
                 "appliedFor": ["PULL_THROUGH_CACHE", "CREATE_ON_PUSH"],
                 "repositoryPolicy": Grant::omics_pull().policy_document()}]}),
         ),
-        recorded(
+        exchange(
             "GetRegistryPolicy",
             json!({}),
             200,

@@ -10,8 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_s3::config::Credentials;
+use aws_config::SdkConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use omx_aws::AwsContext;
 use omx_builder::BuildProgress;
@@ -24,18 +23,7 @@ use serde_json::Value;
 pub const ECR_HOST: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
 
 pub async fn aws_config(moto: &Moto) -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(moto.endpoint())
-        .credentials_provider(Credentials::new(
-            "AKIAIOSFODNN7EXAMPLE",
-            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-            None,
-            None,
-            "omx-builder tests",
-        ))
-        .load()
-        .await
+    omx_aws::testing::emulator_config(&moto.endpoint()).await
 }
 
 /// A registry that accepts only moto's ECR token, the way ECR accepts only its own.
