@@ -53,17 +53,55 @@ impl StepFunctions {
         Ok(None)
     }
 
-    /// Starts an execution of `state_machine_arn` with `input` (JSON); returns the execution ARN.
-    pub async fn start(&self, state_machine_arn: &str, input: &str) -> Result<String, AwsError> {
+    /// Starts an execution called `name` (unique per state machine for 90 days) of
+    /// `state_machine_arn` with `input` (JSON); returns the execution ARN.
+    pub async fn start(
+        &self,
+        state_machine_arn: &str,
+        name: &str,
+        input: &str,
+    ) -> Result<String, AwsError> {
         let started = self
             .client
             .start_execution()
             .state_machine_arn(state_machine_arn)
+            .name(name)
             .input(input)
             .send()
             .await
             .map_err(|error| AwsError::from_sdk("StartExecution", state_machine_arn, error))?;
         Ok(started.execution_arn().to_string())
+    }
+
+    /// The output (JSON) of the last exit from the state called `state_name` in an execution,
+    /// read from its history newest first: how results are recovered from an execution that
+    /// went on to fail, whose own output is empty.
+    pub async fn last_output_of_state(
+        &self,
+        execution_arn: &str,
+        state_name: &str,
+    ) -> Result<Option<String>, AwsError> {
+        let mut pages = self
+            .client
+            .get_execution_history()
+            .execution_arn(execution_arn)
+            .reverse_order(true)
+            .include_execution_data(true)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page
+                .map_err(|error| AwsError::from_sdk("GetExecutionHistory", execution_arn, error))?;
+            let exited = page
+                .events()
+                .iter()
+                .filter_map(|event| event.state_exited_event_details())
+                .find(|details| details.name() == state_name);
+            if let Some(exited) = exited {
+                return Ok(exited.output().map(str::to_string));
+            }
+        }
+        Ok(None)
     }
 
     pub async fn describe(&self, execution_arn: &str) -> Result<Execution, AwsError> {

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use omx_aws::{AwsContext, Execution, ExecutionStatus, StepFunctions};
+use omx_core::excerpt::excerpt;
 use omx_core::manifest::{parse_build_manifest, parse_pull_manifest, EntryError};
 use omx_core::namespace::NamespaceTable;
 use omx_core::plan::{plan_pull, TargetRegistry};
@@ -19,12 +20,13 @@ use crate::pull::render_report;
 const PULLER: &str = "omx-container-puller";
 const BUILDER: &str = "omx-container-builder";
 
-/// Start an execution of the deployed state machine with a manifest and follow it to the end.
+/// Start executions of the deployed state machine with a manifest and follow them to the end.
 ///
 /// `omx-container-puller` takes the pull manifest, `omx-container-builder` (with --builder) the
-/// build manifest. Invalid entries are reported and left out; the rest is submitted as is. The
-/// report is the one `pull` prints. Exit 0: the execution succeeded; 1: it failed or some entries
-/// were invalid; 2: unusable input.
+/// build manifest. Invalid entries are reported and left out; the rest is submitted in batches of
+/// --batch-size entries, one execution each, all followed at once. The report is the one `pull`
+/// prints, every entry in manifest order. Exit 0: every execution succeeded; 1: one failed or
+/// some entries were invalid; 2: unusable input.
 #[derive(Args, Debug)]
 pub struct SubmitArgs {
     /// The manifest: a pull manifest, or a build manifest with --builder.
@@ -37,6 +39,11 @@ pub struct SubmitArgs {
     /// The state machine's name, when it is not the stack's default.
     #[arg(long, value_name = "NAME")]
     pub state_machine: Option<String>,
+
+    /// Entries per execution. Step Functions caps an execution's input and output at 256 KiB and
+    /// each entry's result takes about 300 bytes, so larger manifests are split.
+    #[arg(long, value_name = "N", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=800))]
+    pub batch_size: u64,
 
     /// AWS region of the stack (default: the credential chain's region).
     #[arg(long)]
@@ -58,6 +65,10 @@ pub struct SubmitArgs {
     #[arg(short, long)]
     pub quiet: bool,
 }
+
+/// The state of the deployed state machines (infra/lib/manifest-state-machine.ts) whose output
+/// holds every item's result before the execution succeeds or fails.
+const RESULTS_STATE: &str = "Check Results";
 
 pub async fn run(args: SubmitArgs) -> anyhow::Result<Outcome> {
     let text = read_input_file(&args.manifest)?;
@@ -90,49 +101,143 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<Outcome> {
                 context.region()
             )
         })?;
-    let input = serde_json::json!({ "manifest": entries }).to_string();
-    let execution_arn = step_functions.start(&state_machine, &input).await?;
     let say = |line: &str| {
         if !args.quiet {
             eprintln!("{line}");
         }
     };
-    say(&format!("started {execution_arn}"));
+    let batches: Vec<&[Value]> = entries.chunks(args.batch_size as usize).collect();
+    // One submission's executions share a prefix, so they are easy to find in the console.
+    let submission = format!(
+        "omx-{}-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs()),
+        std::process::id()
+    );
+    let mut executions = Vec::with_capacity(batches.len());
+    for (number, batch) in batches.iter().enumerate() {
+        let input = serde_json::json!({ "manifest": batch }).to_string();
+        let name = format!("{submission}-{}of{}", number + 1, batches.len());
+        let arn = step_functions.start(&state_machine, &name, &input).await?;
+        say(&format!("started {arn} ({} entries)", batch.len()));
+        executions.push(arn);
+    }
 
     let started = Instant::now();
-    let execution = loop {
-        let execution = step_functions.describe(&execution_arn).await?;
-        if execution.status != ExecutionStatus::Running {
-            break execution;
+    let mut ended: Vec<Option<Execution>> = vec![None; executions.len()];
+    loop {
+        for (arn, slot) in executions.iter().zip(ended.iter_mut()) {
+            if slot.is_none() {
+                let execution = step_functions.describe(arn).await?;
+                if execution.status != ExecutionStatus::Running {
+                    say(&format!(
+                        "{arn}: {:?} after {}s",
+                        execution.status,
+                        started.elapsed().as_secs()
+                    ));
+                    *slot = Some(execution);
+                }
+            }
         }
-        say(&format!("running ({}s)", started.elapsed().as_secs()));
+        let running = ended.iter().filter(|slot| slot.is_none()).count();
+        if running == 0 {
+            break;
+        }
+        say(&format!(
+            "running: {running} of {} execution(s) ({}s)",
+            executions.len(),
+            started.elapsed().as_secs()
+        ));
         tokio::time::sleep(Duration::from_secs(args.poll_seconds)).await;
-    };
-    say(&format!(
-        "{:?} after {}s",
-        execution.status,
-        started.elapsed().as_secs()
-    ));
-
-    let report = RunReport {
-        images: items_of(&execution)?,
-        errors,
-    };
-    crate::output::print_report(args.format, &report, render_report)?;
-    if execution.status == ExecutionStatus::Failed && report.count(ImageStatus::Failed) == 0 {
-        anyhow::bail!(
-            "the execution failed: {}: {}",
-            execution.error.as_deref().unwrap_or("no error"),
-            execution.cause.as_deref().unwrap_or("no cause")
-        );
     }
-    Ok(
-        if execution.status == ExecutionStatus::Succeeded && report.all_ok() {
-            Outcome::Success
-        } else {
-            Outcome::PartialFailure
-        },
-    )
+
+    let mut images = Vec::with_capacity(entries.len());
+    for (execution, batch) in ended.into_iter().flatten().zip(&batches) {
+        let results_output = match execution.status {
+            ExecutionStatus::Succeeded => None,
+            _ => {
+                step_functions
+                    .last_output_of_state(&execution.arn, RESULTS_STATE)
+                    .await?
+            }
+        };
+        images.extend(batch_reports(&execution, results_output.as_deref(), batch));
+    }
+    let all_succeeded = images.len() == entries.len()
+        && images
+            .iter()
+            .all(|image| image.status != ImageStatus::Failed);
+    let report = RunReport { images, errors };
+    crate::output::print_report(args.format, &report, render_report)?;
+    Ok(if all_succeeded && report.all_ok() {
+        Outcome::Success
+    } else {
+        Outcome::PartialFailure
+    })
+}
+
+/// One report per entry of `batch` from its execution: every item's result from the output
+/// of a succeeded execution, or from `results_output` (the results state's output) of one that
+/// failed, else the failed items its cause lists. Entries no result speaks for (the execution
+/// failed before its results, or was stopped) are FAILED with the execution's error.
+fn batch_reports(
+    execution: &Execution,
+    results_output: Option<&str>,
+    batch: &[Value],
+) -> Vec<ImageReport> {
+    let results_list = |json: &str| {
+        serde_json::from_str::<Value>(json).ok().and_then(|value| {
+            ["images", "builds"]
+                .iter()
+                .find_map(|key| value[key].as_array().cloned())
+        })
+    };
+    let items = match execution.status {
+        ExecutionStatus::Succeeded => execution.output.as_deref().and_then(results_list),
+        _ => results_output.and_then(results_list).or_else(|| {
+            execution
+                .cause
+                .as_deref()
+                .and_then(|cause| cause.split_once(": ").map(|(_, list)| list))
+                .and_then(|list| serde_json::from_str::<Vec<Value>>(list).ok())
+        }),
+    }
+    .unwrap_or_default();
+    let mut reports: Vec<ImageReport> = items.iter().map(item_report).collect();
+    let why = format!(
+        "execution {} ended {:?}: {}: {}",
+        execution.arn,
+        execution.status,
+        execution.error.as_deref().unwrap_or("no error"),
+        execution.cause.as_deref().unwrap_or("no cause")
+    );
+    for entry in batch {
+        let input = entry_input(entry);
+        if !reports.iter().any(|report| report.input == input) {
+            reports.push(ImageReport {
+                source: input.clone(),
+                input,
+                target: String::new(),
+                digest: None,
+                status: ImageStatus::Failed,
+                message: excerpt(&why).into_owned(),
+            });
+        }
+    }
+    // Back in manifest order (the results of a failed execution list only some entries).
+    let position = |report: &ImageReport| batch.iter().position(|e| entry_input(e) == report.input);
+    reports.sort_by_key(|report| position(report).unwrap_or(usize::MAX));
+    reports
+}
+
+/// What a manifest entry's report is keyed by: the reference, or a build's target image.
+fn entry_input(entry: &Value) -> String {
+    entry
+        .as_str()
+        .or_else(|| entry["target_image"].as_str())
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// The entries to submit (as written) and the invalid ones, checked as `pull`/`build` would.
@@ -168,27 +273,6 @@ fn valid_entries(
     Ok((entries, errors))
 }
 
-/// Every item's result: all of them from a succeeded execution's output, the failed ones from a
-/// failed execution's cause (`N of M image(s) failed: [...]`).
-fn items_of(execution: &Execution) -> anyhow::Result<Vec<ImageReport>> {
-    let items: Vec<Value> = match execution.status {
-        ExecutionStatus::Succeeded => {
-            let output: Value = serde_json::from_str(execution.output.as_deref().unwrap_or("{}"))?;
-            ["images", "builds"]
-                .iter()
-                .find_map(|key| output[key].as_array().cloned())
-                .unwrap_or_default()
-        }
-        _ => execution
-            .cause
-            .as_deref()
-            .and_then(|cause| cause.split_once(": ").map(|(_, list)| list))
-            .and_then(|list| serde_json::from_str::<Vec<Value>>(list).ok())
-            .unwrap_or_default(),
-    };
-    Ok(items.iter().map(item_report).collect())
-}
-
 fn item_report(item: &Value) -> ImageReport {
     let text = |key: &str| item[key].as_str().unwrap_or_default().to_string();
     let input = ["image", "target_image"]
@@ -215,36 +299,101 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    #[test]
-    fn results_come_from_the_output_or_the_failure_cause() {
-        let succeeded = Execution {
-            arn: "arn".into(),
-            status: ExecutionStatus::Succeeded,
-            output: Some(json!({"images": [{"image": "ubuntu:20.04", "status": "SKIPPED",
-                "target": "1.dkr/x:1", "digest": null, "message": "already present", "too_large": false}],
-                "total": 1}).to_string()),
-            error: None,
-            cause: None,
-        };
-        let items = items_of(&succeeded).unwrap();
-        assert_eq!(items[0].input, "ubuntu:20.04");
-        assert_eq!(items[0].status, ImageStatus::Skipped);
+    fn execution(
+        status: ExecutionStatus,
+        output: Option<Value>,
+        cause: Option<String>,
+    ) -> Execution {
+        Execution {
+            arn: "arn:aws:states:us-east-1:123456789012:execution:omx-container-puller:1".into(),
+            status,
+            output: output.map(|output| output.to_string()),
+            error: (status != ExecutionStatus::Succeeded).then(|| "OmxImagesFailed".into()),
+            cause,
+        }
+    }
 
-        let failed = Execution {
-            arn: "arn".into(),
-            status: ExecutionStatus::Failed,
-            output: None,
-            error: Some("OmxImagesFailed".into()),
-            cause: Some(format!(
-                "1 of 3 image(s) failed: {}",
-                json!([{"image": "x:1",
-                "status": "FAILED", "target": null, "digest": null, "message": "does not exist"}])
-            )),
+    fn result(image: &str, status: &str, message: &str) -> Value {
+        json!({"image": image, "status": status, "target": null, "digest": null,
+               "message": message, "too_large": false})
+    }
+
+    #[test]
+    fn a_succeeded_execution_reports_every_entry_from_its_output() {
+        let batch = [json!("ubuntu:20.04"), json!("quay.io/x/y:1")];
+        let output = json!({"images": [result("ubuntu:20.04", "SKIPPED", "already present"),
+            result("quay.io/x/y:1", "SUCCEEDED", "copied")], "total": 2});
+        let reports = batch_reports(
+            &execution(ExecutionStatus::Succeeded, Some(output), None),
+            None,
+            &batch,
+        );
+        let statuses: Vec<_> = reports
+            .iter()
+            .map(|r| (r.input.as_str(), r.status))
+            .collect();
+        assert_eq!(
+            statuses,
+            [
+                ("ubuntu:20.04", ImageStatus::Skipped),
+                ("quay.io/x/y:1", ImageStatus::Succeeded)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failed_execution_reports_every_entry_from_its_results_state_else_its_cause() {
+        let batch = [json!("a:1"), json!("b:1"), json!("c:1")];
+        let cause = format!(
+            "1 of 3 image(s) failed: {}",
+            json!([result("b:1", "FAILED", "does not exist")])
+        );
+        let failed = execution(ExecutionStatus::Failed, None, Some(cause));
+        let results_state = json!({"images": [result("a:1", "SUCCEEDED", "copied"),
+            result("b:1", "FAILED", "does not exist"), result("c:1", "SKIPPED", "already present")],
+            "total": 3, "any_failed": true});
+        let reports = batch_reports(&failed, Some(&results_state.to_string()), &batch);
+        let statuses: Vec<_> = reports.iter().map(|r| r.status).collect();
+        assert_eq!(
+            statuses,
+            [
+                ImageStatus::Succeeded,
+                ImageStatus::Failed,
+                ImageStatus::Skipped
+            ]
+        );
+        assert_eq!(reports[1].message, "does not exist");
+
+        // Without the history, the cause names the failed entry; the others cannot be
+        // vouched for and are reported failed with the execution's error.
+        let reports = batch_reports(&failed, None, &batch);
+        assert_eq!(reports.len(), 3);
+        assert_eq!(reports[1].message, "does not exist");
+        assert!(reports.iter().all(|r| r.status == ImageStatus::Failed));
+        assert!(
+            reports[0].message.contains("OmxImagesFailed"),
+            "{}",
+            reports[0].message
+        );
+    }
+
+    #[test]
+    fn entries_of_an_execution_stopped_before_its_results_fail_with_its_error() {
+        let batch = [json!({"source_uri": "s3://b/x/", "target_image": "x:1"})];
+        let aborted = Execution {
+            status: ExecutionStatus::Aborted,
+            error: None,
+            ..execution(ExecutionStatus::Aborted, None, None)
         };
-        let items = items_of(&failed).unwrap();
-        assert_eq!(items.len(), 1);
-        assert_eq!(items[0].status, ImageStatus::Failed);
-        assert_eq!(items[0].message, "does not exist");
+        let reports = batch_reports(&aborted, None, &batch);
+        assert_eq!(reports.len(), 1);
+        assert_eq!(reports[0].input, "x:1");
+        assert_eq!(reports[0].status, ImageStatus::Failed);
+        assert!(
+            reports[0].message.contains("ended Aborted"),
+            "{}",
+            reports[0].message
+        );
     }
 
     #[test]
