@@ -287,8 +287,8 @@ impl RegistryClient {
                 &format!("manifests/{}", manifest.path_segment()),
             )
             .await?;
-        let response = self
-            .send(Call {
+        let Some(response) = self
+            .head(Call {
                 method: Method::HEAD,
                 url,
                 registry: &repository.registry,
@@ -297,13 +297,10 @@ impl RegistryClient {
                 body: None,
                 what: &what,
             })
-            .await?;
-        if response.status() == StatusCode::NOT_FOUND {
+            .await?
+        else {
             return Ok(None);
-        }
-        let response = self
-            .expect_success(response, &repository.registry, &what)
-            .await?;
+        };
         let header_digest = response
             .headers()
             .get(DOCKER_CONTENT_DIGEST)
@@ -495,7 +492,7 @@ impl RegistryClient {
         let what = format!("HEAD blob {digest} in {repository}");
         let url = self.api_url(repository, &format!("blobs/{digest}")).await?;
         let response = self
-            .send(Call {
+            .head(Call {
                 method: Method::HEAD,
                 url,
                 registry: &repository.registry,
@@ -505,13 +502,7 @@ impl RegistryClient {
                 what: &what,
             })
             .await?;
-        if response.status() == StatusCode::NOT_FOUND {
-            return Ok(None);
-        }
-        let response = self
-            .expect_success(response, &repository.registry, &what)
-            .await?;
-        Ok(Some(response.content_length().unwrap_or(0)))
+        Ok(response.map(|response| response.content_length().unwrap_or(0)))
     }
 
     /// Starts downloading a blob; the body is read by the caller (streaming).
@@ -973,6 +964,18 @@ impl RegistryClient {
             });
         }
         fail_retryable_status(response, what).await
+    }
+
+    /// Sends a HEAD request: `None` when the registry answers 404, else the successful response.
+    async fn head(&self, call: Call<'_>) -> Result<Option<Response>, RegistryError> {
+        let (registry, what) = (call.registry, call.what);
+        let response = self.send(call).await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        self.expect_success(response, registry, what)
+            .await
+            .map(Some)
     }
 
     /// Passes a 2xx response through; turns anything else into an error that says why.
