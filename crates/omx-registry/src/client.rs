@@ -878,22 +878,13 @@ impl RegistryClient {
                 })?;
             if response.status() == StatusCode::UNAUTHORIZED && !challenged {
                 challenged = true;
-                let challenges = parse_challenges(
-                    response
-                        .headers()
-                        .get_all(WWW_AUTHENTICATE)
-                        .iter()
-                        .filter_map(|v| v.to_str().ok()),
-                );
-                self.inner
-                    .auth
-                    .handle_challenge(
-                        call.registry,
-                        call.scopes,
-                        &challenges,
-                        authorization.as_ref(),
-                    )
-                    .await?;
+                self.answer_challenge(
+                    &response,
+                    call.registry,
+                    call.scopes,
+                    authorization.as_ref(),
+                )
+                .await?;
                 let renewed = self
                     .inner
                     .auth
@@ -906,6 +897,28 @@ impl RegistryClient {
             }
             return fail_retryable_status(response, call.what).await;
         }
+    }
+
+    /// Hands a 401's `WWW-Authenticate` challenges to the authenticator, which forgets what
+    /// `refused` carried and learns how to authenticate next time.
+    async fn answer_challenge(
+        &self,
+        response: &Response,
+        registry: &str,
+        scopes: &[Scope],
+        refused: Option<&HeaderValue>,
+    ) -> Result<(), RegistryError> {
+        let challenges = parse_challenges(
+            response
+                .headers()
+                .get_all(WWW_AUTHENTICATE)
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+        );
+        self.inner
+            .auth
+            .handle_challenge(registry, scopes, &challenges, refused)
+            .await
     }
 
     /// Sends a request whose body is a one-shot stream: one attempt, authenticated with what is
@@ -943,22 +956,13 @@ impl RegistryClient {
                 source,
             })?;
         if response.status() == StatusCode::UNAUTHORIZED {
-            let challenges = parse_challenges(
-                response
-                    .headers()
-                    .get_all(WWW_AUTHENTICATE)
-                    .iter()
-                    .filter_map(|v| v.to_str().ok()),
-            );
-            self.inner
-                .auth
-                .handle_challenge(
-                    &repository.registry,
-                    &scopes,
-                    &challenges,
-                    authorization.as_ref(),
-                )
-                .await?;
+            self.answer_challenge(
+                &response,
+                &repository.registry,
+                &scopes,
+                authorization.as_ref(),
+            )
+            .await?;
             return Err(RegistryError::Reauthenticate {
                 what: what.to_string(),
             });
