@@ -187,56 +187,17 @@ fn build_info(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_sdk_codebuild::types::{
-        ArtifactsType, ComputeType, EnvironmentType, ProjectArtifacts, ProjectEnvironment,
-        ProjectSource,
-    };
+    use crate::testing::{create_codebuild_project, emulator_config};
     use omx_testenv::Moto;
-
-    async fn codebuild(moto: &Moto) -> CodeBuild {
-        CodeBuild::new(&crate::testing::emulator_config(&moto.endpoint()).await)
-    }
-
-    async fn create_project(codebuild: &CodeBuild, name: &str) {
-        codebuild
-            .client
-            .create_project()
-            .name(name)
-            .source(
-                ProjectSource::builder()
-                    .r#type(SourceType::S3)
-                    .location("bundles/placeholder.zip")
-                    .build()
-                    .unwrap(),
-            )
-            .artifacts(
-                ProjectArtifacts::builder()
-                    .r#type(ArtifactsType::NoArtifacts)
-                    .build()
-                    .unwrap(),
-            )
-            .environment(
-                ProjectEnvironment::builder()
-                    .r#type(EnvironmentType::LinuxContainer)
-                    .image("aws/codebuild/standard:7.0")
-                    .compute_type(ComputeType::BuildGeneral1Small)
-                    .privileged_mode(true)
-                    .build()
-                    .unwrap(),
-            )
-            .service_role("arn:aws:iam::123456789012:role/codebuild")
-            .send()
-            .await
-            .expect("CreateProject");
-    }
 
     #[tokio::test]
     async fn starts_a_build_and_follows_it_to_its_end() {
         let Some(moto) = Moto::try_start() else {
             return;
         };
-        let codebuild = codebuild(&moto).await;
-        create_project(&codebuild, "omx-container-build").await;
+        let config = emulator_config(&moto.endpoint()).await;
+        create_codebuild_project(&config, "omx-container-build").await;
+        let codebuild = CodeBuild::new(&config);
         let request = StartBuildRequest {
             project: "omx-container-build".into(),
             source_location: "bundles/tool/".into(),
@@ -273,7 +234,7 @@ mod tests {
         let Some(moto) = Moto::try_start() else {
             return;
         };
-        let codebuild = codebuild(&moto).await;
+        let codebuild = CodeBuild::new(&emulator_config(&moto.endpoint()).await);
         let request = StartBuildRequest {
             project: "missing-project".into(),
             source_location: "b/k.zip".into(),

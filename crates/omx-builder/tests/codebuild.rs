@@ -12,10 +12,6 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aws_sdk_codebuild::types::{
-    ArtifactsType, ComputeType, EnvironmentType, ProjectArtifacts, ProjectEnvironment,
-    ProjectSource, SourceType,
-};
 use base64::Engine as _;
 use common::*;
 use omx_aws::{CodeBuild, S3};
@@ -30,38 +26,6 @@ use omx_puller::ResolvedTarget;
 use omx_registry::ClientConfig;
 use omx_testenv::Moto;
 use serde_json::{json, Value};
-
-async fn create_project(config: &aws_config::SdkConfig, name: &str) {
-    aws_sdk_codebuild::Client::new(config)
-        .create_project()
-        .name(name)
-        .source(
-            ProjectSource::builder()
-                .r#type(SourceType::S3)
-                .location("bundles/placeholder/")
-                .build()
-                .unwrap(),
-        )
-        .artifacts(
-            ProjectArtifacts::builder()
-                .r#type(ArtifactsType::NoArtifacts)
-                .build()
-                .unwrap(),
-        )
-        .environment(
-            ProjectEnvironment::builder()
-                .r#type(EnvironmentType::LinuxContainer)
-                .image("aws/codebuild/standard:7.0")
-                .compute_type(ComputeType::BuildGeneral1Small)
-                .privileged_mode(true)
-                .build()
-                .unwrap(),
-        )
-        .service_role("arn:aws:iam::123456789012:role/omx-container-build")
-        .send()
-        .await
-        .expect("CreateProject");
-}
 
 /// The JSON bodies of the requests moto recorded for `target` (`X-Amz-Target`).
 fn recorded_bodies(moto: &Moto, target: &str) -> Vec<Value> {
@@ -138,7 +102,7 @@ async fn codebuild_builds_s3_bundles_and_reports_the_log_link() {
         .await;
         std::fs::write(local_copy.join(name), content).unwrap();
     }
-    create_project(&config, DEFAULT_CODEBUILD_PROJECT).await;
+    omx_aws::testing::create_codebuild_project(&config, DEFAULT_CODEBUILD_PROJECT).await;
     moto.request("POST", "/moto-api/recorder/start-recording", &[], b"");
 
     let manifest = json!({"manifest": [

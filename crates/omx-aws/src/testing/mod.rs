@@ -32,3 +32,41 @@ pub async fn emulator_config(endpoint: &str) -> SdkConfig {
 pub async fn emulator_context(endpoint: &str) -> AwsContext {
     AwsContext::from_config(emulator_config(endpoint).await).expect("the region is set")
 }
+
+/// Creates a CodeBuild project called `name` in the emulator, shaped like the stack's build
+/// project (S3 source, privileged Linux container, no artifacts).
+pub async fn create_codebuild_project(config: &SdkConfig, name: &str) {
+    use aws_sdk_codebuild::types::{
+        ArtifactsType, ComputeType, EnvironmentType, ProjectArtifacts, ProjectEnvironment,
+        ProjectSource, SourceType,
+    };
+    aws_sdk_codebuild::Client::new(config)
+        .create_project()
+        .name(name)
+        .source(
+            ProjectSource::builder()
+                .r#type(SourceType::S3)
+                .location("bundles/placeholder/")
+                .build()
+                .expect("a complete project source"),
+        )
+        .artifacts(
+            ProjectArtifacts::builder()
+                .r#type(ArtifactsType::NoArtifacts)
+                .build()
+                .expect("complete project artifacts"),
+        )
+        .environment(
+            ProjectEnvironment::builder()
+                .r#type(EnvironmentType::LinuxContainer)
+                .image("aws/codebuild/standard:7.0")
+                .compute_type(ComputeType::BuildGeneral1Small)
+                .privileged_mode(true)
+                .build()
+                .expect("a complete project environment"),
+        )
+        .service_role("arn:aws:iam::123456789012:role/omx-container-build")
+        .send()
+        .await
+        .expect("CreateProject");
+}
