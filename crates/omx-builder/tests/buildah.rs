@@ -211,14 +211,10 @@ async fn builds_pushes_skips_and_rebuilds_only_what_changed() {
     assert_eq!(repository_names(&moto), ["alpha", "team/beta"]);
     for repository in ["alpha", "team/beta"] {
         let arn = format!("arn:aws:ecr:us-east-1:{MOTO_ACCOUNT_ID}:repository/{repository}");
-        let tags = ecr_call(&moto, "ListTagsForResource", json!({"resourceArn": arn}));
+        let tags = moto.ecr_call("ListTagsForResource", json!({"resourceArn": arn}));
         let (key, value) = CREATED_BY_TAG;
         assert_eq!(tags["tags"], json!([{"Key": key, "Value": value}]));
-        let policy = ecr_call(
-            &moto,
-            "GetRepositoryPolicy",
-            json!({"repositoryName": repository}),
-        );
+        let policy = moto.ecr_call("GetRepositoryPolicy", json!({"repositoryName": repository}));
         assert!(omics_grants(policy["policyText"].as_str().unwrap()));
     }
 

@@ -54,30 +54,6 @@ fn omx_on_moto(args: &[&str], moto: &Moto, home: &Path) -> Output {
     command.output().expect("the binary runs")
 }
 
-/// One JSON-protocol AWS call on moto (ECR, CodeBuild), as the SDK would send it.
-fn aws_call(moto: &Moto, service: &str, target: &str, body: Value) -> Value {
-    let authorization = format!(
-        "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20260101/us-east-1/{service}/aws4_request, SignedHeaders=host, Signature=0"
-    );
-    let response = moto.request(
-        "POST",
-        "/",
-        &[
-            ("X-Amz-Target", target),
-            ("Content-Type", "application/x-amz-json-1.1"),
-            ("Authorization", authorization.as_str()),
-        ],
-        body.to_string().as_bytes(),
-    );
-    assert_eq!(response.status, 200, "{target}: {}", response.text());
-    serde_json::from_str(&response.text()).expect("moto answers JSON")
-}
-
-fn ecr_call(moto: &Moto, operation: &str, body: Value) -> Value {
-    let target = format!("AmazonEC2ContainerRegistry_V20150921.{operation}");
-    aws_call(moto, "ecr", &target, body)
-}
-
 /// An S3 request on moto, path-style.
 fn s3_put(moto: &Moto, path: &str, body: &[u8]) {
     let response = moto.request(
@@ -443,22 +419,17 @@ fn build_s3_bundles_into_ecr_then_hand_them_to_codebuild() {
     );
     for repository in ["local", "team/alpha"] {
         let arn = format!("arn:aws:ecr:us-east-1:{MOTO_ACCOUNT_ID}:repository/{repository}");
-        let tags = ecr_call(&moto, "ListTagsForResource", json!({"resourceArn": arn}));
+        let tags = moto.ecr_call("ListTagsForResource", json!({"resourceArn": arn}));
         let (key, value) = CREATED_BY_TAG;
         assert_eq!(tags["tags"], json!([{"Key": key, "Value": value}]));
-        let policy = ecr_call(
-            &moto,
-            "GetRepositoryPolicy",
-            json!({"repositoryName": repository}),
-        );
+        let policy = moto.ecr_call("GetRepositoryPolicy", json!({"repositoryName": repository}));
         assert!(omics_grants(policy["policyText"].as_str().unwrap()));
     }
 
     // CodeBuild, forced: the local bundle is refused (CodeBuild reads S3); moto "runs" the S3
     // one, and the target then holds an image built from exactly these sources (the one buildah
     // pushed), so the build is verified.
-    aws_call(
-        &moto,
+    moto.aws_json_call(
         "codebuild",
         "CodeBuild_20161006.CreateProject",
         json!({

@@ -22,28 +22,8 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// One ECR API call on moto, as the SDK would send it.
-fn ecr_call(moto: &Moto, operation: &str, body: Value) -> Value {
-    let target = format!("AmazonEC2ContainerRegistry_V20150921.{operation}");
-    let response = moto.request(
-        "POST",
-        "/",
-        &[
-            ("X-Amz-Target", target.as_str()),
-            ("Content-Type", "application/x-amz-json-1.1"),
-            (
-                "Authorization",
-                "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20260101/us-east-1/ecr/aws4_request, SignedHeaders=host, Signature=0",
-            ),
-        ],
-        body.to_string().as_bytes(),
-    );
-    assert_eq!(response.status, 200, "{operation}: {}", response.text());
-    serde_json::from_str(&response.text()).expect("moto answers JSON")
-}
-
 fn repository_names(moto: &Moto) -> Vec<String> {
-    let listed = ecr_call(moto, "DescribeRepositories", json!({}));
+    let listed = moto.ecr_call("DescribeRepositories", json!({}));
     let mut names: Vec<String> = listed["repositories"]
         .as_array()
         .unwrap()
@@ -56,7 +36,7 @@ fn repository_names(moto: &Moto) -> Vec<String> {
 
 fn tags_of(moto: &Moto, repository: &str) -> Vec<(String, String)> {
     let arn = format!("arn:aws:ecr:us-east-1:{MOTO_ACCOUNT_ID}:repository/{repository}");
-    let tags = ecr_call(moto, "ListTagsForResource", json!({"resourceArn": arn}));
+    let tags = moto.ecr_call("ListTagsForResource", json!({"resourceArn": arn}));
     tags["tags"]
         .as_array()
         .unwrap()
@@ -71,11 +51,7 @@ fn tags_of(moto: &Moto, repository: &str) -> Vec<(String, String)> {
 }
 
 fn policy_of(moto: &Moto, repository: &str) -> String {
-    let policy = ecr_call(
-        moto,
-        "GetRepositoryPolicy",
-        json!({"repositoryName": repository}),
-    );
+    let policy = moto.ecr_call("GetRepositoryPolicy", json!({"repositoryName": repository}));
     policy["policyText"].as_str().unwrap().to_string()
 }
 
@@ -136,14 +112,13 @@ fn pull_into_ecr_creates_tagged_granted_repositories_then_skips_everything() {
     let namespace = format!("127.0.0.1-{}", source.port());
     // A repository someone already gave a policy: our grant is merged in, theirs kept.
     let theirs = format!("{namespace}/lab/multi");
-    ecr_call(&moto, "CreateRepository", json!({"repositoryName": theirs}));
+    moto.ecr_call("CreateRepository", json!({"repositoryName": theirs}));
     let their_policy = json!({
         "Version": "2012-10-17",
         "Statement": [{"Sid": "team pull", "Effect": "Allow",
             "Principal": {"AWS": "arn:aws:iam::123456789012:root"}, "Action": "ecr:BatchGetImage"}]
     });
-    ecr_call(
-        &moto,
+    moto.ecr_call(
         "SetRepositoryPolicy",
         json!({"repositoryName": theirs, "policyText": their_policy.to_string()}),
     );

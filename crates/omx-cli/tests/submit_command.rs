@@ -15,20 +15,7 @@ fn create_state_machine(moto: &Moto, name: &str, definition: Value) {
         "definition": definition.to_string(),
         "roleArn": "arn:aws:iam::123456789012:role/omx-test",
     });
-    let response = moto.request(
-        "POST",
-        "/",
-        &[
-            ("X-Amz-Target", "AWSStepFunctions.CreateStateMachine"),
-            ("Content-Type", "application/x-amz-json-1.0"),
-            (
-                "Authorization",
-                "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20260101/us-east-1/states/aws4_request, SignedHeaders=host, Signature=0",
-            ),
-        ],
-        body.to_string().as_bytes(),
-    );
-    assert_eq!(response.status, 200, "{}", response.text());
+    moto.aws_json_call("states", "AWSStepFunctions.CreateStateMachine", body);
 }
 
 fn manifest(dir: &std::path::Path, entries: Value) -> String {

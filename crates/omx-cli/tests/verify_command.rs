@@ -21,33 +21,13 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// One ECR API call on moto, as the SDK would send it.
-fn ecr_call(moto: &Moto, operation: &str, body: Value) {
-    let target = format!("AmazonEC2ContainerRegistry_V20150921.{operation}");
-    let response = moto.request(
-        "POST",
-        "/",
-        &[
-            ("X-Amz-Target", target.as_str()),
-            ("Content-Type", "application/x-amz-json-1.1"),
-            (
-                "Authorization",
-                "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20260101/us-east-1/ecr/aws4_request, SignedHeaders=host, Signature=0",
-            ),
-        ],
-        body.to_string().as_bytes(),
-    );
-    assert_eq!(response.status, 200, "{operation}: {}", response.text());
-}
-
 const OMICS_POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Sid":"omics workflow access","Effect":"Allow","Principal":{"Service":"omics.amazonaws.com"},"Action":["ecr:BatchCheckLayerAvailability","ecr:BatchGetImage","ecr:GetDownloadUrlForLayer"]}]}"#;
 
 /// A repository on moto, with the HealthOmics policy when `granted`.
 fn repository(moto: &Moto, name: &str, granted: bool) {
-    ecr_call(moto, "CreateRepository", json!({"repositoryName": name}));
+    moto.ecr_call("CreateRepository", json!({"repositoryName": name}));
     if granted {
-        ecr_call(
-            moto,
+        moto.ecr_call(
             "SetRepositoryPolicy",
             json!({"repositoryName": name, "policyText": OMICS_POLICY}),
         );

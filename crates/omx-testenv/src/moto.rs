@@ -143,6 +143,48 @@ impl Moto {
             .unwrap_or_else(|error| panic!("{method} {} {path} failed: {error}", self.endpoint()))
     }
 
+    /// One JSON-protocol AWS call, as the SDK would send it: `target` is the `X-Amz-Target`
+    /// (`AmazonEC2ContainerRegistry_V20150921.CreateRepository`), `signing_service` the service
+    /// in the credential scope (`ecr`, `codebuild`, `states`), which is how moto tells services
+    /// apart (it checks no signature). Panics unless moto answers 200; returns its JSON answer.
+    pub fn aws_json_call(
+        &self,
+        signing_service: &str,
+        target: &str,
+        body: serde_json::Value,
+    ) -> serde_json::Value {
+        // Step Functions speaks awsJson1_0; ECR and CodeBuild awsJson1_1.
+        let content_type = if signing_service == "states" {
+            "application/x-amz-json-1.0"
+        } else {
+            "application/x-amz-json-1.1"
+        };
+        let authorization = format!(
+            "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20260101/us-east-1/{signing_service}/aws4_request, SignedHeaders=host, Signature=0"
+        );
+        let response = self.request(
+            "POST",
+            "/",
+            &[
+                ("X-Amz-Target", target),
+                ("Content-Type", content_type),
+                ("Authorization", authorization.as_str()),
+            ],
+            body.to_string().as_bytes(),
+        );
+        assert_eq!(response.status, 200, "{target}: {}", response.text());
+        serde_json::from_str(&response.text()).expect("moto answers JSON")
+    }
+
+    /// One ECR API call ([`Moto::aws_json_call`]), e.g. `ecr_call("CreateRepository", ...)`.
+    pub fn ecr_call(&self, operation: &str, body: serde_json::Value) -> serde_json::Value {
+        self.aws_json_call(
+            "ecr",
+            &format!("AmazonEC2ContainerRegistry_V20150921.{operation}"),
+            body,
+        )
+    }
+
     fn admin_post(&self, path: &str, body: &[u8]) {
         let response = self.request("POST", path, &[("Content-Type", "application/json")], body);
         assert!(

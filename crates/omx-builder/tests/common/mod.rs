@@ -18,7 +18,6 @@ use omx_core::report::ImageReport;
 use omx_puller::{EcrCredentials, ResolvedTarget, TargetOptions};
 use omx_registry::{ChainCredentials, ClientConfig};
 use omx_testenv::{moto_ecr_password, Moto, Registry, MOTO_ACCOUNT_ID};
-use serde_json::Value;
 
 pub const ECR_HOST: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
 
@@ -195,28 +194,8 @@ impl BuildProgress for Recorder {
     }
 }
 
-/// One ECR API call on moto, as the SDK would send it.
-pub fn ecr_call(moto: &Moto, operation: &str, body: Value) -> Value {
-    let target = format!("AmazonEC2ContainerRegistry_V20150921.{operation}");
-    let response = moto.request(
-        "POST",
-        "/",
-        &[
-            ("X-Amz-Target", target.as_str()),
-            ("Content-Type", "application/x-amz-json-1.1"),
-            (
-                "Authorization",
-                "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20260101/us-east-1/ecr/aws4_request, SignedHeaders=host, Signature=0",
-            ),
-        ],
-        body.to_string().as_bytes(),
-    );
-    assert_eq!(response.status, 200, "{operation}: {}", response.text());
-    serde_json::from_str(&response.text()).expect("moto answers JSON")
-}
-
 pub fn repository_names(moto: &Moto) -> Vec<String> {
-    let listed = ecr_call(moto, "DescribeRepositories", serde_json::json!({}));
+    let listed = moto.ecr_call("DescribeRepositories", serde_json::json!({}));
     let mut names: Vec<String> = listed["repositories"]
         .as_array()
         .unwrap()
