@@ -536,13 +536,12 @@ fn serve_connection(client: TcpStream, shared: &Shared) -> io::Result<()> {
         }
         let request_framing = body_framing(&request, false)?;
         let fault = shared.state().decide(&method, &target);
-        let next = match fault {
-            Some(Fault::Reset) => {
+        let next = match (fault, fault.and_then(Fault::answer_instead)) {
+            (Some(Fault::Reset), _) => {
                 shared.record(&method, &target, 0, fault);
                 ConnectionNext::Abort
             }
-            Some(injected) if injected.answer_instead().is_some() => {
-                let (status, code, retry_after) = injected.answer_instead().unwrap_or_default();
+            (_, Some((status, code, retry_after))) => {
                 relay_body(
                     &mut reader,
                     request_framing,
