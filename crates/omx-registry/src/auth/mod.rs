@@ -73,6 +73,13 @@ struct CachedCredential {
 /// A registry and the sorted scopes a token was asked for.
 type TokenKey = (String, Vec<Scope>);
 
+/// The cache key of a token for `scopes` at `registry`, whatever order the scopes come in.
+fn token_key(registry: &str, scopes: &[Scope]) -> TokenKey {
+    let mut sorted = scopes.to_vec();
+    sorted.sort();
+    (registry.to_string(), sorted)
+}
+
 #[derive(Default)]
 struct AuthState {
     schemes: HashMap<String, Scheme>,
@@ -217,9 +224,7 @@ impl Authenticator {
         // throw that renewal away (each would fetch yet another token and re-ask the
         // credential provider).
         let carried = |value: &str| rejected.as_bytes() == value.as_bytes();
-        let mut key_scopes = scopes.to_vec();
-        key_scopes.sort();
-        let key = (registry.to_string(), key_scopes);
+        let key = token_key(registry, scopes);
         let token_rejected = state
             .tokens
             .get(&key)
@@ -279,9 +284,7 @@ impl Authenticator {
         service: Option<&str>,
         scopes: &[Scope],
     ) -> Result<Secret, RegistryError> {
-        let mut key_scopes = scopes.to_vec();
-        key_scopes.sort();
-        let key = (registry.to_string(), key_scopes);
+        let key = token_key(registry, scopes);
         if let Some(token) = self.cached_token(&key) {
             return Ok(token);
         }
