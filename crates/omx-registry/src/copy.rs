@@ -462,11 +462,6 @@ impl CopyEngine {
         name: ManifestRef<'_>,
         manifest: &Manifest,
     ) -> Result<(), CopyError> {
-        let push_error = |source| CopyError::Push {
-            image: job.image.clone(),
-            target: job.target.to_string(),
-            source,
-        };
         let mut attempt = 1;
         loop {
             match self.client.put_manifest(&job.target, name, manifest).await {
@@ -490,7 +485,13 @@ impl CopyEngine {
                     tokio::time::sleep(self.client.retry_policy().backoff(attempt)).await;
                     attempt += 1;
                 }
-                Err(error) => return Err(push_error(error)),
+                Err(source) => {
+                    return Err(CopyError::Push {
+                        image: job.image.clone(),
+                        target: job.target.to_string(),
+                        source,
+                    })
+                }
             }
         }
         job.manifests_pushed.fetch_add(1, Ordering::Relaxed);
@@ -509,21 +510,7 @@ impl CopyEngine {
                 .blobs()
                 .into_iter()
                 .filter(|blob| !blob.is_foreign())
-                .map(|blob| async move {
-                    let what = format!("blob {} of {}", blob.digest, job.image);
-                    retrying(
-                        self.client.retry_policy(),
-                        &what,
-                        |_, _| {},
-                        || self.transfer_blob_once(job, blob, &[]),
-                    )
-                    .await
-                    .map_err(|source| CopyError::Blob {
-                        image: job.image.clone(),
-                        digest: blob.digest.clone(),
-                        source,
-                    })
-                }),
+                .map(|blob| self.transfer_blob(job, blob, &[])),
         )
         .await
         .map(drop)
@@ -607,26 +594,7 @@ impl CopyEngine {
         if job.source.registry == job.target.registry && job.source.path != job.target.path {
             mount_sources.push(job.source.path.clone());
         }
-        let what = format!("blob {} of {}", blob.digest, job.image);
-        let outcome = retrying(
-            self.client.retry_policy(),
-            &what,
-            |attempt, error| {
-                job.progress.event(ProgressEvent::BlobRetrying {
-                    image: job.id,
-                    digest: &blob.digest,
-                    attempt,
-                    reason: &ErrorChain(error).to_string(),
-                })
-            },
-            || self.transfer_blob_once(job, blob, &mount_sources),
-        )
-        .await
-        .map_err(|source| CopyError::Blob {
-            image: job.image.clone(),
-            digest: blob.digest.clone(),
-            source,
-        })?;
+        let outcome = self.transfer_blob(job, blob, &mount_sources).await?;
         match first_transfer {
             Some(mut homes) => homes.push(job.target.path.clone()),
             None => homes_lock.lock().await.push(job.target.path.clone()),
@@ -653,6 +621,35 @@ impl CopyEngine {
             }
         }
         Ok(())
+    }
+
+    /// Brings one blob into the target with the client's retry policy, reporting each retry.
+    async fn transfer_blob(
+        &self,
+        job: &ImageJob<'_>,
+        blob: &Descriptor,
+        mount_sources: &[String],
+    ) -> Result<BlobOutcome, CopyError> {
+        let what = format!("blob {} of {}", blob.digest, job.image);
+        retrying(
+            self.client.retry_policy(),
+            &what,
+            |attempt, error| {
+                job.progress.event(ProgressEvent::BlobRetrying {
+                    image: job.id,
+                    digest: &blob.digest,
+                    attempt,
+                    reason: &ErrorChain(error).to_string(),
+                })
+            },
+            || self.transfer_blob_once(job, blob, mount_sources),
+        )
+        .await
+        .map_err(|source| CopyError::Blob {
+            image: job.image.clone(),
+            digest: blob.digest.clone(),
+            source,
+        })
     }
 
     /// One attempt: skip if present, else mount, else stream it across.
