@@ -1,5 +1,6 @@
 //! `omx-ecr-helper submit`: run a manifest on the deployed serverless stack and follow it.
 
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -205,29 +206,37 @@ fn batch_reports(
     }
     .unwrap_or_default();
     let mut reports: Vec<ImageReport> = items.iter().map(item_report).collect();
-    let why = format!(
-        "execution {} ended {:?}: {}: {}",
-        execution.arn,
-        execution.status,
-        execution.error.as_deref().unwrap_or("no error"),
-        execution.cause.as_deref().unwrap_or("no cause")
-    );
-    for entry in batch {
-        let input = entry_input(entry);
-        if !reports.iter().any(|report| report.input == input) {
-            reports.push(ImageReport {
-                source: input.clone(),
-                input,
-                target: String::new(),
-                digest: None,
-                status: ImageStatus::Failed,
-                message: excerpt(&why).into_owned(),
-            });
-        }
+    let reported: HashSet<String> = reports.iter().map(|report| report.input.clone()).collect();
+    let unreported: Vec<String> = batch
+        .iter()
+        .map(entry_input)
+        .filter(|input| !reported.contains(input))
+        .collect();
+    if !unreported.is_empty() {
+        let why = format!(
+            "execution {} ended {:?}: {}: {}",
+            execution.arn,
+            execution.status,
+            execution.error.as_deref().unwrap_or("no error"),
+            execution.cause.as_deref().unwrap_or("no cause")
+        );
+        let why = excerpt(&why).into_owned();
+        reports.extend(unreported.into_iter().map(|input| ImageReport {
+            source: input.clone(),
+            input,
+            target: String::new(),
+            digest: None,
+            status: ImageStatus::Failed,
+            message: why.clone(),
+        }));
     }
     // Back in manifest order (the results of a failed execution list only some entries).
-    let position = |report: &ImageReport| batch.iter().position(|e| entry_input(e) == report.input);
-    reports.sort_by_key(|report| position(report).unwrap_or(usize::MAX));
+    let position: HashMap<String, usize> = batch
+        .iter()
+        .enumerate()
+        .map(|(position, entry)| (entry_input(entry), position))
+        .collect();
+    reports.sort_by_key(|report| position.get(&report.input).copied().unwrap_or(usize::MAX));
     reports
 }
 
