@@ -17,6 +17,7 @@
 //! ```
 
 mod fixture;
+mod head;
 mod http;
 mod layer;
 mod moto;

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
+use crate::head::{read_head, Head};
 use crate::layer::splitmix64;
 use crate::registry::Registry;
 
@@ -383,81 +384,6 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             shared.open_connections().remove(&id);
         }
     }
-}
-
-/// A parsed request or response head.
-struct Head {
-    start_line: String,
-    headers: Vec<(String, String)>,
-}
-
-impl Head {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_str())
-    }
-
-    fn has_token(&self, name: &str, token: &str) -> bool {
-        self.headers
-            .iter()
-            .filter(|(key, _)| key.eq_ignore_ascii_case(name))
-            .any(|(_, value)| {
-                value
-                    .split(',')
-                    .any(|part| part.trim().eq_ignore_ascii_case(token))
-            })
-    }
-}
-
-const MAX_HEAD_BYTES: usize = 64 * 1024;
-
-/// Reads a head; `None` on a clean EOF before any byte.
-fn read_head(reader: &mut impl BufRead) -> io::Result<Option<Head>> {
-    let mut lines = Vec::new();
-    let mut total = 0;
-    loop {
-        let mut line = Vec::new();
-        let read = reader.read_until(b'\n', &mut line)?;
-        if read == 0 {
-            return if lines.is_empty() && total == 0 {
-                Ok(None)
-            } else {
-                Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "connection closed inside an HTTP head",
-                ))
-            };
-        }
-        total += read;
-        if total > MAX_HEAD_BYTES {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "HTTP head over 64 KiB",
-            ));
-        }
-        let line = String::from_utf8_lossy(&line)
-            .trim_end_matches(['\r', '\n'])
-            .to_string();
-        if line.is_empty() {
-            if lines.is_empty() {
-                continue; // tolerate stray CRLF between messages
-            }
-            break;
-        }
-        lines.push(line);
-    }
-    let start_line = lines.remove(0);
-    let headers = lines
-        .iter()
-        .filter_map(|line| line.split_once(':'))
-        .map(|(name, value)| (name.trim().to_string(), value.trim().to_string()))
-        .collect();
-    Ok(Some(Head {
-        start_line,
-        headers,
-    }))
 }
 
 /// How a message body is delimited.

@@ -10,7 +10,7 @@
 
 use std::fmt;
 use std::fs;
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -24,6 +24,8 @@ use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use serde_json::json;
 
+use crate::head::read_head;
+
 /// The `service` the registry names in its challenge and expects as the token's audience.
 pub const TOKEN_SERVICE: &str = "omx-testenv";
 /// The `iss` of every token; the registry trusts only this issuer.
@@ -36,7 +38,6 @@ pub(crate) const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(300);
 const REGISTRY_LEEWAY_SECS: u64 = 60;
 /// A client that connects and sends nothing does not hold a thread for long.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
-const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// What a [`TokenServer`] grants, and for how long.
 #[derive(Clone)]
@@ -263,64 +264,20 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 fn serve_connection(stream: TcpStream, shared: &Shared) -> io::Result<()> {
     stream.set_read_timeout(Some(READ_TIMEOUT))?;
     let mut reader = BufReader::new(stream.try_clone()?);
-    let Some(head) = read_request_head(&mut reader)? else {
+    // A token request has no body, and only its credentials matter among the headers.
+    let Some(head) = read_head(&mut reader)? else {
         return Ok(());
     };
-    let mut parts = head.request_line.split_whitespace();
+    let mut parts = head.start_line.split_whitespace();
     let method = parts.next().unwrap_or_default();
     let target = parts.next().unwrap_or_default();
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let answer = if method != "GET" || path != "/token" {
         Answer::error(404, "NOT_FOUND", "only GET /token is served here")
     } else {
-        shared.answer(query, head.authorization.as_deref())
+        shared.answer(query, head.header("authorization"))
     };
     answer.write(stream)
-}
-
-/// What the token server reads of a request: a token request has no body, and only its
-/// credentials matter among the headers.
-struct RequestHead {
-    request_line: String,
-    authorization: Option<String>,
-}
-
-/// The request head; `None` on a clean close before any byte.
-fn read_request_head(reader: &mut impl BufRead) -> io::Result<Option<RequestHead>> {
-    let mut lines = Vec::new();
-    let mut total = 0;
-    loop {
-        let mut line = String::new();
-        let read = reader.read_line(&mut line)?;
-        total += read;
-        if read == 0 || total > MAX_HEAD_BYTES {
-            return if total == 0 {
-                Ok(None)
-            } else {
-                Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "request head cut short or over 64 KiB",
-                ))
-            };
-        }
-        let line = line.trim_end_matches(['\r', '\n']);
-        match (line.is_empty(), lines.is_empty()) {
-            (true, true) => continue, // stray CRLF before a request
-            (true, false) => break,
-            _ => {}
-        }
-        lines.push(line.to_string());
-    }
-    let request_line = lines.remove(0);
-    let authorization = lines
-        .iter()
-        .filter_map(|line| line.split_once(':'))
-        .find(|(name, _)| name.trim().eq_ignore_ascii_case("authorization"))
-        .map(|(_, value)| value.trim().to_string());
-    Ok(Some(RequestHead {
-        request_line,
-        authorization,
-    }))
 }
 
 struct Answer {
