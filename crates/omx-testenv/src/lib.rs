@@ -4,6 +4,8 @@
 //!   auth with its own [`TokenServer`], or TLS).
 //! * [`Moto`] runs a `moto_server` that emulates the AWS APIs.
 //! * [`ImageFixture`] writes OCI image layouts to disk and [`push_with_skopeo`] pushes them.
+//! * [`EcrStandIn`] serves Amazon ECR's registry API and control plane as ECR behaves, storing
+//!   the bytes in a `docker-registry` behind it.
 //! * [`FaultProxy`] sits in front of a registry, records requests and injects [`Fault`]s.
 //!
 //! Every server is a child process stopped (killed and reaped) when its handle is dropped.
@@ -16,6 +18,7 @@
 //! assert!(registry.url().starts_with("http://127.0.0.1:"));
 //! ```
 
+mod ecr;
 mod fixture;
 mod head;
 mod http;
@@ -27,6 +30,9 @@ mod registry;
 mod token;
 mod tools;
 
+pub use ecr::{
+    Counters as EcrCounters, EcrBuilder, EcrRequest, EcrStandIn, RepositoryOrigin, RepositoryView,
+};
 pub use fixture::{
     docker, layout_root_digest, oci, push_layout, push_with_skopeo, Descriptor, FixtureImage,
     Format, ImageFixture, LayerSpec, PushTarget,

@@ -388,14 +388,14 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 
 /// How a message body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
+pub(crate) enum Framing {
     Empty,
     Length(u64),
     Chunked,
     UntilClose,
 }
 
-fn body_framing(head: &Head, is_response: bool) -> io::Result<Framing> {
+pub(crate) fn body_framing(head: &Head, is_response: bool) -> io::Result<Framing> {
     if head.has_token("transfer-encoding", "chunked") {
         return Ok(Framing::Chunked);
     }
@@ -423,11 +423,11 @@ const HOP_BY_HOP: [&str; 9] = [
     "expect",
 ];
 
-fn is_hop_by_hop(name: &str) -> bool {
+pub(crate) fn is_hop_by_hop(name: &str) -> bool {
     HOP_BY_HOP.iter().any(|hop| hop.eq_ignore_ascii_case(name))
 }
 
-fn framing_header(framing: Framing) -> Option<String> {
+pub(crate) fn framing_header(framing: Framing) -> Option<String> {
     match framing {
         Framing::Chunked => Some("Transfer-Encoding: chunked\r\n".to_string()),
         Framing::UntilClose => Some("Connection: close\r\n".to_string()),
@@ -715,6 +715,16 @@ impl BodyFaults {
             _ => BodyFaults::default(),
         }
     }
+}
+
+/// Copies a body from `source` to `sink` in the same framing, untouched (the ECR stand-in's
+/// forwarding).
+pub(crate) fn relay_plain(
+    source: &mut impl BufRead,
+    framing: Framing,
+    sink: &mut impl Write,
+) -> io::Result<()> {
+    relay_body(source, framing, sink, &BodyFaults::default()).map(|_| ())
 }
 
 /// Copies a body from `source` to `sink` in the same framing, applying `faults` by offset.
