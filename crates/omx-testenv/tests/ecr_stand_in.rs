@@ -214,7 +214,7 @@ fn pull_through_cache_imports_on_a_pull_by_tag_never_by_digest() {
     let digest = index.push(&upstream, "biocontainers/tool:1");
     let ecr = EcrStandIn::builder()
         .upstream("quay.io", &upstream.host())
-        .index_children_delay(Duration::from_millis(600))
+        .index_children_delay(Duration::from_secs(4))
         .start();
     let password = password(&ecr);
     ecr.call(
@@ -256,8 +256,12 @@ fn pull_through_cache_imports_on_a_pull_by_tag_never_by_digest() {
         404,
         "children readable a little later"
     );
-    std::thread::sleep(Duration::from_millis(700));
-    assert_eq!(get(&ecr, &password, "GET", &child_path).status, 200);
+    // Readable once the delay has passed (polled: a loaded machine may be slow to get here).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while get(&ecr, &password, "GET", &child_path).status != 200 {
+        assert!(std::time::Instant::now() < deadline, "the child never became readable");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     assert_eq!(
         get(
             &ecr,
