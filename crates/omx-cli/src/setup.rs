@@ -6,8 +6,10 @@ use omx_puller::{
     check_credential_arn, setup_registry, Action, SetupOptions, SetupReport, Upstream,
 };
 
-use crate::exit::Outcome;
-use crate::plan::Format;
+use omx_core::namespace::NamespaceTable;
+
+use crate::exit::{Outcome, UnusableInput};
+use crate::plan::{read_input_file, Format};
 use crate::table;
 
 /// Prepare a region's ECR registry for HealthOmics pull-through caches, idempotently.
@@ -56,6 +58,12 @@ pub struct SetupArgs {
     #[arg(long, value_name = "HOST", value_parser = parse_azure_registry, requires = "azure_secret")]
     pub azure_registry: Option<String>,
 
+    /// A namespace file (as `pull --namespaces` takes): its pull-through-cache rules are set up
+    /// too, each caching its upstream_registry (or its host) under its namespace, anonymously.
+    /// A rule for the prefix of a built-in upstream replaces that upstream.
+    #[arg(long, value_name = "FILE")]
+    pub namespaces: Option<std::path::PathBuf>,
+
     /// Read and report what would change; change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -83,9 +91,15 @@ fn parse_azure_registry(value: &str) -> Result<String, String> {
 }
 
 impl SetupArgs {
-    /// The upstreams to set up, in the order they are worked on.
-    fn upstreams(&self) -> Vec<Upstream> {
-        let mut upstreams = Upstream::anonymous();
+    /// The upstreams to set up, in the order they are worked on: the namespace file's first, then
+    /// the built-in ones whose prefix it does not take.
+    fn upstreams(&self) -> anyhow::Result<Vec<Upstream>> {
+        let mut upstreams = self.namespace_file_upstreams()?;
+        for upstream in Upstream::anonymous() {
+            if !upstreams.iter().any(|u| u.prefix == upstream.prefix) {
+                upstreams.push(upstream);
+            }
+        }
         if let Some(arn) = &self.dockerhub_secret {
             upstreams.push(Upstream::docker_hub(arn));
         }
@@ -98,15 +112,33 @@ impl SetupArgs {
         if let (Some(arn), Some(host)) = (&self.azure_secret, &self.azure_registry) {
             upstreams.push(Upstream::azure(host, arn));
         }
-        upstreams
+        Ok(upstreams)
+    }
+
+    fn namespace_file_upstreams(&self) -> anyhow::Result<Vec<Upstream>> {
+        let Some(path) = &self.namespaces else {
+            return Ok(Vec::new());
+        };
+        let builtin = NamespaceTable::builtin();
+        let table = builtin
+            .clone()
+            .with_user_rules(&read_input_file(path)?)
+            .map_err(|e| UnusableInput(format!("{}: {e}", path.display())))?;
+        // The user's rules come first in the table, the built-in ones after them.
+        let user_rules = &table.rules()[..table.rules().len() - builtin.rules().len()];
+        Ok(user_rules
+            .iter()
+            .filter_map(Upstream::from_namespace_rule)
+            .collect())
     }
 }
 
 pub async fn run(args: SetupArgs) -> anyhow::Result<Outcome> {
+    let upstreams = args.upstreams()?;
     let context = AwsContext::load(args.region.clone(), args.profile.clone()).await?;
     let account = context.account_id().await?.to_string();
     let options = SetupOptions::new(&account, args.dry_run);
-    let report = setup_registry(&context.ecr(), &args.upstreams(), &options).await;
+    let report = setup_registry(&context.ecr(), &upstreams, &options).await;
     crate::output::print_report(args.format, &report, |value| {
         render(value, context.region(), args.dry_run)
     })?;
@@ -206,6 +238,7 @@ mod tests {
         let prefixes: Vec<String> = harness
             .args
             .upstreams()
+            .unwrap()
             .into_iter()
             .map(|u| format!("{}={}", u.prefix, u.upstream_url))
             .collect();

@@ -26,6 +26,8 @@ pub struct Upstream {
     pub credential_arn: Option<String>,
     /// What the upstream is, for the template description (`Docker Hub`).
     pub name: String,
+    /// It comes from the user's namespace file, which already routes its images to the cache.
+    pub from_namespace_file: bool,
 }
 
 impl Upstream {
@@ -36,6 +38,7 @@ impl Upstream {
             image_host: image_host.to_string(),
             credential_arn: None,
             name: name.to_string(),
+            from_namespace_file: false,
         }
     }
 
@@ -89,10 +92,31 @@ impl Upstream {
         Upstream::new("azure", host, host, "Azure Container Registry").with_secret(credential_arn)
     }
 
+    /// The upstream of a pull-through-cache rule of the user's namespace file: ECR caches its
+    /// `upstream_registry` (or its host) under its namespace, anonymously. `None` for copy rules
+    /// and rules without an exact host.
+    pub fn from_namespace_rule(rule: &omx_core::namespace::NamespaceRule) -> Option<Upstream> {
+        if rule.method != Method::PullThroughCache {
+            return None;
+        }
+        let host = rule.canonical_host()?;
+        let mut upstream = Upstream::new(
+            &rule.namespace,
+            rule.upstream_registry().unwrap_or(host),
+            host,
+            &format!("{host} (namespace file)"),
+        );
+        upstream.from_namespace_file = true;
+        Some(upstream)
+    }
+
     /// The rule a namespace file (`--namespaces`) needs so that `pull` primes this upstream's
     /// images through the cache instead of copying them, or `None` when the built-in table
     /// already does.
     pub fn namespace_rule(&self) -> Option<serde_json::Value> {
+        if self.from_namespace_file {
+            return None;
+        }
         let builtin = NamespaceTable::builtin();
         let covered = builtin.rule_for(&self.image_host).is_some_and(|rule| {
             rule.namespace == self.prefix

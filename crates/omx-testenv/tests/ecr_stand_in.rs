@@ -259,7 +259,10 @@ fn pull_through_cache_imports_on_a_pull_by_tag_never_by_digest() {
     // Readable once the delay has passed (polled: a loaded machine may be slow to get here).
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while get(&ecr, &password, "GET", &child_path).status != 200 {
-        assert!(std::time::Instant::now() < deadline, "the child never became readable");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the child never became readable"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(

@@ -6,8 +6,16 @@ use std::process::{Command, Output};
 use omx_testenv::Moto;
 
 /// The binary with AWS pointed at moto and nothing of the host's configuration.
+#[allow(dead_code)] // not every test binary that includes this module runs it this way
 pub fn omx(args: &[&str], moto: &Moto, home: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_omx-ecr-helper"))
+    command(args, moto, home).output().expect("the binary runs")
+}
+
+/// [`omx`] as a command, for tests that add to its environment.
+#[allow(dead_code)] // not every test binary that includes this module adds to it
+pub fn command(args: &[&str], moto: &Moto, home: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_omx-ecr-helper"));
+    command
         .args(args)
         .env("HOME", home)
         .env("DOCKER_CONFIG", home.join(".docker"))
@@ -22,7 +30,6 @@ pub fn omx(args: &[&str], moto: &Moto, home: &Path) -> Output {
         .env("AWS_ENDPOINT_URL", moto.endpoint())
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env_remove("AWS_PROFILE")
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("the binary runs")
+        .env_remove("RUST_LOG");
+    command
 }

@@ -43,7 +43,7 @@ pub(crate) fn handle(shared: &Shared, operation: &str, input: &Value) -> Answer 
     let mut state = shared.state();
     let state = &mut *state;
     match operation {
-        "GetAuthorizationToken" => get_authorization_token(shared, state),
+        "GetAuthorizationToken" => get_authorization_token(state),
         "CreateRepository" => create_repository(state, input),
         "DescribeRepositories" => describe_repositories(state, input),
         "DeleteRepository" => delete_repository(state, input),
@@ -122,13 +122,11 @@ fn tags_json(tags: &[(String, String)]) -> Vec<Value> {
         .collect()
 }
 
-fn get_authorization_token(shared: &Shared, state: &mut EcrState) -> Answer {
+fn get_authorization_token(state: &mut EcrState) -> Answer {
     state.tokens_issued += 1;
     let password = format!("ecr-stand-in-token-{}", state.tokens_issued);
-    state.tokens.insert(
-        password.clone(),
-        Instant::now() + shared.settings.token_lifetime,
-    );
+    let until = Instant::now() + state.token_lifetime;
+    state.tokens.insert(password.clone(), until);
     ok(json!({"authorizationData": [{
         "authorizationToken": base64_encode(format!("AWS:{password}").as_bytes()),
         "expiresAt": epoch_seconds(SystemTime::now() + CLAIMED_TOKEN_LIFETIME),

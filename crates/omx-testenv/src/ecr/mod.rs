@@ -39,10 +39,9 @@ use crate::registry::Registry;
 use state::EcrState;
 use wire::Connection;
 
-/// How long issued tokens really work, and the other behaviour knobs.
+/// Behaviour knobs fixed at start.
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
-    pub(crate) token_lifetime: Duration,
     pub(crate) index_children_delay: Duration,
     pub(crate) upstream_check_interval: Duration,
 }
@@ -139,6 +138,7 @@ impl EcrBuilder {
         let listener = TcpListener::bind("127.0.0.1:0").expect("cannot bind the ECR stand-in");
         let port = listener.local_addr().expect("bound address").port();
         let mut state = EcrState::new(&self.account, &self.region, self.put_image_rate);
+        state.token_lifetime = self.token_lifetime;
         if self.blob_mounting {
             state
                 .account_settings
@@ -147,7 +147,6 @@ impl EcrBuilder {
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
             settings: Settings {
-                token_lifetime: self.token_lifetime,
                 index_children_delay: self.index_children_delay,
                 upstream_check_interval: self.upstream_check_interval,
             },
@@ -334,6 +333,38 @@ impl EcrStandIn {
         (response.status, body)
     }
 
+    /// `(user, password)` for the registry API, from a fresh `GetAuthorizationToken`: what
+    /// `aws ecr get-login-password` gives a `docker login`.
+    pub fn login(&self) -> (String, String) {
+        use base64::Engine as _;
+        let (_, answer) = self.call("GetAuthorizationToken", Value::Null);
+        let encoded = answer["authorizationData"][0]["authorizationToken"]
+            .as_str()
+            .unwrap_or_default();
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .unwrap_or_default();
+        let decoded = String::from_utf8_lossy(&decoded);
+        let (user, password) = decoded.split_once(':').unwrap_or_default();
+        (user.to_string(), password.to_string())
+    }
+
+    /// Pushes an image layout with skopeo under `repo_and_tag`, logged in with a fresh token, as
+    /// another team's pipeline would; returns its digest.
+    pub fn push(
+        &self,
+        fixture: &crate::ImageFixture,
+        repo_and_tag: &str,
+    ) -> std::io::Result<String> {
+        let target = crate::PushTarget {
+            host: self.host(),
+            credentials: Some(self.login()),
+            cert_dir: None,
+            tls_verify: false,
+        };
+        crate::push_layout(fixture.layout_dir(), &target, repo_and_tag)
+    }
+
     /// Names of every repository, sorted.
     pub fn repository_names(&self) -> Vec<String> {
         self.shared.state().repositories.keys().cloned().collect()
@@ -365,6 +396,11 @@ impl EcrStandIn {
         for until in self.shared.state().tokens.values_mut() {
             *until = now;
         }
+    }
+
+    /// How long tokens issued from now on really work.
+    pub fn set_token_lifetime(&self, lifetime: Duration) {
+        self.shared.state().token_lifetime = lifetime;
     }
 
     pub fn tokens_issued(&self) -> u64 {

@@ -212,6 +212,8 @@ pub(crate) struct EcrState {
     /// Registry passwords handed out by `GetAuthorizationToken`, and until when each works.
     pub(crate) tokens: HashMap<String, Instant>,
     pub(crate) tokens_issued: u64,
+    /// How long a token from now on really works.
+    pub(crate) token_lifetime: Duration,
     /// Chunked uploads in progress, by upload path.
     pub(crate) uploads: HashMap<String, UploadParts>,
     pub(crate) put_image_bucket: TokenBucket,
@@ -250,6 +252,7 @@ impl EcrState {
             account_settings: BTreeMap::new(),
             tokens: HashMap::new(),
             tokens_issued: 0,
+            token_lifetime: Duration::from_secs(12 * 3600),
             uploads: HashMap::new(),
             put_image_bucket: TokenBucket::new(put_image_rate),
             counters: Counters::default(),
