@@ -3,13 +3,14 @@
 //! `/v2/<repository>/…` URLs under that base. The scheme is probed once per registry and kept.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 
 use reqwest::header::HeaderMap;
 use reqwest::{Method, Response, StatusCode, Url};
 
 use super::{RegistryClient, Repository};
 use crate::error::RegistryError;
-use crate::transport::{fail_retryable_status, is_loopback_host, retrying};
+use crate::transport::{fail_retryable_status, retrying};
 
 /// The host serving a registry's API: Docker Hub's is not `docker.io`.
 pub fn api_host(registry: &str) -> &str {
@@ -18,6 +19,20 @@ pub fn api_host(registry: &str) -> &str {
     } else {
         registry
     }
+}
+
+/// Whether `host` (optionally with `:port`) is a loopback name or address. Public so that the
+/// builder judges its target hosts as the client does.
+pub fn is_loopback_host(host: &str) -> bool {
+    let bare = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or(rest)
+    } else if host.matches(':').count() > 1 {
+        host
+    } else {
+        host.split(':').next().unwrap_or(host)
+    };
+    bare.eq_ignore_ascii_case("localhost")
+        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 impl RegistryClient {
@@ -131,6 +146,29 @@ mod tests {
         assert_eq!(api_host("docker.io"), "registry-1.docker.io");
         assert_eq!(api_host("quay.io"), "quay.io");
         assert_eq!(api_host("127.0.0.1:5000"), "127.0.0.1:5000");
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        for host in [
+            "localhost",
+            "LOCALHOST:5000",
+            "127.0.0.1",
+            "127.1.2.3:80",
+            "[::1]:5000",
+            "::1",
+        ] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in [
+            "docker.io",
+            "10.0.0.1:5000",
+            "localhost.example.com",
+            "[::2]:1",
+            "quay.io:443",
+        ] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
     }
 
     #[test]

@@ -33,7 +33,7 @@ use crate::auth::Authenticator;
 use crate::error::RegistryError;
 use crate::retry::RetryPolicy;
 
-pub use endpoint::api_host;
+pub use endpoint::{api_host, is_loopback_host};
 pub(crate) use uploads::MountOutcome;
 
 /// Manifests larger than this are refused: real ones are a few KiB, and the whole manifest is
