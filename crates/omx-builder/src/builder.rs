@@ -9,7 +9,7 @@ use omx_aws::{AwsError, BuildStatus, Ecr, StartBuildRequest, S3};
 use omx_core::report::{error_chain, ImageReport, ImageStatus, RunReport};
 use omx_core::{Digest, Reference, ReferenceError};
 use omx_puller::{reports_in_order, ResolvedTarget};
-use omx_registry::transport::is_loopback_host;
+use omx_registry::client::is_loopback_host;
 use omx_registry::{
     ClientConfig, Credential, CredentialError, CredentialProvider, Platform, RegistryClient,
     RegistryError,

@@ -26,7 +26,7 @@ pub mod manifest;
 pub mod platform;
 pub mod progress;
 pub mod retry;
-pub mod transport;
+mod transport;
 
 pub use auth::credentials::{
     Anonymous, ChainCredentials, Credential, CredentialError, CredentialProvider, DockerConfig,

@@ -1,8 +1,8 @@
-//! HTTP plumbing shared by the client and the token fetcher: the retry loop, turning error
-//! responses into [`RegistryError`]s, `Location` handling and host classification.
+//! HTTP plumbing shared by the client, the token fetcher and the copy engine: the retry loop,
+//! turning error responses into [`RegistryError`]s, `Location` and upload-URL handling.
+//! Crate-private: callers outside see only the client's and the engine's API.
 
 use std::future::Future;
-use std::net::IpAddr;
 use std::time::SystemTime;
 
 use reqwest::{Response, StatusCode, Url};
@@ -168,7 +168,7 @@ pub(crate) fn parse_error_body(body: &[u8]) -> ErrorBody {
 
 /// Resolves a `Location` header against the URL of the request that returned it; registries
 /// send both absolute URLs (distribution) and paths (others).
-pub fn resolve_location(request_url: &Url, location: &str) -> Result<Url, String> {
+pub(crate) fn resolve_location(request_url: &Url, location: &str) -> Result<Url, String> {
     request_url
         .join(location.trim())
         .map_err(|e| format!("invalid Location header {location:?}: {e}"))
@@ -176,23 +176,10 @@ pub fn resolve_location(request_url: &Url, location: &str) -> Result<Url, String
 
 /// An upload URL with `name=value` appended, keeping the query the registry put there (upload
 /// state tokens live in it).
-pub fn with_query_param(url: &Url, name: &str, value: &str) -> Url {
+pub(crate) fn with_query_param(url: &Url, name: &str, value: &str) -> Url {
     let mut url = url.clone();
     url.query_pairs_mut().append_pair(name, value);
     url
-}
-
-/// Whether `host` (optionally with `:port`) is a loopback name or address.
-pub fn is_loopback_host(host: &str) -> bool {
-    let bare = if let Some(rest) = host.strip_prefix('[') {
-        rest.split(']').next().unwrap_or(rest)
-    } else if host.matches(':').count() > 1 {
-        host
-    } else {
-        host.split(':').next().unwrap_or(host)
-    };
-    bare.eq_ignore_ascii_case("localhost")
-        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]
@@ -238,29 +225,6 @@ mod tests {
         );
         let bare = with_query_param(&sibling, "digest", digest);
         assert_eq!(bare.query(), Some("digest=sha256%3Aabcd"));
-    }
-
-    #[test]
-    fn loopback_hosts() {
-        for host in [
-            "localhost",
-            "LOCALHOST:5000",
-            "127.0.0.1",
-            "127.1.2.3:80",
-            "[::1]:5000",
-            "::1",
-        ] {
-            assert!(is_loopback_host(host), "{host}");
-        }
-        for host in [
-            "docker.io",
-            "10.0.0.1:5000",
-            "localhost.example.com",
-            "[::2]:1",
-            "quay.io:443",
-        ] {
-            assert!(!is_loopback_host(host), "{host}");
-        }
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::header::{HeaderValue, AUTHORIZATION};
-use reqwest::{StatusCode, Url};
+use reqwest::{Response, StatusCode, Url};
 use serde::Deserialize;
 
 use crate::error::RegistryError;
@@ -244,8 +244,25 @@ impl Authenticator {
         Ok(())
     }
 
+    /// [`RegistryError::Unauthorized`] for a refused request (or token request) named `what`:
+    /// why, in [`Authenticator::describe_rejection`]'s words, and what the registry said.
+    pub(crate) async fn rejection(
+        &self,
+        registry: &str,
+        response: Response,
+        what: String,
+    ) -> RegistryError {
+        let status = response.status();
+        let detail = error_detail(response).await;
+        let mut reason = self.describe_rejection(registry, status).await;
+        if !detail.is_empty() {
+            reason = format!("{reason} ({detail})");
+        }
+        RegistryError::Unauthorized { what, reason }
+    }
+
     /// Why `registry` refused a request, phrased for the user.
-    pub(crate) async fn describe_rejection(&self, registry: &str, status: StatusCode) -> String {
+    async fn describe_rejection(&self, registry: &str, status: StatusCode) -> String {
         let credential = self.credential(registry).await.ok().flatten();
         match (status, credential) {
             (StatusCode::FORBIDDEN, Some(c)) => {
@@ -333,14 +350,8 @@ impl Authenticator {
             },
         )
         .await?;
-        let status = response.status();
-        if !status.is_success() {
-            let detail = error_detail(response).await;
-            let mut reason = self.describe_rejection(registry, status).await;
-            if !detail.is_empty() {
-                reason = format!("{reason} ({detail})");
-            }
-            return Err(RegistryError::Unauthorized { what, reason });
+        if !response.status().is_success() {
+            return Err(self.rejection(registry, response, what).await);
         }
         let body = response
             .bytes()

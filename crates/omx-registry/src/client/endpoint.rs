@@ -1,0 +1,190 @@
+//! Where a registry's API is: its host (Docker Hub's is not `docker.io`), whether it is reached
+//! over HTTPS or (for loopback and listed hosts that do not speak TLS) plain HTTP, and the
+//! `/v2/<repository>/…` URLs under that base. The scheme is probed once per registry and kept.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use reqwest::header::HeaderMap;
+use reqwest::{Method, Response, StatusCode, Url};
+
+use super::{RegistryClient, Repository};
+use crate::error::RegistryError;
+use crate::transport::{fail_retryable_status, retrying};
+
+/// The host serving a registry's API: Docker Hub's is not `docker.io`.
+pub fn api_host(registry: &str) -> &str {
+    if registry == omx_core::reference::DOCKER_HUB {
+        "registry-1.docker.io"
+    } else {
+        registry
+    }
+}
+
+/// Whether `host` (optionally with `:port`) is a loopback name or address. Public so that the
+/// builder judges its target hosts as the client does.
+pub fn is_loopback_host(host: &str) -> bool {
+    let bare = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or(rest)
+    } else if host.matches(':').count() > 1 {
+        host
+    } else {
+        host.split(':').next().unwrap_or(host)
+    };
+    bare.eq_ignore_ascii_case("localhost")
+        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+impl RegistryClient {
+    /// Whether `registry` may be reached over plain HTTP (loopback or listed as insecure).
+    pub fn allows_plain_http(&self, registry: &str) -> bool {
+        is_loopback_host(registry)
+            || self.inner.insecure_registries.iter().any(|insecure| {
+                let insecure = insecure
+                    .trim()
+                    .trim_start_matches("http://")
+                    .trim_start_matches("https://")
+                    .trim_end_matches('/');
+                insecure.eq_ignore_ascii_case(registry)
+                    || registry
+                        .rsplit_once(':')
+                        .is_some_and(|(host, _)| host.eq_ignore_ascii_case(insecure))
+            })
+    }
+
+    /// `<base>/v2/<repository>/<rest>`.
+    pub(super) async fn api_url(
+        &self,
+        repository: &Repository,
+        rest: &str,
+    ) -> Result<Url, RegistryError> {
+        let base = self.base_url(&repository.registry).await?;
+        base.join(&format!("v2/{}/{rest}", repository.path))
+            .map_err(|e| RegistryError::Protocol {
+                what: format!("repository {repository}"),
+                reason: format!("cannot form an API URL: {e}"),
+            })
+    }
+
+    /// `https://host/`, or `http://host/` for a host allowed plain HTTP that does not speak TLS.
+    async fn base_url(&self, registry: &str) -> Result<Url, RegistryError> {
+        if let Some(url) = self.base_urls().get(registry) {
+            return Ok(url.clone());
+        }
+        let host = api_host(registry);
+        let https = parse_base(&format!("https://{host}/"), registry)?;
+        let url = if self.allows_plain_http(registry) {
+            self.probe_plain_http(registry, host, https).await?
+        } else {
+            https
+        };
+        self.base_urls().insert(registry.to_string(), url.clone());
+        Ok(url)
+    }
+
+    fn base_urls(&self) -> std::sync::MutexGuard<'_, HashMap<String, Url>> {
+        self.inner
+            .base_urls
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// For a host allowed plain HTTP: does it serve plain HTTP, or TLS (as a loopback test
+    /// registry with its own CA does)? A TLS server answers a plain request with 400.
+    async fn probe_plain_http(
+        &self,
+        registry: &str,
+        host: &str,
+        https: Url,
+    ) -> Result<Url, RegistryError> {
+        let http = parse_base(&format!("http://{host}/"), registry)?;
+        let ping = http.join("v2/").expect("static path");
+        let what = format!("connect to {registry}");
+        let answer = retrying(
+            &self.inner.retry,
+            &what,
+            |_, _| {},
+            || async {
+                let response = self.get_unauthenticated(ping.clone(), &what).await?;
+                fail_retryable_status(response, &what).await
+            },
+        )
+        .await;
+        match answer {
+            Ok(response) if response.status() == StatusCode::BAD_REQUEST => Ok(https),
+            Ok(_) => Ok(http),
+            Err(plain_error) => {
+                let tls_ping = https.join("v2/").expect("static path");
+                match self.get_unauthenticated(tls_ping, &what).await {
+                    Ok(_) => Ok(https),
+                    Err(_) => Err(plain_error),
+                }
+            }
+        }
+    }
+
+    /// A bare `GET` for the probe: any answer (a 401 too) tells the scheme, so no
+    /// authorization is looked up or sent.
+    async fn get_unauthenticated(&self, url: Url, what: &str) -> Result<Response, RegistryError> {
+        self.dispatch(Method::GET, url, HeaderMap::new(), None, None, what)
+            .await
+    }
+}
+
+fn parse_base(url: &str, registry: &str) -> Result<Url, RegistryError> {
+    Url::parse(url)
+        .map_err(|e| RegistryError::Config(format!("invalid registry host {registry:?}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::ClientConfig;
+
+    #[test]
+    fn docker_hub_api_host() {
+        assert_eq!(api_host("docker.io"), "registry-1.docker.io");
+        assert_eq!(api_host("quay.io"), "quay.io");
+        assert_eq!(api_host("127.0.0.1:5000"), "127.0.0.1:5000");
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        for host in [
+            "localhost",
+            "LOCALHOST:5000",
+            "127.0.0.1",
+            "127.1.2.3:80",
+            "[::1]:5000",
+            "::1",
+        ] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in [
+            "docker.io",
+            "10.0.0.1:5000",
+            "localhost.example.com",
+            "[::2]:1",
+            "quay.io:443",
+        ] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn plain_http_only_for_loopback_and_listed_hosts() {
+        let client = RegistryClient::new(ClientConfig {
+            insecure_registries: vec!["registry.lan:5000".into(), "http://plain.lan/".into()],
+            ..ClientConfig::default()
+        })
+        .unwrap();
+        assert!(client.allows_plain_http("127.0.0.1:5000"));
+        assert!(client.allows_plain_http("localhost"));
+        assert!(client.allows_plain_http("registry.lan:5000"));
+        assert!(client.allows_plain_http("plain.lan"));
+        assert!(client.allows_plain_http("plain.lan:8080"));
+        assert!(!client.allows_plain_http("registry.lan:6000"));
+        assert!(!client.allows_plain_http("docker.io"));
+        assert!(!client.allows_plain_http("quay.io"));
+    }
+}

@@ -1,0 +1,248 @@
+//! Sending requests to a registry. Every request the client makes goes on the wire in
+//! [`RegistryClient::dispatch`] (token requests are the authenticator's own); API requests get
+//! there in one of two ways:
+//! - a [`Call`] (no body, or a small in-memory one) is repeatable: [`RegistryClient::send`]
+//!   retries it under the client's policy (429, 5xx, broken connections) and answers one `401`
+//!   per attempt by learning the challenge and sending again with fresh authorization;
+//! - a one-shot streaming body gets one attempt ([`RegistryClient::send_unrepeatable`]); a
+//!   `401` is learnt from and surfaces as [`RegistryError::Reauthenticate`], for the copy
+//!   engine's restart loop to open a new upload.
+//!
+//! [`RegistryClient::expect_success`] then judges the final status, with the authenticator's
+//! wording for 401/403.
+
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
+use reqwest::{Body, Method, Response, StatusCode, Url};
+
+use super::{RegistryClient, Repository};
+use crate::auth::challenge::parse_challenges;
+use crate::auth::Scope;
+use crate::error::RegistryError;
+use crate::transport::{fail_retryable_status, retrying, status_error};
+
+/// One request that can be sent again as is (no body, or a small in-memory one).
+pub(super) struct Call<'a> {
+    method: Method,
+    url: Url,
+    registry: &'a str,
+    scopes: &'a [Scope],
+    headers: HeaderMap,
+    body: Option<Bytes>,
+    what: &'a str,
+}
+
+impl<'a> Call<'a> {
+    /// A request without headers or body to `url` in `repository`'s registry, authorized for
+    /// `scopes`; `what` names it in errors.
+    pub(super) fn new(
+        method: Method,
+        url: Url,
+        repository: &'a Repository,
+        scopes: &'a [Scope],
+        what: &'a str,
+    ) -> Call<'a> {
+        Call {
+            method,
+            url,
+            registry: &repository.registry,
+            scopes,
+            headers: HeaderMap::new(),
+            body: None,
+            what,
+        }
+    }
+
+    pub(super) fn headers(self, headers: HeaderMap) -> Call<'a> {
+        Call { headers, ..self }
+    }
+
+    pub(super) fn body(self, body: Bytes) -> Call<'a> {
+        Call {
+            body: Some(body),
+            ..self
+        }
+    }
+}
+
+impl RegistryClient {
+    /// Sends a repeatable request with authentication, retrying per the policy. Returns the
+    /// final response whatever its status (other than 429/5xx, which are retried).
+    pub(super) async fn send(&self, call: Call<'_>) -> Result<Response, RegistryError> {
+        retrying(
+            &self.inner.retry,
+            call.what,
+            |_, _| {},
+            || self.send_once(&call),
+        )
+        .await
+    }
+
+    /// One attempt of [`RegistryClient::send`]: with the authorization known for the scopes,
+    /// and once more after a `401` has taught the authenticator what the registry wants.
+    async fn send_once(&self, call: &Call<'_>) -> Result<Response, RegistryError> {
+        let mut authorization = self
+            .inner
+            .auth
+            .authorization(call.registry, call.scopes)
+            .await?;
+        let mut challenged = false;
+        loop {
+            let response = self
+                .dispatch(
+                    call.method.clone(),
+                    call.url.clone(),
+                    call.headers.clone(),
+                    authorization.as_ref(),
+                    call.body.clone().map(Body::from),
+                    call.what,
+                )
+                .await?;
+            if response.status() == StatusCode::UNAUTHORIZED && !challenged {
+                challenged = true;
+                self.answer_challenge(
+                    &response,
+                    call.registry,
+                    call.scopes,
+                    authorization.as_ref(),
+                )
+                .await?;
+                let renewed = self
+                    .inner
+                    .auth
+                    .authorization(call.registry, call.scopes)
+                    .await?;
+                if renewed.is_some() || authorization.is_some() {
+                    authorization = renewed;
+                    continue;
+                }
+            }
+            return fail_retryable_status(response, call.what).await;
+        }
+    }
+
+    /// Sends a request whose body is a one-shot stream: one attempt, authenticated with what is
+    /// already known (the upload session was opened with the same scopes). Failures surface as
+    /// errors the caller's restart loop understands.
+    pub(super) async fn send_unrepeatable(
+        &self,
+        method: Method,
+        url: Url,
+        repository: &Repository,
+        headers: HeaderMap,
+        body: Body,
+        what: &str,
+    ) -> Result<Response, RegistryError> {
+        let scopes = [Scope::pull_push(&repository.path)];
+        let authorization = self
+            .inner
+            .auth
+            .authorization(&repository.registry, &scopes)
+            .await?;
+        let response = self
+            .dispatch(
+                method,
+                url,
+                headers,
+                authorization.as_ref(),
+                Some(body),
+                what,
+            )
+            .await?;
+        if response.status() == StatusCode::UNAUTHORIZED {
+            self.answer_challenge(
+                &response,
+                &repository.registry,
+                &scopes,
+                authorization.as_ref(),
+            )
+            .await?;
+            return Err(RegistryError::Reauthenticate {
+                what: what.to_string(),
+            });
+        }
+        fail_retryable_status(response, what).await
+    }
+
+    /// Puts one request on the wire, with `authorization` when there is one. No response at
+    /// all (connection refused or broken, timeout) is [`RegistryError::Transport`].
+    pub(super) async fn dispatch(
+        &self,
+        method: Method,
+        url: Url,
+        headers: HeaderMap,
+        authorization: Option<&HeaderValue>,
+        body: Option<Body>,
+        what: &str,
+    ) -> Result<Response, RegistryError> {
+        let mut request = self.inner.http.request(method, url).headers(headers);
+        if let Some(header) = authorization {
+            request = request.header(AUTHORIZATION, header.clone());
+        }
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        request
+            .send()
+            .await
+            .map_err(|source| RegistryError::Transport {
+                what: what.to_string(),
+                source,
+            })
+    }
+
+    /// Hands a 401's `WWW-Authenticate` challenges to the authenticator, which forgets what
+    /// `refused` carried and learns how to authenticate next time.
+    async fn answer_challenge(
+        &self,
+        response: &Response,
+        registry: &str,
+        scopes: &[Scope],
+        refused: Option<&HeaderValue>,
+    ) -> Result<(), RegistryError> {
+        let challenges = parse_challenges(
+            response
+                .headers()
+                .get_all(WWW_AUTHENTICATE)
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+        );
+        self.inner
+            .auth
+            .handle_challenge(registry, scopes, &challenges, refused)
+            .await
+    }
+
+    /// Sends a HEAD request: `None` when the registry answers 404, else the successful response.
+    pub(super) async fn head(&self, call: Call<'_>) -> Result<Option<Response>, RegistryError> {
+        let (registry, what) = (call.registry, call.what);
+        let response = self.send(call).await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        self.expect_success(response, registry, what)
+            .await
+            .map(Some)
+    }
+
+    /// Passes a 2xx response through; turns anything else into an error that says why.
+    pub(super) async fn expect_success(
+        &self,
+        response: Response,
+        registry: &str,
+        what: &str,
+    ) -> Result<Response, RegistryError> {
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            return Err(self
+                .inner
+                .auth
+                .rejection(registry, response, what.to_string())
+                .await);
+        }
+        Err(status_error(response, what).await)
+    }
+}

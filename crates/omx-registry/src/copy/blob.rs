@@ -1,0 +1,226 @@
+//! Where each blob comes from. The engine keeps a record, per target registry and digest, of
+//! the repositories known to hold the blob (`blob_homes`): the first transfer of a blob into a
+//! registry holds that record's lock, so copies sharing layers wait for it and then mount from
+//! a recorded home instead of uploading again. One attempt (`transfer_blob_once`) checks the
+//! target, tries a mount, else uploads (`upload.rs`); `transfer_blob` retries it whole.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use futures_util::future::try_join_all;
+use omx_core::Digest;
+
+use super::report::CopyError;
+use super::{CopyEngine, ImageJob};
+use crate::auth::Scope;
+use crate::client::MountOutcome;
+use crate::error::RegistryError;
+use crate::manifest::{Descriptor, ImageManifest};
+use crate::progress::ProgressEvent;
+use crate::transport::{retrying, ErrorChain};
+
+/// Repositories (of one registry) holding one blob, behind the lock that serializes its transfer.
+pub(super) type BlobHomes = Arc<tokio::sync::Mutex<Vec<String>>>;
+
+/// How a blob got into the target repository.
+enum BlobOutcome {
+    Present,
+    Mounted(String),
+    Uploaded,
+}
+
+impl CopyEngine {
+    pub(super) async fn copy_blobs(
+        &self,
+        job: &ImageJob<'_>,
+        image: &ImageManifest,
+    ) -> Result<(), CopyError> {
+        let blobs = image.blobs();
+        job.progress.event(ProgressEvent::BlobsPlanned {
+            image: job.id,
+            blobs: blobs.len(),
+            bytes: blobs.iter().map(|d| d.size).sum(),
+        });
+        try_join_all(blobs.into_iter().map(|blob| self.copy_blob(job, blob)))
+            .await
+            .map(drop)
+    }
+
+    /// The record of repositories in `registry` known to hold `digest` (empty at first).
+    fn blob_homes(&self, registry: &str, digest: &Digest) -> BlobHomes {
+        let mut homes = self
+            .blob_homes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        homes
+            .entry((registry.to_string(), digest.clone()))
+            .or_default()
+            .clone()
+    }
+
+    /// Puts one blob of `job`'s image into the target repository, once per run and repository:
+    /// skipped when foreign or already recorded there; else found, mounted from a repository
+    /// recorded as holding it, or uploaded, and then recorded as held by the target too.
+    async fn copy_blob(&self, job: &ImageJob<'_>, blob: &Descriptor) -> Result<(), CopyError> {
+        let event_skipped = || {
+            job.blobs_skipped.fetch_add(1, Ordering::Relaxed);
+            job.progress.event(ProgressEvent::BlobSkipped {
+                image: job.id,
+                digest: &blob.digest,
+                size: blob.size,
+            });
+        };
+        if blob.is_foreign() {
+            event_skipped();
+            return Ok(());
+        }
+        let homes_lock = self.blob_homes(&job.target.registry, &blob.digest);
+        let homes = homes_lock.lock().await;
+        if homes.contains(&job.target.path) {
+            event_skipped();
+            return Ok(());
+        }
+        let mut mount_sources: Vec<String> = homes.clone();
+        // Only the first transfer of a blob into a registry needs to be alone: it is what the
+        // others wait for. Once the registry holds the blob, copies into further repositories are
+        // mounts (or finds) that can run side by side.
+        let first_transfer = if mount_sources.is_empty() {
+            Some(homes)
+        } else {
+            drop(homes);
+            None
+        };
+        let _permit = self
+            .blob_permits
+            .acquire()
+            .await
+            .expect("the blob semaphore is never closed");
+        if job.source.registry == job.target.registry && job.source.path != job.target.path {
+            mount_sources.push(job.source.path.clone());
+        }
+        let outcome = self.transfer_blob(job, blob, &mount_sources).await?;
+        match first_transfer {
+            Some(mut homes) => homes.push(job.target.path.clone()),
+            None => homes_lock.lock().await.push(job.target.path.clone()),
+        }
+        match outcome {
+            BlobOutcome::Present => event_skipped(),
+            BlobOutcome::Mounted(from) => {
+                job.blobs_mounted.fetch_add(1, Ordering::Relaxed);
+                job.progress.event(ProgressEvent::BlobMounted {
+                    image: job.id,
+                    digest: &blob.digest,
+                    size: blob.size,
+                    from: &from,
+                });
+            }
+            BlobOutcome::Uploaded => {
+                job.blobs_copied.fetch_add(1, Ordering::Relaxed);
+                job.bytes_copied.fetch_add(blob.size, Ordering::Relaxed);
+                job.progress.event(ProgressEvent::BlobFinished {
+                    image: job.id,
+                    digest: &blob.digest,
+                    size: blob.size,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes sure the target repository holds every blob of `image`, uploading any it lacks
+    /// (whatever this run's record of blob homes says).
+    pub(super) async fn resend_missing_blobs(
+        &self,
+        job: &ImageJob<'_>,
+        image: &ImageManifest,
+    ) -> Result<(), CopyError> {
+        try_join_all(
+            image
+                .blobs()
+                .into_iter()
+                .filter(|blob| !blob.is_foreign())
+                .map(|blob| self.transfer_blob(job, blob, &[])),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Brings one blob into the target with the client's retry policy, reporting each retry.
+    async fn transfer_blob(
+        &self,
+        job: &ImageJob<'_>,
+        blob: &Descriptor,
+        mount_sources: &[String],
+    ) -> Result<BlobOutcome, CopyError> {
+        let what = format!("blob {} of {}", blob.digest, job.image);
+        retrying(
+            self.client.retry_policy(),
+            &what,
+            |attempt, error| {
+                job.progress.event(ProgressEvent::BlobRetrying {
+                    image: job.id,
+                    digest: &blob.digest,
+                    attempt,
+                    reason: &ErrorChain(error).to_string(),
+                })
+            },
+            || self.transfer_blob_once(job, blob, mount_sources),
+        )
+        .await
+        .map_err(|source| CopyError::Blob {
+            image: job.image.clone(),
+            digest: blob.digest.clone(),
+            source,
+        })
+    }
+
+    /// One attempt: skip if present, else mount, else stream it across.
+    async fn transfer_blob_once(
+        &self,
+        job: &ImageJob<'_>,
+        blob: &Descriptor,
+        mount_sources: &[String],
+    ) -> Result<BlobOutcome, RegistryError> {
+        let target = &job.target;
+        let push_scope = [Scope::pull_push(&target.path)];
+        if self
+            .client
+            .head_blob_scoped(target, &blob.digest, &push_scope)
+            .await?
+            .is_some()
+        {
+            return Ok(BlobOutcome::Present);
+        }
+        let mut session = None;
+        if self.options.mount {
+            if let Some(from) = mount_sources.first() {
+                match self.client.mount_blob(target, &blob.digest, from).await {
+                    Ok(MountOutcome::Mounted) => return Ok(BlobOutcome::Mounted(from.clone())),
+                    Ok(MountOutcome::Upload(url)) => session = Some(url),
+                    // A registry may refuse mounts outright (permissions on the other
+                    // repository); an ordinary upload still works.
+                    Err(error) if !error.is_retryable() => {
+                        tracing::debug!(error = %ErrorChain(&error), "mount refused, uploading");
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
+        }
+        let upload = match session {
+            Some(url) => url,
+            None => self.client.start_upload(target).await?,
+        };
+        job.progress.event(ProgressEvent::BlobStarted {
+            image: job.id,
+            digest: &blob.digest,
+            size: blob.size,
+        });
+        match self.upload(job, blob, &upload).await {
+            Ok(()) => Ok(BlobOutcome::Uploaded),
+            Err(error) => {
+                self.client.cancel_upload(target, &upload).await;
+                Err(error)
+            }
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! Moving one blob's content: a streaming `GET` from the source through the verifying stream
+//! (`stream.rs`) into an open upload session on the target, as one streaming `PUT` or (with
+//! [`CopyOptions::chunk_size`](super::CopyOptions::chunk_size)) as `PATCH` chunks and a final
+//! `PUT`, reporting progress while bytes flow. Whether a blob needs uploading at all, and the
+//! session it goes into, are decided in `blob.rs`.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+use omx_core::Digest;
+use reqwest::{Body, Url};
+
+use super::stream::{verified_stream, StreamAborted, StreamCheck};
+use super::{CopyEngine, ImageJob};
+use crate::client::Repository;
+use crate::error::RegistryError;
+use crate::manifest::Descriptor;
+use crate::progress::ProgressEvent;
+
+/// How often per-blob byte counts are reported while a transfer runs.
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(200);
+
+impl CopyEngine {
+    /// Streams the blob from the source into the open upload session, verifying as it goes.
+    pub(super) async fn upload(
+        &self,
+        job: &ImageJob<'_>,
+        blob: &Descriptor,
+        upload: &Url,
+    ) -> Result<(), RegistryError> {
+        let what = format!("blob {} from {}", blob.digest, job.source);
+        if blob.size == 0 {
+            // Nothing will stream past the verifier, so check the empty content's digest now.
+            let empty = blob.digest.verifier().finish();
+            if empty != blob.digest {
+                return Err(RegistryError::DigestMismatch {
+                    what,
+                    expected: blob.digest.clone(),
+                    actual: empty,
+                });
+            }
+        }
+        let response = self.client.get_blob(&job.source, &blob.digest).await?;
+        if let Some(length) = response.content_length().filter(|&len| len != blob.size) {
+            return Err(RegistryError::SizeMismatch {
+                what,
+                reason: format!(
+                    "the source serves {length} bytes but the manifest says {}",
+                    blob.size
+                ),
+            });
+        }
+        let check = StreamCheck::new(what, blob.digest.clone(), blob.size);
+        let transferred = check.transferred.clone();
+        let failure = check.failure.clone();
+        let stream = verified_stream(Box::pin(response.bytes_stream()), check);
+        let transfer = async {
+            match self.options.chunk_size {
+                None => {
+                    self.client
+                        .put_blob_stream(
+                            &job.target,
+                            upload,
+                            &blob.digest,
+                            blob.size,
+                            Body::wrap_stream(stream),
+                        )
+                        .await
+                }
+                Some(chunk_size) => {
+                    self.upload_chunked(&job.target, upload, &blob.digest, stream, chunk_size)
+                        .await
+                }
+            }
+        };
+        let result = report_progress(transfer, &transferred, |bytes| {
+            job.progress.event(ProgressEvent::BlobProgress {
+                image: job.id,
+                digest: &blob.digest,
+                transferred: bytes,
+                size: blob.size,
+            })
+        })
+        .await;
+        // When the source stream failed, the upload request failed because of it: the stream's
+        // own error is the cause worth reporting.
+        let stream_failure = failure
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        match (stream_failure, result) {
+            (Some(cause), _) => Err(cause),
+            (None, result) => result,
+        }
+    }
+
+    /// Sends the verified stream in `PATCH` chunks of `chunk_size` bytes (one held in memory at
+    /// a time), each to the URL the previous answer named, then commits with the final `PUT`.
+    async fn upload_chunked(
+        &self,
+        target: &Repository,
+        upload: &Url,
+        digest: &Digest,
+        stream: impl Stream<Item = Result<Bytes, StreamAborted>>,
+        chunk_size: u64,
+    ) -> Result<(), RegistryError> {
+        let chunk_size = usize::try_from(chunk_size.max(1)).unwrap_or(usize::MAX);
+        let mut stream = std::pin::pin!(stream);
+        let mut url = upload.clone();
+        let mut offset = 0u64;
+        let mut buffer = BytesMut::new();
+        let aborted = || RegistryError::Protocol {
+            what: format!("upload blob {digest} to {target}"),
+            reason: "the source stream was aborted".to_string(),
+        };
+        while let Some(piece) = stream.next().await {
+            buffer.extend_from_slice(&piece.map_err(|_| aborted())?);
+            while buffer.len() >= chunk_size {
+                let chunk = buffer.split_to(chunk_size).freeze();
+                let len = chunk.len() as u64;
+                url = self.client.patch_chunk(target, &url, offset, chunk).await?;
+                offset += len;
+            }
+        }
+        if !buffer.is_empty() {
+            url = self
+                .client
+                .patch_chunk(target, &url, offset, buffer.freeze())
+                .await?;
+        }
+        // The stream ended without error, so every byte was verified: safe to commit.
+        self.client.finish_upload(target, &url, digest).await
+    }
+}
+
+/// Runs `transfer`, reporting the byte counter's value every [`PROGRESS_INTERVAL`] while it
+/// changes.
+async fn report_progress<F: Future>(
+    transfer: F,
+    counter: &AtomicU64,
+    mut report: impl FnMut(u64),
+) -> F::Output {
+    let mut transfer = std::pin::pin!(transfer);
+    let mut ticker = tokio::time::interval(PROGRESS_INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut last = 0;
+    loop {
+        tokio::select! {
+            output = &mut transfer => return output,
+            _ = ticker.tick() => {
+                let now = counter.load(Ordering::Relaxed);
+                if now != last {
+                    last = now;
+                    report(now);
+                }
+            }
+        }
+    }
+}
