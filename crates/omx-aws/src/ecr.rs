@@ -6,6 +6,7 @@ use std::time::SystemTime;
 
 use aws_config::SdkConfig;
 use aws_sdk_ecr::types::{ImageIdentifier, Tag};
+use omx_core::mutability::TagMutability;
 use omx_core::policy::{
     merge_omics_registry_statement, merge_omics_statement, PolicyChange, CREATED_BY_TAG,
 };
@@ -140,6 +141,47 @@ impl Ecr {
             arn,
             tagged,
         })
+    }
+
+    /// The tag mutability of repository `name`, `None` when the repository does not exist.
+    pub async fn tag_mutability(&self, name: &str) -> Result<Option<TagMutability>, AwsError> {
+        let described = self
+            .client
+            .describe_repositories()
+            .repository_names(name)
+            .send()
+            .await;
+        let described = match described {
+            Ok(described) => described,
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_repository_not_found_exception()) =>
+            {
+                return Ok(None)
+            }
+            Err(error) => {
+                return Err(AwsError::from_sdk(
+                    "DescribeRepositories",
+                    repository_target(name),
+                    error,
+                ))
+            }
+        };
+        Ok(described
+            .repositories()
+            .first()
+            .map(|repository| TagMutability {
+                setting: repository
+                    .image_tag_mutability()
+                    .map_or("MUTABLE", |m| m.as_str())
+                    .to_string(),
+                exclusions: repository
+                    .image_tag_mutability_exclusion_filters()
+                    .iter()
+                    .map(|filter| filter.filter().to_string())
+                    .collect(),
+            }))
     }
 
     /// The policy text of repository `name`, `None` when it has none. Any other failure (the
@@ -281,6 +323,20 @@ impl Ecr {
         let token = self.fetch_authorization_token().await?;
         *cached = Some(token.clone());
         Ok(token)
+    }
+
+    /// Forgets the cached registry token when it is the one with `password`: the registry
+    /// refused it (an ECR token dies with the temporary credentials it came from, before the 12
+    /// hours it claims), so the next [`Ecr::authorization_token`] fetches a new one. A token
+    /// renewed meanwhile is kept.
+    pub async fn forget_token(&self, password: &omx_core::Secret) {
+        let mut cached = self.token.lock().await;
+        if cached
+            .as_ref()
+            .is_some_and(|token| token.password == *password)
+        {
+            *cached = None;
+        }
     }
 
     async fn fetch_authorization_token(&self) -> Result<EcrToken, AwsError> {

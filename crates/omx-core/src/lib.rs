@@ -8,6 +8,7 @@
 pub mod digest;
 pub mod excerpt;
 pub mod manifest;
+pub mod mutability;
 pub mod namespace;
 pub mod plan;
 pub mod policy;

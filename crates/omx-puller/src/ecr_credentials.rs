@@ -42,4 +42,12 @@ impl CredentialProvider for EcrCredentials {
             }))
         })
     }
+
+    fn refused<'a>(&'a self, registry: &'a str, credential: &'a Credential) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if self.hosts.iter().any(|h| h.eq_ignore_ascii_case(registry)) {
+                self.ecr.forget_token(&credential.password).await;
+            }
+        })
+    }
 }

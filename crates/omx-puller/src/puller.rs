@@ -1,5 +1,7 @@
 //! Bringing one plan's images into the target, concurrently, each to its own end state.
 
+use std::time::Duration;
+
 use futures_util::stream::{self, StreamExt};
 use omx_aws::{AwsError, Ecr};
 use omx_core::namespace::Method;
@@ -53,6 +55,26 @@ pub enum PullError {
         target: String,
         expected: Digest,
         found: String,
+    },
+    #[error(
+        "{target} is an immutable tag holding {held}; upstream is now {upstream} and ECR refuses \
+         to overwrite an immutable tag (copy it under a new tag, or make the repository's tags \
+         MUTABLE)"
+    )]
+    ImmutableTag {
+        target: String,
+        held: Digest,
+        upstream: Digest,
+    },
+    #[error(
+        "the pull-through cache still serves {cached} for {target} while upstream is {upstream}: \
+         ECR re-checks a cached tag at most once every 24 hours, counted from its last pull \
+         (pin the image by digest, or pull it again later)"
+    )]
+    StaleCache {
+        target: String,
+        cached: Digest,
+        upstream: Digest,
     },
 }
 
@@ -141,8 +163,20 @@ impl Puller {
     ) -> Result<Done, PullError> {
         let api_target = self.target.api_reference(image)?;
         match (&self.target.ecr, image.method) {
+            (Some(ecr), Method::PullThroughCache) if image.target_tag.is_none() => {
+                // ECR's cache imports on a pull by tag only: an uncached image asked for by
+                // digest answers 404 (aws/containers-roadmap #2837). Without a tag, copy it.
+                let mut done = self.copy(Some(ecr), image, &api_target, progress).await?;
+                if done.status == ImageStatus::Succeeded {
+                    done.message.push_str(
+                        " (copied: the pull-through cache cannot import an image by digest alone)",
+                    );
+                }
+                Ok(done)
+            }
             (Some(ecr), Method::PullThroughCache) => {
-                self.prime_through_cache(ecr, image, &api_target).await
+                self.prime_through_cache(ecr, image, &api_target, progress)
+                    .await
             }
             (ecr, Method::Copy) => self.copy(ecr.as_ref(), image, &api_target, progress).await,
             (None, Method::PullThroughCache) => {
@@ -177,8 +211,26 @@ impl Puller {
                 });
             }
         }
-        if client.head_manifest(&image.source).await?.is_none() {
+        let Some(upstream) = client.head_manifest(&image.source).await? else {
             return Err(PullError::SourceNotFound(image.source.to_string()));
+        };
+        if let (Some(existing), Some(ecr), Some(tag)) = (&existing, ecr, &image.target_tag) {
+            if existing.digest == upstream.digest {
+                return Ok(Done {
+                    status: ImageStatus::Skipped,
+                    digest: Some(existing.digest.clone()),
+                    message: "up to date with upstream".to_string(),
+                });
+            }
+            // ECR refuses any push to an existing immutable tag: say so before moving a byte.
+            let mutability = ecr.tag_mutability(&image.target_repository).await?;
+            if mutability.is_some_and(|m| m.is_immutable(tag)) {
+                return Err(PullError::ImmutableTag {
+                    target: image.target.clone(),
+                    held: existing.digest.clone(),
+                    upstream: upstream.digest,
+                });
+            }
         }
         if self.options.dry_run {
             return Ok(Done {
@@ -222,24 +274,39 @@ impl Puller {
 
     /// Makes ECR fetch the image through its pull-through-cache rule (the image then exists before
     /// any workflow runs), checks it is the upstream image, then tags and grants its repository.
+    ///
+    /// The cache imports on a pull by tag only (aws/containers-roadmap #2837): a digest-pinned
+    /// image with a tag is primed by its tag and must then be the pinned digest; when the tag has
+    /// moved on upstream, the pinned image is copied in by digest instead.
     async fn prime_through_cache(
         &self,
         ecr: &Ecr,
         image: &PlannedImage,
         api_target: &Reference,
+        progress: &dyn ProgressSink,
     ) -> Result<Done, PullError> {
-        if let Some(tag) = &image.target_tag {
-            if image.source.digest().is_none() {
-                if let Some(digest) = ecr.image_digest(&image.target_repository, tag).await? {
-                    if !self.options.dry_run {
-                        prepare_repository(ecr, &image.target_repository, true).await?;
-                    }
-                    return Ok(Done {
-                        status: ImageStatus::Skipped,
-                        digest: Some(digest),
-                        message: "already cached".to_string(),
-                    });
+        let client = self.engine.client();
+        let tag = image.target_tag.as_deref().unwrap_or("latest");
+        let pinned = image.source.digest();
+        let cached = match pinned {
+            // Asking the registry by digest imports nothing: it only tells whether it is cached.
+            Some(digest) => client
+                .head_manifest(api_target)
+                .await?
+                .map(|found| found.digest)
+                .filter(|found| found == digest),
+            None => ecr.image_digest(&image.target_repository, tag).await?,
+        };
+        if let Some(digest) = &cached {
+            if pinned.is_some() || !self.options.refresh {
+                if !self.options.dry_run {
+                    prepare_repository(ecr, &image.target_repository, true).await?;
                 }
+                return Ok(Done {
+                    status: ImageStatus::Skipped,
+                    digest: Some(digest.clone()),
+                    message: "already cached".to_string(),
+                });
             }
         }
         if self.options.dry_run {
@@ -249,33 +316,65 @@ impl Puller {
                 message: "dry run: would prime through the pull-through cache".to_string(),
             });
         }
-        let client = self.engine.client();
-        let primed = client.get_manifest(api_target).await?;
+        let by_tag = Reference::new(api_target.domain(), api_target.path(), Some(tag), None)?;
+        let primed = client.get_manifest(&by_tag).await?;
         if let ManifestKind::Index(index) = &primed.kind {
             // ECR caches what is pulled: fetch every platform so none is missing at run time.
             let repository = Repository::of(api_target);
             for child in &index.manifests {
-                client
-                    .get_manifest_in(&repository, ManifestRef::Digest(&child.digest))
-                    .await?;
+                get_child_after_import(client, &repository, &child.digest).await?;
             }
         }
         let upstream = client
             .head_manifest(&image.source)
             .await?
             .ok_or_else(|| PullError::SourceNotFound(image.source.to_string()))?;
+        if let Some(pinned) = pinned {
+            if primed.digest != *pinned {
+                // The tag moved on upstream: the cache now holds its new image, the pinned one is
+                // brought in by digest (pushed under no tag, so the cached tag stays upstream's).
+                let by_digest = Reference::new(
+                    api_target.domain(),
+                    api_target.path(),
+                    None,
+                    Some(pinned.clone()),
+                )?;
+                let mut done = self.copy(Some(ecr), image, &by_digest, progress).await?;
+                done.message.push_str(&format!(
+                    " (copied by digest: its tag {tag} now points at {} upstream)",
+                    primed.digest.short()
+                ));
+                return Ok(done);
+            }
+        }
         if upstream.digest != primed.digest {
-            return Err(PullError::Verification {
-                target: image.target.clone(),
-                expected: upstream.digest,
-                found: primed.digest.to_string(),
+            return Err(match &cached {
+                Some(_) => PullError::StaleCache {
+                    target: image.target.clone(),
+                    cached: primed.digest,
+                    upstream: upstream.digest,
+                },
+                None => PullError::Verification {
+                    target: image.target.clone(),
+                    expected: upstream.digest,
+                    found: primed.digest.to_string(),
+                },
             });
         }
         prepare_repository(ecr, &image.target_repository, true).await?;
+        let refreshed = cached.as_ref() == Some(&primed.digest);
         Ok(Done {
-            status: ImageStatus::Succeeded,
+            status: if refreshed {
+                ImageStatus::Skipped
+            } else {
+                ImageStatus::Succeeded
+            },
             digest: Some(primed.digest),
-            message: "primed through the pull-through cache".to_string(),
+            message: if refreshed {
+                "already cached, same as upstream".to_string()
+            } else {
+                "primed through the pull-through cache".to_string()
+            },
         })
     }
 
@@ -289,6 +388,40 @@ impl Puller {
                 expected: expected.clone(),
                 found: other.map_or("nothing".to_string(), |d| d.digest.to_string()),
             }),
+        }
+    }
+}
+
+/// How long a child manifest of an index the cache has just imported may answer 404: ECR does not
+/// document whether the children are readable the instant the index answers (ECR user guide,
+/// "Pull through cache": pulling an index imports every image it references).
+const CHILD_IMPORT_WAIT: [Duration; 6] = [
+    Duration::from_millis(250),
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(3),
+    Duration::from_secs(4),
+];
+
+/// Fetches a child of a freshly imported index, waiting briefly (about 10 s in all) while it is
+/// not readable yet.
+async fn get_child_after_import(
+    client: &omx_registry::RegistryClient,
+    repository: &Repository,
+    digest: &Digest,
+) -> Result<(), RegistryError> {
+    let mut waits = CHILD_IMPORT_WAIT.iter();
+    loop {
+        match client
+            .get_manifest_in(repository, ManifestRef::Digest(digest))
+            .await
+        {
+            Err(error @ RegistryError::NotFound { .. }) => match waits.next() {
+                Some(wait) => tokio::time::sleep(*wait).await,
+                None => return Err(error),
+            },
+            other => return other.map(|_| ()),
         }
     }
 }

@@ -94,6 +94,13 @@ pub trait CredentialProvider: Send + Sync {
         &'a self,
         registry: &'a str,
     ) -> BoxFuture<'a, Result<Option<Credential>, CredentialError>>;
+
+    /// `registry` refused `credential`: a provider that caches what it hands out forgets it, so
+    /// that the next [`CredentialProvider::credentials`] call brings a new one (an ECR token dies
+    /// with the temporary credentials it came from, before the 12 hours it claims).
+    fn refused<'a>(&'a self, _registry: &'a str, _credential: &'a Credential) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
 }
 
 impl fmt::Debug for dyn CredentialProvider {
@@ -175,6 +182,14 @@ impl CredentialProvider for ChainCredentials {
                 }
             }
             Ok(None)
+        })
+    }
+
+    fn refused<'a>(&'a self, registry: &'a str, credential: &'a Credential) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            for provider in &self.providers {
+                provider.refused(registry, credential).await;
+            }
         })
     }
 }

@@ -214,11 +214,25 @@ impl Authenticator {
                 });
             }
         };
-        let mut state = self.state();
-        state.schemes.insert(registry.to_string(), scheme);
-        let Some(rejected) = rejected else {
+        let Some(forgotten) = self.forget_rejected(registry, scopes, scheme, rejected) else {
             return Ok(());
         };
+        self.provider.refused(registry, &forgotten).await;
+        Ok(())
+    }
+
+    /// Records `scheme` for `registry` and forgets what `rejected` carried; returns the Basic
+    /// credential forgotten, for its provider to hear of.
+    fn forget_rejected(
+        &self,
+        registry: &str,
+        scopes: &[Scope],
+        scheme: Scheme,
+        rejected: Option<&HeaderValue>,
+    ) -> Option<Credential> {
+        let mut state = self.state();
+        state.schemes.insert(registry.to_string(), scheme);
+        let rejected = rejected?;
         // Only what this request carried is forgotten. Requests sharing a token are refused
         // together when it expires; the first one here renews it, and the others must not
         // throw that renewal away (each would fetch yet another token and re-ask the
@@ -238,10 +252,51 @@ impl Authenticator {
                 .get(registry)
                 .and_then(|cached| cached.credential.as_ref())
                 .is_some_and(|credential| carried(&credential.basic_header()));
-        if credential_rejected {
-            state.credentials.remove(registry);
+        credential_rejected
+            .then(|| state.credentials.remove(registry))
+            .flatten()
+            .and_then(|cached| cached.credential)
+    }
+
+    /// Learns from a `403` refusing a request that carried `rejected`: when that was a Basic
+    /// credential that expires (a temporary token), it is forgotten here and by its provider, and
+    /// the answer is `true`: the request may be sent once more with a new one.
+    ///
+    /// ECR answers `403 DENIED: Your authorization token has expired` once the credentials a
+    /// token came from (SSO, an assumed role) expire, long before the 12 hours the token claims
+    /// (amazon-ecr-credential-helper #7, #679); a `HEAD` answer has no body to tell expiry from
+    /// a real denial, so every 403 refusing an expiring credential gets this one renewal.
+    pub(crate) async fn handle_refusal(
+        &self,
+        registry: &str,
+        rejected: Option<&HeaderValue>,
+    ) -> bool {
+        let Some(rejected) = rejected else {
+            return false;
+        };
+        let forgotten = {
+            let mut state = self.state();
+            let cached = state
+                .credentials
+                .get(registry)
+                .and_then(|cached| cached.credential.as_ref())
+                .filter(|credential| credential.expires_at.is_some());
+            match cached {
+                // Renewed meanwhile by another refused request: send again with the new one.
+                Some(credential) if rejected.as_bytes() != credential.basic_header().as_bytes() => {
+                    return true
+                }
+                Some(_) => state
+                    .credentials
+                    .remove(registry)
+                    .and_then(|cached| cached.credential),
+                None => return false,
+            }
+        };
+        if let Some(credential) = forgotten {
+            self.provider.refused(registry, &credential).await;
         }
-        Ok(())
+        true
     }
 
     /// [`RegistryError::Unauthorized`] for a refused request (or token request) named `what`:

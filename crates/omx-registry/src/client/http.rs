@@ -3,10 +3,11 @@
 //! there in one of two ways:
 //! - a [`Call`] (no body, or a small in-memory one) is repeatable: [`RegistryClient::send`]
 //!   retries it under the client's policy (429, 5xx, broken connections) and answers one `401`
-//!   per attempt by learning the challenge and sending again with fresh authorization;
-//! - a one-shot streaming body gets one attempt ([`RegistryClient::send_unrepeatable`]); a
-//!   `401` is learnt from and surfaces as [`RegistryError::Reauthenticate`], for the copy
-//!   engine's restart loop to open a new upload.
+//!   (or one `403` refusing an expiring credential) per attempt by learning from it and sending
+//!   again with fresh authorization;
+//! - a one-shot streaming body gets one attempt ([`RegistryClient::send_unrepeatable`]); such a
+//!   `401` or `403` is learnt from and surfaces as [`RegistryError::Reauthenticate`], for the
+//!   copy engine's restart loop to open a new upload.
 //!
 //! [`RegistryClient::expect_success`] then judges the final status, with the authenticator's
 //! wording for 401/403.
@@ -98,6 +99,22 @@ impl RegistryClient {
                     call.what,
                 )
                 .await?;
+            if response.status() == StatusCode::FORBIDDEN
+                && !challenged
+                && self
+                    .inner
+                    .auth
+                    .handle_refusal(call.registry, authorization.as_ref())
+                    .await
+            {
+                challenged = true;
+                authorization = self
+                    .inner
+                    .auth
+                    .authorization(call.registry, call.scopes)
+                    .await?;
+                continue;
+            }
             if response.status() == StatusCode::UNAUTHORIZED && !challenged {
                 challenged = true;
                 self.answer_challenge(
@@ -157,6 +174,17 @@ impl RegistryClient {
                 authorization.as_ref(),
             )
             .await?;
+            return Err(RegistryError::Reauthenticate {
+                what: what.to_string(),
+            });
+        }
+        if response.status() == StatusCode::FORBIDDEN
+            && self
+                .inner
+                .auth
+                .handle_refusal(&repository.registry, authorization.as_ref())
+                .await
+        {
             return Err(RegistryError::Reauthenticate {
                 what: what.to_string(),
             });

@@ -81,7 +81,9 @@ impl Repository {
 
     /// Whether pushing `tag` again is refused. Immutable tags refuse every push to an existing
     /// tag, even of the same digest (aws/containers-roadmap #2380, #2179; moby/buildkit #3776);
-    /// exclusion filters use `*` wildcards (ECR user guide, "Image tag mutability").
+    /// exclusion filters use `*` wildcards (ECR user guide, "Image tag mutability"). Written
+    /// apart from omx-core's `TagMutability` on purpose: the stand-in must not share the logic
+    /// of the code it tests.
     pub(crate) fn tag_is_immutable(&self, tag: &str) -> bool {
         let excluded = self
             .mutability_exclusions

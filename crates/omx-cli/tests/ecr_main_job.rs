@@ -1,0 +1,349 @@
+//! The main job end to end on the ECR stand-in (`omx_testenv::EcrStandIn`), which behaves as
+//! real ECR is documented to: `setup` → `pull` → `verify` → `map` for a manifest mixing
+//! pull-through-cache images by tag and by digest, copied single and multi-arch images (with
+//! attestation children `unknown/unknown`), an immutable tag and a missing image, while tokens
+//! die after a few seconds (as ECR tokens do when the credentials behind them expire) and
+//! PutImage is throttled. Every image must end identical to its source or FAILED with its reason.
+//!
+//! STS (the caller's account) is moto's; ECR's control plane and registry are the stand-in's.
+
+mod common;
+
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+use omx_core::policy::omics_grants;
+use omx_testenv::{EcrStandIn, Format, ImageFixture, LayerSpec, Moto, Registry, RepositoryOrigin};
+use serde_json::{json, Value};
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The binary with STS on moto and ECR (control plane and registry) on the stand-in.
+fn omx(args: &[&str], moto: &Moto, ecr: &EcrStandIn, home: &Path) -> Output {
+    let mut all: Vec<&str> = args.to_vec();
+    let endpoint = ecr.host();
+    if matches!(args[0], "pull" | "verify" | "copy" | "build") {
+        all.extend(["--ecr-registry-endpoint", &endpoint]);
+    }
+    common::command(&all, moto, home)
+        .env("AWS_ENDPOINT_URL_ECR", ecr.endpoint())
+        .output()
+        .expect("the binary runs")
+}
+
+fn report(output: &Output) -> Value {
+    serde_json::from_str(&text(&output.stdout))
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", text(&output.stdout), text(&output.stderr)))
+}
+
+struct World {
+    moto: Moto,
+    ecr: EcrStandIn,
+    /// The upstream a pull-through-cache rule caches (stands in for quay.io).
+    cache_upstream: Registry,
+    /// A registry images are copied from.
+    source: Registry,
+    home: tempfile::TempDir,
+    namespaces: std::path::PathBuf,
+}
+
+impl World {
+    fn start(
+        build: impl FnOnce(omx_testenv::EcrBuilder) -> omx_testenv::EcrBuilder,
+    ) -> Option<World> {
+        let moto = Moto::try_start()?;
+        let cache_upstream = Registry::try_start()?;
+        let source = Registry::try_start()?;
+        let ecr =
+            build(EcrStandIn::builder().upstream(&cache_upstream.host(), &cache_upstream.host()))
+                .start();
+        let home = tempfile::tempdir().unwrap();
+        let namespaces = home.path().join("namespaces.json");
+        let rules = json!({"rules": [{"hosts": [cache_upstream.host()], "namespace": "lab",
+                                      "method": "pull-through-cache"}]});
+        std::fs::write(&namespaces, rules.to_string()).unwrap();
+        Some(World {
+            moto,
+            ecr,
+            cache_upstream,
+            source,
+            home,
+            namespaces,
+        })
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        omx(args, &self.moto, &self.ecr, self.home.path())
+    }
+
+    fn manifest(&self, entries: &[String]) -> std::path::PathBuf {
+        let path = self.home.path().join("container_image_manifest.json");
+        std::fs::write(&path, json!({"manifest": entries}).to_string()).unwrap();
+        path
+    }
+
+    fn tag_digest(&self, repository: &str, tag: &str) -> Option<String> {
+        let view = self.ecr.repository(repository)?;
+        view.image_tags
+            .into_iter()
+            .find(|(t, _)| t == tag)
+            .map(|(_, digest)| digest)
+    }
+}
+
+/// Blob uploads (and mount attempts) the stand-in answered for `repository`.
+fn uploads_to(ecr: &EcrStandIn, repository: &str) -> usize {
+    let prefix = format!("/v2/{repository}/blobs/uploads");
+    ecr.requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.target.starts_with(&prefix))
+        .count()
+}
+
+fn single(seed: u64) -> ImageFixture {
+    ImageFixture::single(&LayerSpec::distinct(seed, 2, 30_000), Format::Oci)
+}
+
+fn multi_arch(seed: u64) -> ImageFixture {
+    // Build attestations ride in indexes as `unknown/unknown` children.
+    ImageFixture::index(
+        &[
+            ("linux", "amd64"),
+            ("linux", "arm64"),
+            ("unknown", "unknown"),
+        ],
+        &LayerSpec::distinct(seed, 1, 20_000),
+        Format::Oci,
+    )
+}
+
+fn status_of<'a>(report: &'a Value, input: &str) -> (&'a str, &'a str) {
+    let image = report["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|image| image["input"] == input)
+        .unwrap_or_else(|| panic!("{input} not in {report}"));
+    (
+        image["status"].as_str().unwrap(),
+        image["message"].as_str().unwrap_or_default(),
+    )
+}
+
+#[test]
+fn setup_pull_verify_map_on_ecr_with_expiring_tokens_and_throttling() {
+    let Some(world) = World::start(|ecr| {
+        ecr.put_image_rate(3.0)
+            .index_children_delay(Duration::from_millis(1500))
+    }) else {
+        return;
+    };
+    let (cache, src) = (world.cache_upstream.host(), world.source.host());
+    let src_namespace = src.replace(':', "-");
+
+    // Upstream content.
+    let cached_tag = single(1).push(&world.cache_upstream, "bio/by-tag:1");
+    let cached_pinned = multi_arch(2).push(&world.cache_upstream, "bio/pinned:2");
+    let cached_digest_only = single(3).push(&world.cache_upstream, "bio/digest-only:3");
+    let copied = single(4).push(&world.source, "team/tool:1");
+    let copied_multi = multi_arch(5).push(&world.source, "team/multi:1");
+    let fixed_new = single(6).push(&world.source, "team/fixed:1");
+
+    // An immutable repository whose tag 1 already holds another image.
+    let fixed_repository = format!("{src_namespace}/team/fixed");
+    let (status, answer) = world.ecr.call(
+        "CreateRepository",
+        json!({"repositoryName": fixed_repository, "imageTagMutability": "IMMUTABLE"}),
+    );
+    assert_eq!(status, 200, "{answer}");
+
+    // setup: the rule, template and registry policy for the local pull-through upstream.
+    let namespaces = world.namespaces.to_str().unwrap().to_string();
+    let setup = world.run(&["setup", "--namespaces", &namespaces, "--format", "json"]);
+    assert!(
+        setup.status.success(),
+        "{}\n{}",
+        text(&setup.stdout),
+        text(&setup.stderr)
+    );
+    let (_, rules) = world.ecr.call(
+        "DescribePullThroughCacheRules",
+        json!({"ecrRepositoryPrefixes": ["lab"]}),
+    );
+    assert_eq!(
+        rules["pullThroughCacheRules"][0]["upstreamRegistryUrl"],
+        cache
+    );
+
+    // The old image under the immutable tag, pushed by someone else before.
+    let old = world
+        .ecr
+        .push(&single(7), &format!("{fixed_repository}:1"))
+        .unwrap();
+    assert_eq!(
+        world.tag_digest(&fixed_repository, "1").as_deref(),
+        Some(old.as_str())
+    );
+
+    let uploads_before_pull = uploads_to(&world.ecr, &fixed_repository);
+    // From now on tokens die 2 s after they are issued, as when the SSO session behind them ends.
+    world.ecr.set_token_lifetime(Duration::from_secs(2));
+    let inputs = vec![
+        format!("{cache}/bio/by-tag:1"),
+        format!("{cache}/bio/pinned:2@{cached_pinned}"),
+        format!("{cache}/bio/digest-only@{cached_digest_only}"),
+        format!("{src}/team/tool:1"),
+        format!("{src}/team/multi:1"),
+        format!("{src}/team/fixed:1"),
+        format!("{src}/team/missing:9"),
+    ];
+    let manifest = world.manifest(&inputs);
+    let manifest = manifest.to_str().unwrap();
+    let registry = format!("ecr://{}/us-east-1", world.ecr.account());
+    let map_file = world.home.path().join("image-map.json");
+    let pull = world.run(&[
+        "pull",
+        manifest,
+        "--registry",
+        &registry,
+        "--namespaces",
+        &namespaces,
+        "--refresh",
+        "--format",
+        "json",
+        "--output-map",
+        map_file.to_str().unwrap(),
+    ]);
+    assert_eq!(pull.status.code(), Some(1), "{}", text(&pull.stderr));
+    let first = report(&pull);
+    for (input, wanted) in [
+        (&inputs[0], "SUCCEEDED"),
+        (&inputs[1], "SUCCEEDED"),
+        (&inputs[2], "SUCCEEDED"),
+        (&inputs[3], "SUCCEEDED"),
+        (&inputs[4], "SUCCEEDED"),
+        (&inputs[5], "FAILED"),
+        (&inputs[6], "FAILED"),
+    ] {
+        let (status, message) = status_of(&first, input);
+        assert_eq!(status, wanted, "{input}: {message}\n{}", text(&pull.stderr));
+    }
+    // Identical to the source, every one.
+    assert_eq!(
+        world.tag_digest("lab/bio/by-tag", "1").as_deref(),
+        Some(cached_tag.as_str())
+    );
+    assert_eq!(
+        world.tag_digest("lab/bio/pinned", "2").as_deref(),
+        Some(cached_pinned.as_str())
+    );
+    let digest_only = world
+        .ecr
+        .repository("lab/bio/digest-only")
+        .expect("copied in");
+    assert!(digest_only.digests.contains(&cached_digest_only));
+    let (_, message) = status_of(&first, &inputs[2]);
+    assert!(
+        message.contains("copied"),
+        "says it was copied, not cached: {message}"
+    );
+    assert_eq!(
+        world
+            .tag_digest(&format!("{src_namespace}/team/tool"), "1")
+            .as_deref(),
+        Some(copied.as_str())
+    );
+    assert_eq!(
+        world
+            .tag_digest(&format!("{src_namespace}/team/multi"), "1")
+            .as_deref(),
+        Some(copied_multi.as_str())
+    );
+    // The immutable tag is refused before any transfer, and says why.
+    let (_, message) = status_of(&first, &inputs[5]);
+    assert!(message.contains("immutable"), "{message}");
+    assert_eq!(
+        uploads_to(&world.ecr, &fixed_repository),
+        uploads_before_pull,
+        "nothing is uploaded for a push ECR will refuse"
+    );
+    assert_eq!(
+        world.tag_digest(&fixed_repository, "1").as_deref(),
+        Some(old.as_str())
+    );
+    assert_ne!(old, fixed_new);
+    let (_, message) = status_of(&first, &inputs[6]);
+    assert!(message.contains("does not exist"), "{message}");
+
+    // Cache repositories carry our tag and grant (from the template); copied ones too.
+    for repository in ["lab/bio/by-tag", "lab/bio/pinned"] {
+        let view = world.ecr.repository(repository).unwrap();
+        assert_eq!(
+            view.origin,
+            RepositoryOrigin::PullThroughCache,
+            "{repository}"
+        );
+        assert!(
+            view.resource_tags
+                .contains(&("createdBy".into(), "omx-ecr-helper".into())),
+            "{repository}"
+        );
+        assert!(
+            omics_grants(view.policy.as_deref().unwrap_or("{}")),
+            "{repository}"
+        );
+    }
+    let counters = world.ecr.counters();
+    assert!(
+        counters.puts_throttled > 0,
+        "throttling was exercised: {counters:?}"
+    );
+    assert!(
+        counters.expired_token_refusals > 0,
+        "tokens expired mid-run: {counters:?}"
+    );
+
+    // verify: every good image is ready; the failed ones are reported.
+    let good: Vec<String> = inputs[..5].to_vec();
+    let good_manifest = world.manifest(&good);
+    let verify = world.run(&[
+        "verify",
+        good_manifest.to_str().unwrap(),
+        "--registry",
+        &registry,
+        "--namespaces",
+        &namespaces,
+        "--format",
+        "json",
+    ]);
+    assert!(
+        verify.status.success(),
+        "{}\n{}",
+        text(&verify.stdout),
+        text(&verify.stderr)
+    );
+
+    // map: the registry map HealthOmics takes.
+    let map = world.run(&[
+        "map",
+        good_manifest.to_str().unwrap(),
+        "--registry",
+        &registry,
+        "--namespaces",
+        &namespaces,
+        "--format",
+        "registry-map",
+    ]);
+    assert!(map.status.success(), "{}", text(&map.stderr));
+    let map: Value = serde_json::from_slice(&map.stdout).unwrap();
+    let mappings = map["registryMappings"].as_array().unwrap();
+    assert!(
+        mappings
+            .iter()
+            .any(|m| m["upstreamRegistryUrl"] == cache && m["ecrRepositoryPrefix"] == "lab"),
+        "{map}"
+    );
+}
