@@ -54,7 +54,7 @@ pub struct CopyArgs {
 }
 
 /// How to reach registries, for every command that talks to them.
-#[derive(Args, Debug, Clone, Default)]
+#[derive(Args, Debug, Clone)]
 pub struct RegistryAccessArgs {
     /// A registry host (host or host:port) that may be reached over plain HTTP; repeatable.
     /// Loopback hosts always may.
@@ -64,15 +64,25 @@ pub struct RegistryAccessArgs {
     /// A PEM file of extra CA certificates to trust (added to the system roots); repeatable.
     #[arg(long = "ca-cert", value_name = "FILE")]
     pub ca_certs: Vec<PathBuf>,
+
+    /// How long a request answered 429 Too Many Requests keeps being retried, with backoff
+    /// (ECR throttles manifest pushes at 10/s by default).
+    #[arg(long, value_name = "SECONDS", default_value_t = 90)]
+    pub throttle_window: u64,
 }
 
 impl RegistryAccessArgs {
     /// A client configuration with these choices and anonymous credentials.
     pub fn client_config(&self) -> ClientConfig {
+        let defaults = ClientConfig::default();
         ClientConfig {
             insecure_registries: self.insecure_registries.clone(),
             ca_certificates: self.ca_certs.clone(),
-            ..ClientConfig::default()
+            retry: omx_registry::RetryPolicy {
+                throttle_window: std::time::Duration::from_secs(self.throttle_window),
+                ..defaults.retry.clone()
+            },
+            ..defaults
         }
     }
 }

@@ -347,3 +347,46 @@ fn setup_pull_verify_map_on_ecr_with_expiring_tokens_and_throttling() {
         "{map}"
     );
 }
+
+#[test]
+fn a_batch_of_multi_arch_images_under_a_tight_put_image_limit_all_arrive() {
+    // 4 indexes of 3 children: 16 manifest pushes at 2 a second take 8 s of throttling, more
+    // than a fixed number of quick retries survives (with `--throttle-window 0`, the old
+    // behaviour, images end FAILED with 429).
+    let Some(world) = World::start(|ecr| ecr.put_image_rate(2.0)) else {
+        return;
+    };
+    let src = world.source.host();
+    let mut inputs = Vec::new();
+    let mut digests = Vec::new();
+    for n in 0..4 {
+        digests.push(multi_arch(40 + n).push(&world.source, &format!("team/multi-{n}:1")));
+        inputs.push(format!("{src}/team/multi-{n}:1"));
+    }
+    let manifest = world.manifest(&inputs);
+    let registry = format!("ecr://{}/us-east-1", world.ecr.account());
+    let pull = world.run(&[
+        "pull",
+        manifest.to_str().unwrap(),
+        "--registry",
+        &registry,
+        "--format",
+        "json",
+    ]);
+    assert!(
+        pull.status.success(),
+        "{}\n{}",
+        text(&pull.stdout),
+        text(&pull.stderr)
+    );
+    let namespace = src.replace(':', "-");
+    for (n, digest) in digests.iter().enumerate() {
+        assert_eq!(
+            world
+                .tag_digest(&format!("{namespace}/team/multi-{n}"), "1")
+                .as_deref(),
+            Some(digest.as_str())
+        );
+    }
+    assert!(world.ecr.counters().puts_throttled > 0);
+}

@@ -89,6 +89,14 @@ impl RegistryError {
         }
     }
 
+    /// Whether the registry answered `429 Too Many Requests`: a rate limit, which passes.
+    pub fn is_throttled(&self) -> bool {
+        matches!(
+            self,
+            RegistryError::Status { status, .. } if *status == reqwest::StatusCode::TOO_MANY_REQUESTS
+        )
+    }
+
     /// How long the server asked us to wait before retrying, if it said.
     pub fn retry_after(&self) -> Option<std::time::Duration> {
         match self {

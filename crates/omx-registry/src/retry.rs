@@ -18,6 +18,11 @@ pub struct RetryPolicy {
     pub max_backoff: Duration,
     /// Upper bound of a server's `Retry-After`, so one answer cannot stall a run for hours.
     pub max_retry_after: Duration,
+    /// How long a request answered `429 Too Many Requests` keeps being retried (with backoff),
+    /// past `max_attempts`: rate limits pass. ECR throttles PutImage at 10/s by default and
+    /// answers 429 without `Retry-After` (containerd #10447, go-containerregistry #750), so a
+    /// batch of multi-arch images needs tens of seconds of patience, not five attempts.
+    pub throttle_window: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -27,6 +32,7 @@ impl Default for RetryPolicy {
             initial_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(20),
             max_retry_after: Duration::from_secs(60),
+            throttle_window: Duration::from_secs(90),
         }
     }
 }
@@ -118,6 +124,7 @@ mod tests {
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(1),
             max_retry_after: Duration::from_secs(5),
+            throttle_window: Duration::from_secs(5),
         };
         for _ in 0..50 {
             let first = policy.backoff(1);

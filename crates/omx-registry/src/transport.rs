@@ -26,6 +26,7 @@ where
 {
     let max_attempts = policy.max_attempts.max(1);
     let mut attempts = 0;
+    let mut throttled_since: Option<tokio::time::Instant> = None;
     loop {
         attempts += 1;
         let error = match attempt().await {
@@ -33,7 +34,14 @@ where
             Err(error) if error.is_retryable() => error,
             Err(error) => return Err(error),
         };
-        if attempts >= max_attempts {
+        // Throttling is waited out for the policy's window, however many attempts that takes;
+        // any other failure has `max_attempts`.
+        let within_throttle_window = error.is_throttled()
+            && throttled_since
+                .get_or_insert_with(tokio::time::Instant::now)
+                .elapsed()
+                < policy.throttle_window;
+        if attempts >= max_attempts && !within_throttle_window {
             return Err(RegistryError::RetriesExhausted {
                 what: what.to_string(),
                 attempts,
@@ -257,6 +265,66 @@ mod tests {
         assert_eq!(
             parse_error_body(long.as_bytes()).detail.chars().count(),
             201
+        );
+    }
+
+    fn throttled() -> RegistryError {
+        RegistryError::Status {
+            what: "PUT manifest".into(),
+            status: StatusCode::TOO_MANY_REQUESTS,
+            detail: "TOOMANYREQUESTS: Rate exceeded".into(),
+            codes: vec!["TOOMANYREQUESTS".into()],
+            retry_after: None,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn throttling_is_waited_out_for_the_window_past_max_attempts() {
+        let policy = RetryPolicy {
+            max_attempts: 3,
+            throttle_window: std::time::Duration::from_secs(60),
+            ..RetryPolicy::default()
+        };
+        let started = tokio::time::Instant::now();
+        let mut calls = 0;
+        // Throttled for 40 s, then accepted: far more than 3 attempts.
+        let result = retrying(
+            &policy,
+            "PUT manifest",
+            |_, _| {},
+            || {
+                calls += 1;
+                let throttled_now = started.elapsed() < std::time::Duration::from_secs(40);
+                async move {
+                    if throttled_now {
+                        Err(throttled())
+                    } else {
+                        Ok(())
+                    }
+                }
+            },
+        )
+        .await;
+        assert!(result.is_ok(), "{result:?}");
+        assert!(calls > 3, "{calls}");
+        // Throttled for ever: given up once the window has passed, not before.
+        let started = tokio::time::Instant::now();
+        let result: Result<(), _> = retrying(
+            &policy,
+            "PUT manifest",
+            |_, _| {},
+            || async { Err(throttled()) },
+        )
+        .await;
+        let waited = started.elapsed();
+        assert!(matches!(
+            result,
+            Err(RegistryError::RetriesExhausted { .. })
+        ));
+        assert!(
+            waited >= std::time::Duration::from_secs(60)
+                && waited < std::time::Duration::from_secs(90),
+            "{waited:?}"
         );
     }
 

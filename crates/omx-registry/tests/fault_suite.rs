@@ -175,6 +175,7 @@ fn client() -> RegistryClient {
             initial_backoff: ms(5),
             max_backoff: ms(50),
             max_retry_after: Duration::from_secs(1),
+            throttle_window: Duration::ZERO,
         },
         ..ClientConfig::default()
     })

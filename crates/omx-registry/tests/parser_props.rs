@@ -352,6 +352,7 @@ proptest! {
             initial_backoff: Duration::from_millis(initial_ms),
             max_backoff: Duration::from_millis(max_ms),
             max_retry_after: Duration::from_millis(max_retry_after_ms),
+            throttle_window: Duration::ZERO,
         };
         prop_assert!(policy.backoff(retry) <= policy.max_backoff);
         if let Some(wait) = parsed {

@@ -72,6 +72,10 @@ pub struct CopyEngine {
     client: RegistryClient,
     options: CopyOptions,
     blob_permits: Semaphore,
+    /// Manifest pushes in flight, bounded like blob transfers: registries rate-limit them (ECR's
+    /// PutImage: 10/s by default, ECR service quotas), and many images finishing together would
+    /// otherwise push all at once.
+    push_permits: Semaphore,
     /// Per (target registry, digest): the repositories of that registry known to hold the blob.
     /// The async mutex also makes a second transfer of the same blob wait for the first.
     blob_homes: Mutex<HashMap<(String, Digest), BlobHomes>>,
@@ -106,6 +110,7 @@ impl CopyEngine {
             client,
             options,
             blob_permits: Semaphore::new(jobs),
+            push_permits: Semaphore::new(jobs),
             blob_homes: Mutex::new(HashMap::new()),
             next_image: AtomicU64::new(0),
         }
@@ -292,7 +297,15 @@ impl CopyEngine {
     ) -> Result<(), CopyError> {
         let mut attempt = 1;
         loop {
-            match self.client.put_manifest(&job.target, name, manifest).await {
+            let pushed = {
+                let _permit = self
+                    .push_permits
+                    .acquire()
+                    .await
+                    .expect("the push semaphore is never closed");
+                self.client.put_manifest(&job.target, name, manifest).await
+            };
+            match pushed {
                 Ok(_) => break,
                 // distribution rewrites a repository's link file in place whenever content is
                 // linked again, so while another client links the same blob or manifest the

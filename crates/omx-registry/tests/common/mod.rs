@@ -25,6 +25,7 @@ pub fn fast_retry() -> RetryPolicy {
         initial_backoff: Duration::from_millis(20),
         max_backoff: Duration::from_millis(200),
         max_retry_after: Duration::from_secs(2),
+        throttle_window: Duration::ZERO,
     }
 }
 
