@@ -103,6 +103,7 @@ pub async fn run(args: PullArgs) -> anyhow::Result<Outcome> {
             CopyOptions {
                 jobs: usize::from(args.jobs),
                 platform: args.platform.clone(),
+                mount_needs_manifest: target.ecr.is_some(),
                 ..CopyOptions::default()
             },
         ),

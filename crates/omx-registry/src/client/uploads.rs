@@ -131,7 +131,11 @@ impl RegistryClient {
             .expect_success(response, &repository.registry, &what)
             .await?;
         // Some registries acknowledge a chunk without storing all of it; the Range header says
-        // what they hold, and a shortfall must stop the upload rather than corrupt the blob.
+        // what they hold, and a shortfall must stop the upload rather than corrupt the blob. A
+        // Range that ends before this chunk began is not a shortfall but a stale answer: ECR's
+        // stops advancing after the first part although it stores every part (aws/containers-
+        // roadmap #2831). The digest the registry checks when the upload is committed still
+        // catches any byte it lost.
         if let Some(range) = response.headers().get(RANGE) {
             let held = range
                 .to_str()
@@ -139,7 +143,8 @@ impl RegistryClient {
                 .and_then(|r| r.trim().trim_start_matches("bytes=").split_once('-'))
                 .and_then(|(_, end)| end.trim().parse::<u64>().ok());
             if let Some(last) = held {
-                if last + 1 != offset + len {
+                let ends_inside_this_chunk = last + 1 > offset && last + 1 != offset + len;
+                if ends_inside_this_chunk {
                     return Err(RegistryError::SizeMismatch {
                         what,
                         reason: format!(

@@ -1,8 +1,12 @@
 //! Where each blob comes from. The engine keeps a record, per target registry and digest, of
-//! the repositories known to hold the blob (`blob_homes`): the first transfer of a blob into a
-//! registry holds that record's lock, so copies sharing layers wait for it and then mount from
-//! a recorded home instead of uploading again. One attempt (`transfer_blob_once`) checks the
-//! target, tries a mount, else uploads (`upload.rs`); `transfer_blob` retries it whole.
+//! the repositories known to hold the blob and of those where a pushed manifest references it
+//! (`blob_homes`): the first transfer of a blob into a registry holds that record's lock, so
+//! copies sharing layers wait for it and then mount instead of uploading again. Mount sources
+//! are the repositories whose manifest references the blob first: ECR mounts only such blobs
+//! (aws/containers-roadmap #2860), so where [`super::CopyOptions::mount_needs_manifest`] says
+//! so, a copy waits a little for the first image's manifest rather than upload the layer again.
+//! One attempt (`transfer_blob_once`) checks the target, tries a mount, else uploads
+//! (`upload.rs`); `transfer_blob` retries it whole.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -19,8 +23,41 @@ use crate::manifest::{Descriptor, ImageManifest};
 use crate::progress::ProgressEvent;
 use crate::transport::{retrying, ErrorChain};
 
-/// Repositories (of one registry) holding one blob, behind the lock that serializes its transfer.
-pub(super) type BlobHomes = Arc<tokio::sync::Mutex<Vec<String>>>;
+/// Repositories (of one registry) holding one blob, behind the lock that serializes its
+/// transfer, and a signal for when a manifest referencing it is pushed.
+pub(super) type BlobHomes = Arc<BlobRecord>;
+
+#[derive(Default)]
+pub(super) struct BlobRecord {
+    homes: tokio::sync::Mutex<Homes>,
+    referenced: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+struct Homes {
+    /// Repositories that hold the blob (this run put it there or found it).
+    holding: Vec<String>,
+    /// Those of them where a pushed manifest references it: the mount sources ECR accepts.
+    referenced: Vec<String>,
+}
+
+impl Homes {
+    /// Mount sources, best first: referenced, then merely holding.
+    fn mount_sources(&self) -> Vec<String> {
+        let mut sources = self.referenced.clone();
+        sources.extend(
+            self.holding
+                .iter()
+                .filter(|repository| !self.referenced.contains(repository))
+                .cloned(),
+        );
+        sources
+    }
+}
+
+/// How long a copy waits for a manifest to reference a blob another image of the run uploaded,
+/// where the registry mounts only such blobs, before uploading it itself.
+const WAIT_FOR_REFERENCE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How a blob got into the target repository.
 enum BlobOutcome {
@@ -74,13 +111,30 @@ impl CopyEngine {
             event_skipped();
             return Ok(());
         }
-        let homes_lock = self.blob_homes(&job.target.registry, &blob.digest);
-        let homes = homes_lock.lock().await;
-        if homes.contains(&job.target.path) {
+        let record = self.blob_homes(&job.target.registry, &blob.digest);
+        let mut homes = record.homes.lock().await;
+        if homes.holding.contains(&job.target.path) {
             event_skipped();
             return Ok(());
         }
-        let mut mount_sources: Vec<String> = homes.clone();
+        if self.options.mount && self.options.mount_needs_manifest {
+            let deadline = tokio::time::Instant::now() + WAIT_FOR_REFERENCE;
+            while !homes.holding.is_empty() && homes.referenced.is_empty() {
+                // Registered before the lock is let go, so a push in between is not missed.
+                let referenced = record.referenced.notified();
+                drop(homes);
+                let waited = tokio::time::timeout_at(deadline, referenced).await;
+                homes = record.homes.lock().await;
+                if waited.is_err() {
+                    break;
+                }
+            }
+            if homes.holding.contains(&job.target.path) {
+                event_skipped();
+                return Ok(());
+            }
+        }
+        let mut mount_sources = homes.mount_sources();
         // Only the first transfer of a blob into a registry needs to be alone: it is what the
         // others wait for. Once the registry holds the blob, copies into further repositories are
         // mounts (or finds) that can run side by side.
@@ -100,8 +154,13 @@ impl CopyEngine {
         }
         let outcome = self.transfer_blob(job, blob, &mount_sources).await?;
         match first_transfer {
-            Some(mut homes) => homes.push(job.target.path.clone()),
-            None => homes_lock.lock().await.push(job.target.path.clone()),
+            Some(mut homes) => homes.holding.push(job.target.path.clone()),
+            None => record
+                .homes
+                .lock()
+                .await
+                .holding
+                .push(job.target.path.clone()),
         }
         match outcome {
             BlobOutcome::Present => event_skipped(),
@@ -125,6 +184,24 @@ impl CopyEngine {
             }
         }
         Ok(())
+    }
+
+    /// Records that a manifest pushed to `job`'s target references every blob of `image`: the
+    /// target is from now on a mount source for them, and copies waiting for one go on.
+    pub(super) async fn record_references(&self, job: &ImageJob<'_>, image: &ImageManifest) {
+        for blob in image.blobs().into_iter().filter(|blob| !blob.is_foreign()) {
+            let record = self.blob_homes(&job.target.registry, &blob.digest);
+            let mut homes = record.homes.lock().await;
+            let path = &job.target.path;
+            if !homes.holding.contains(path) {
+                homes.holding.push(path.clone());
+            }
+            if !homes.referenced.contains(path) {
+                homes.referenced.push(path.clone());
+            }
+            drop(homes);
+            record.referenced.notify_waiters();
+        }
     }
 
     /// Makes sure the target repository holds every blob of `image`, uploading any it lacks

@@ -53,6 +53,11 @@ pub struct CopyOptions {
     pub chunk_size: Option<u64>,
     /// Try cross-repository mounts when the target registry already holds a blob elsewhere.
     pub mount: bool,
+    /// The target registry mounts a blob only from a repository where a manifest references it
+    /// (ECR: aws/containers-roadmap #2860; ECR user guide, "Blob mounting"). A copy then waits a
+    /// little for another image of the run to push its manifest instead of uploading a shared
+    /// layer again.
+    pub mount_needs_manifest: bool,
 }
 
 impl Default for CopyOptions {
@@ -62,6 +67,7 @@ impl Default for CopyOptions {
             platform: None,
             chunk_size: None,
             mount: true,
+            mount_needs_manifest: false,
         }
     }
 }
@@ -336,6 +342,9 @@ impl CopyEngine {
             }
         }
         job.manifests_pushed.fetch_add(1, Ordering::Relaxed);
+        if let ManifestKind::Image(image) = &manifest.kind {
+            self.record_references(job, image).await;
+        }
         Ok(())
     }
 }

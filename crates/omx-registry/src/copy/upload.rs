@@ -23,6 +23,11 @@ use crate::progress::ProgressEvent;
 /// How often per-blob byte counts are reported while a transfer runs.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(200);
 
+/// No part of a chunked upload but the last is smaller: ECR refuses smaller ones with
+/// `LayerPartTooSmallException: All layer parts except the last part should be at least 5MB`
+/// (dotnet/sdk-container-builds #279, #424), and other registries take any size.
+const MIN_CHUNK_SIZE: u64 = 5 * 1024 * 1024;
+
 impl CopyEngine {
     /// Streams the blob from the source into the open upload session, verifying as it goes.
     pub(super) async fn upload(
@@ -107,7 +112,7 @@ impl CopyEngine {
         stream: impl Stream<Item = Result<Bytes, StreamAborted>>,
         chunk_size: u64,
     ) -> Result<(), RegistryError> {
-        let chunk_size = usize::try_from(chunk_size.max(1)).unwrap_or(usize::MAX);
+        let chunk_size = usize::try_from(chunk_size.max(MIN_CHUNK_SIZE)).unwrap_or(usize::MAX);
         let mut stream = std::pin::pin!(stream);
         let mut url = upload.clone();
         let mut offset = 0u64;
