@@ -49,6 +49,18 @@ impl Ecr {
         Ecr::from_client(aws_sdk_ecr::Client::new(config))
     }
 
+    /// A client like this one (credentials, endpoint settings) for another region, with its own
+    /// token cache: ECR registry tokens are per region.
+    pub fn for_region(&self, region: &str) -> Ecr {
+        let config = self
+            .client
+            .config()
+            .to_builder()
+            .region(aws_types::region::Region::new(region.to_string()))
+            .build();
+        Ecr::from_client(aws_sdk_ecr::Client::from_conf(config))
+    }
+
     /// Wraps an existing SDK client (tests build one with a recorded HTTP exchange).
     pub fn from_client(client: aws_sdk_ecr::Client) -> Ecr {
         Ecr {

@@ -4,7 +4,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Args;
+use omx_aws::AwsContext;
+use omx_core::namespace::is_ecr_private_host;
+use omx_core::plan::TargetRegistry;
 use omx_core::Reference;
+use omx_puller::{prepare_repository, EcrCredentials, ResolvedTarget, TargetOptions};
 use omx_registry::{
     ChainCredentials, ClientConfig, CopyEngine, CopyOptions, Credential, CredentialProvider,
     DockerConfigCredentials, Platform, RegistryClient, Secret, StaticCredentials,
@@ -17,7 +21,9 @@ use crate::progress::{Mode, TerminalProgress};
 ///
 /// Prints the digest of what DST now holds on stdout. Credentials come from --src-creds and
 /// --dest-creds, else from the Docker config (~/.docker/config.json or $DOCKER_CONFIG, including
-/// credential helpers).
+/// credential helpers). ECR private registries (source or destination) use your AWS credentials;
+/// an ECR destination repository is created when missing, as pull does: tagged
+/// createdBy=omx-ecr-helper, with a policy that lets HealthOmics pull.
 #[derive(Args, Debug)]
 pub struct CopyArgs {
     /// Source image, e.g. quay.io/biocontainers/samtools:1.19--h50ea8bc_0 or ubuntu@sha256:...
@@ -44,6 +50,15 @@ pub struct CopyArgs {
     /// Credentials for the destination registry (they win when both images share a registry).
     #[arg(long, value_name = "USER:PASSWORD", value_parser = parse_secret)]
     pub dest_creds: Option<Secret>,
+
+    /// AWS profile for ECR registries.
+    #[arg(long)]
+    pub profile: Option<String>,
+
+    /// A registry endpoint (host[:port]) that receives the registry API calls for an ECR
+    /// destination instead of its ECR host (emulators, VPC endpoints).
+    #[arg(long, value_name = "HOST")]
+    pub ecr_registry_endpoint: Option<String>,
 
     #[command(flatten)]
     pub access: RegistryAccessArgs,
@@ -106,11 +121,13 @@ fn parse_reference(role: &str, text: &str) -> anyhow::Result<Reference> {
     })
 }
 
-/// Explicit credentials first, then the Docker config.
+/// Explicit credentials first, then ECR tokens (for any ECR registry, when an AWS context was
+/// loaded), then the Docker config.
 fn credentials(
     args: &CopyArgs,
     source: &Reference,
     destination: &Reference,
+    ecr: Option<EcrCredentials>,
 ) -> anyhow::Result<Arc<dyn CredentialProvider>> {
     let mut explicit = StaticCredentials::new();
     if let Some(value) = &args.src_creds {
@@ -125,18 +142,64 @@ fn credentials(
             command_line_credential("dest-creds", value)?,
         );
     }
-    let docker_config = DockerConfigCredentials::from_environment()?;
-    Ok(Arc::new(ChainCredentials::new(vec![
-        Arc::new(explicit),
-        Arc::new(docker_config),
-    ])))
+    let mut providers: Vec<Arc<dyn CredentialProvider>> = vec![Arc::new(explicit)];
+    if let Some(ecr) = ecr {
+        providers.push(Arc::new(ecr));
+    }
+    providers.push(Arc::new(DockerConfigCredentials::from_environment()?));
+    Ok(Arc::new(ChainCredentials::new(providers)))
+}
+
+/// The ECR registry of `destination`, resolved (its control plane, and the host its registry
+/// API is reached on), when it is one.
+async fn ecr_destination(
+    args: &CopyArgs,
+    destination: &Reference,
+) -> anyhow::Result<Option<ResolvedTarget>> {
+    if !is_ecr_private_host(destination.domain()) {
+        return Ok(None);
+    }
+    let registry: TargetRegistry = destination
+        .domain()
+        .parse()
+        .map_err(|e| UnusableInput(format!("the destination registry: {e}")))?;
+    let options = TargetOptions {
+        region: None,
+        profile: args.profile.clone(),
+        ecr_registry_endpoint: args.ecr_registry_endpoint.clone(),
+    };
+    Ok(Some(ResolvedTarget::resolve(&registry, &options).await?))
 }
 
 pub async fn run(args: CopyArgs) -> anyhow::Result<Outcome> {
     let source = parse_reference("source", &args.source)?;
     let destination = parse_reference("destination", &args.destination)?;
+    let ecr_target = ecr_destination(&args, &destination).await?;
+    let ecr_credentials = match &ecr_target {
+        Some(target) => target
+            .ecr
+            .clone()
+            .map(|ecr| EcrCredentials::new(ecr, target.ecr_hosts())),
+        // A source in ECR needs an AWS context only then: it is loaded lazily for no one else.
+        None if is_ecr_private_host(source.domain()) => {
+            let context = AwsContext::load(None, args.profile.clone()).await?;
+            Some(EcrCredentials::new(context.ecr(), Vec::new()))
+        }
+        None => None,
+    }
+    .map(EcrCredentials::with_other_registries);
+    // Registry API calls for an ECR destination go to its API host (an endpoint standing in).
+    let api_destination = match &ecr_target {
+        Some(target) => Reference::new(
+            &target.api_host,
+            destination.path(),
+            destination.tag(),
+            destination.digest().cloned(),
+        )?,
+        None => destination.clone(),
+    };
     let config = ClientConfig {
-        credentials: credentials(&args, &source, &destination)?,
+        credentials: credentials(&args, &source, &api_destination, ecr_credentials)?,
         ..args.access.client_config()
     };
     let client = RegistryClient::new(config)?;
@@ -148,8 +211,15 @@ pub async fn run(args: CopyArgs) -> anyhow::Result<Outcome> {
             ..CopyOptions::default()
         },
     );
+    if let Some(ecr) = ecr_target.as_ref().and_then(|target| target.ecr.as_ref()) {
+        // As pull does: a repository only for an image that exists.
+        if engine.client().head_manifest(&source).await?.is_none() {
+            return Err(anyhow::anyhow!("source image {source} does not exist"));
+        }
+        prepare_repository(ecr, destination.path(), false).await?;
+    }
     let progress = TerminalProgress::new(Mode::detect(args.quiet));
-    let result = engine.copy(&source, &destination, &progress).await;
+    let result = engine.copy(&source, &api_destination, &progress).await;
     progress.finish();
     let report = result?;
     for warning in &report.warnings {

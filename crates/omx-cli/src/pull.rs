@@ -155,10 +155,9 @@ pub(crate) fn target_client_config(
         ));
     }
     if let Some(ecr) = &target.ecr {
-        providers.push(Arc::new(EcrCredentials::new(
-            ecr.clone(),
-            target.ecr_hosts(),
-        )));
+        providers.push(Arc::new(
+            EcrCredentials::new(ecr.clone(), target.ecr_hosts()).with_other_registries(),
+        ));
     }
     providers.push(Arc::new(DockerConfigCredentials::from_environment()?));
     Ok(ClientConfig {

@@ -390,3 +390,45 @@ fn a_batch_of_multi_arch_images_under_a_tight_put_image_limit_all_arrive() {
     }
     assert!(world.ecr.counters().puts_throttled > 0);
 }
+
+#[test]
+fn copy_into_ecr_creates_the_repository_as_pull_does_and_nothing_for_a_missing_image() {
+    let Some(world) = World::start(|ecr| ecr) else {
+        return;
+    };
+    let src = world.source.host();
+    let pushed = single(60).push(&world.source, "team/tool:1");
+    let ecr_host = world.ecr.registry_host();
+    let copied = world.run(&[
+        "copy",
+        &format!("{src}/team/tool:1"),
+        &format!("{ecr_host}/lab/tool:1"),
+        "--quiet",
+    ]);
+    assert!(copied.status.success(), "{}", text(&copied.stderr));
+    assert_eq!(text(&copied.stdout).trim(), pushed);
+    let view = world.ecr.repository("lab/tool").expect("created");
+    assert_eq!(
+        view.resource_tags,
+        vec![("createdBy".to_string(), "omx-ecr-helper".to_string())]
+    );
+    assert!(omics_grants(view.policy.as_deref().unwrap_or("{}")));
+    assert_eq!(
+        world.tag_digest("lab/tool", "1").as_deref(),
+        Some(pushed.as_str())
+    );
+
+    let missing = world.run(&[
+        "copy",
+        &format!("{src}/team/missing:1"),
+        &format!("{ecr_host}/lab/missing:1"),
+        "--quiet",
+    ]);
+    assert_eq!(missing.status.code(), Some(1), "{}", text(&missing.stderr));
+    assert!(
+        text(&missing.stderr).contains("does not exist"),
+        "{}",
+        text(&missing.stderr)
+    );
+    assert!(world.ecr.repository("lab/missing").is_none());
+}

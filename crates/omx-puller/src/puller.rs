@@ -449,8 +449,13 @@ where
     reports.into_iter().map(|(_, report)| report).collect()
 }
 
-/// The repository exists, carries our tag when we caused it, and lets HealthOmics pull.
-async fn prepare_repository(ecr: &Ecr, name: &str, made_by_cache: bool) -> Result<(), AwsError> {
+/// The repository exists, carries our tag when we caused it (`made_by_cache`: a pull-through
+/// cache pull this tool made created it), and lets HealthOmics pull.
+pub async fn prepare_repository(
+    ecr: &Ecr,
+    name: &str,
+    made_by_cache: bool,
+) -> Result<(), AwsError> {
     let state = ecr.ensure_repository(name).await?;
     if made_by_cache && !state.created {
         ecr.tag_as_created_by_us(&state).await?;
