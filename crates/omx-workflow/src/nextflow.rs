@@ -5,7 +5,7 @@
 //! A pipeline is the directory holding a `nextflow.config`: its registry setting applies to
 //! every script and config under that directory and to the configs it includes.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 
 use crate::expr::{self, evaluate, source_text, Scope, Value};
@@ -117,18 +117,46 @@ impl Scope for RunTimeOnly {
     }
 }
 
-/// The pipeline directory each file belongs to: configs reached by `includeConfig` from a
+/// The pipeline directory each file belongs to. Nextflow reads only the `nextflow.config` of
+/// the pipeline it launches, and the configs that one includes: a `nextflow.config` that
+/// another config includes (nf-core modules and subworkflows keep their `withName` settings
+/// in one) or that sits below another pipeline's directory (nf-test's `tests/nextflow.config`)
+/// does not make a pipeline of its folder. Configs reached by `includeConfig` from a
 /// pipeline's `nextflow.config` belong to it; any other file to the nearest enclosing
-/// directory holding a `nextflow.config`.
+/// pipeline directory.
 fn pipelines<'a>(parsed: &BTreeMap<&'a Path, ParsedFile>) -> HashMap<&'a Path, &'a Path> {
-    let mut pipeline_of: HashMap<&Path, &Path> = HashMap::new();
     let by_path: HashMap<PathBuf, &Path> = parsed.keys().map(|p| (p.to_path_buf(), *p)).collect();
-    for path in parsed.keys() {
-        if path.file_name().is_none_or(|name| name != PIPELINE_CONFIG) {
-            continue;
-        }
-        let root = path.parent().unwrap_or(Path::new(""));
-        let mut queue = VecDeque::from([*path]);
+    let included: HashSet<&Path> = parsed
+        .iter()
+        .flat_map(|(config, file)| {
+            file.includes
+                .iter()
+                .filter_map(|(include, _)| by_path.get(&resolve_relative(config, include)))
+                .copied()
+                .filter(move |target| target != config)
+        })
+        .collect();
+    let unincluded_roots: HashSet<&Path> = parsed
+        .keys()
+        .filter(|p| p.file_name().is_some_and(|name| name == PIPELINE_CONFIG))
+        .filter(|p| !included.contains(*p))
+        .map(|p| p.parent().unwrap_or(Path::new("")))
+        .collect();
+    let roots: HashSet<&Path> = unincluded_roots
+        .iter()
+        .filter(|root| {
+            !root
+                .ancestors()
+                .skip(1)
+                .any(|dir| unincluded_roots.contains(dir))
+        })
+        .copied()
+        .collect();
+    let mut pipeline_of: HashMap<&Path, &Path> = HashMap::new();
+    let mut sorted_roots: Vec<&Path> = roots.iter().copied().collect();
+    sorted_roots.sort();
+    for root in sorted_roots {
+        let mut queue = VecDeque::from([by_path[&root.join(PIPELINE_CONFIG)]]);
         while let Some(config) = queue.pop_front() {
             if pipeline_of.contains_key(config) {
                 continue;
@@ -145,13 +173,8 @@ fn pipelines<'a>(parsed: &BTreeMap<&'a Path, ParsedFile>) -> HashMap<&'a Path, &
         if pipeline_of.contains_key(path) {
             continue;
         }
-        let root = path
-            .ancestors()
-            .skip(1)
-            .find(|dir| by_path.contains_key(&dir.join(PIPELINE_CONFIG)));
-        if let Some(root) = root {
-            let config = by_path[&root.join(PIPELINE_CONFIG)];
-            pipeline_of.insert(path, config.parent().unwrap_or(Path::new("")));
+        if let Some(root) = path.ancestors().skip(1).find(|dir| roots.contains(dir)) {
+            pipeline_of.insert(path, root);
         }
     }
     pipeline_of

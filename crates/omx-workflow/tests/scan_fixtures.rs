@@ -222,3 +222,19 @@ fn a_single_file_brings_the_files_it_imports() {
         .iter()
         .any(|f| f.location.file == root.join("tasks/qc.wdl")));
 }
+
+/// Issue #13, item 1: Nextflow reads only the launched pipeline's `nextflow.config` (and what
+/// it includes), so a module folder with its own `nextflow.config` takes the pipeline's
+/// `docker.registry`.
+#[test]
+fn nextflow_module_level_configs_keep_the_pipeline_registry() {
+    let (root, report) = scan("nextflow-module-configs", None);
+    assert_eq!(
+        findings(&root, &report),
+        vec![
+            "quay.io/biocontainers/preseq:3.2.0--hdcf5f25_6 modules/nf-core/preseq/lcextrap/main.nf:5",
+            "quay.io/biocontainers/stringtie:2.2.3--h43eeafb_0 modules/nf-core/stringtie/main.nf:4",
+        ]
+    );
+    assert!(report.is_complete(), "{:?}", report.warnings);
+}
