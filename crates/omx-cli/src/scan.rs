@@ -204,6 +204,7 @@ mod tests {
                 location: at("a/main.nf", 7),
                 reason: "a URL for Singularity or Apptainer, not a registry image".into(),
             }],
+            ..ScanReport::default()
         }
     }
 

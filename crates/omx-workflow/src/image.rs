@@ -19,6 +19,7 @@ pub(crate) struct ContainerSite<'a> {
 impl ContainerSite<'_> {
     /// Records every candidate of `value` in `report`.
     pub fn record(&self, value: Value, report: &mut ScanReport) {
+        report.answered_sites.insert(self.location.clone());
         let candidates = match value {
             Value::Undefined => {
                 report.warnings.push(Warning {

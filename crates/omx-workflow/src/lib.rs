@@ -9,6 +9,7 @@
 //! The language scanners are pure functions of `(path, text)` ([`SourceFile`]);
 //! [`collect_sources`] is the thin part that reads a directory tree.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -19,6 +20,7 @@ mod expr;
 mod image;
 mod lexer;
 mod nextflow;
+mod safety_net;
 mod walk;
 mod wdl;
 
@@ -63,6 +65,9 @@ pub enum WarningKind {
     InvalidImage,
     /// A file (or a file it refers to) could not be read or parsed, so its images are missing.
     Unreadable,
+    /// A directive the scanner read past without listing an image or saying why: a scanner
+    /// bug, caught by the check every scanned file goes through.
+    Missed,
 }
 
 /// An image the scanner could not list, with where and why.
@@ -95,6 +100,10 @@ pub struct ScanReport {
     pub findings: Vec<Finding>,
     pub warnings: Vec<Warning>,
     pub skipped: Vec<Skipped>,
+    /// The directive sites that gave a finding, warning or skipped value; every directive of
+    /// every scanned file must be among them (see `safety_net`).
+    #[serde(skip)]
+    pub answered_sites: BTreeSet<Location>,
 }
 
 impl ScanReport {
@@ -115,6 +124,7 @@ impl ScanReport {
         self.findings.extend(other.findings);
         self.warnings.extend(other.warnings);
         self.skipped.extend(other.skipped);
+        self.answered_sites.extend(other.answered_sites);
     }
 
     fn sort_and_dedup(&mut self) {
@@ -137,6 +147,9 @@ pub enum Language {
     NextflowConfig,
     Wdl,
     Cwl,
+    /// A file a CWL document takes in with `$include` (as text) or `$import` (as YAML); not a
+    /// document of its own.
+    CwlFragment,
 }
 
 /// One source file's text, the language it is in, and its path (used for locations and to
@@ -167,6 +180,7 @@ pub fn scan_sources(sources: &[SourceFile], inputs: Option<&WdlInputs>) -> ScanR
     for source in of(&[Language::Cwl]) {
         report.merge(cwl::scan(source));
     }
+    safety_net::warn_about_dropped_directives(sources, &mut report);
     report.sort_and_dedup();
     report
 }
@@ -179,7 +193,7 @@ pub fn referenced_files(source: &SourceFile) -> Vec<(PathBuf, Language)> {
             .into_iter()
             .map(|(path, _)| (path, Language::NextflowConfig))
             .collect(),
-        Language::Nextflow => Vec::new(),
+        Language::Nextflow | Language::CwlFragment => Vec::new(),
         Language::Wdl => wdl::imported_paths(&source.text)
             .into_iter()
             .map(|path| (path, Language::Wdl))

@@ -238,3 +238,12 @@ fn nextflow_module_level_configs_keep_the_pipeline_registry() {
     );
     assert!(report.is_complete(), "{:?}", report.warnings);
 }
+
+/// Issue #13, item 2: `workflow run_x { call run_x }` calls the task `run_x`; its image was
+/// dropped without a warning when the task and the workflow were keyed by name alone.
+#[test]
+fn wdl_task_named_like_its_workflow_is_scanned() {
+    let (root, report) = scan("wdl-same-name", None);
+    assert_eq!(findings(&root, &report), vec!["org/img:1 run_x.wdl:21"]);
+    assert!(report.is_complete(), "{:?}", report.warnings);
+}

@@ -41,14 +41,14 @@ pub(crate) fn scan(sources: &[&SourceFile], inputs: Option<&WdlInputs>) -> ScanR
     let called = project.called_targets();
     for (d, document) in documents.iter().enumerate() {
         for workflow in &document.workflows {
-            if !called.contains(&(d, workflow.name.clone())) {
+            if !called.contains(&(d, Kind::Workflow, workflow.name.clone())) {
                 let scope =
                     project.scope(d, &workflow.declarations, &workflow.name, HashMap::new());
                 project.evaluate_workflow(d, workflow, scope, 0, &mut report);
             }
         }
         for task in &document.tasks {
-            if !called.contains(&(d, task.name.clone())) {
+            if !called.contains(&(d, Kind::Task, task.name.clone())) {
                 let scope = project.scope(d, &task.declarations, &task.name, HashMap::new());
                 project.evaluate_task(d, task, &scope, &mut report);
             }
@@ -61,6 +61,14 @@ struct Project<'a> {
     documents: &'a [Document<'a>],
     index: HashMap<PathBuf, usize>,
     inputs: Option<&'a WdlInputs>,
+}
+
+/// Tasks and workflows have separate names: a document may hold a task and a workflow both
+/// called `run_x`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Kind {
+    Task,
+    Workflow,
 }
 
 enum Callee<'a> {
@@ -119,14 +127,20 @@ impl<'a> Project<'a> {
         Some(Callee::Workflow(d, workflow))
     }
 
-    /// `(document, name)` of every task and workflow some workflow calls.
-    fn called_targets(&self) -> HashSet<(usize, String)> {
+    /// `(document, kind, name)` of every task and workflow some workflow calls. The kind is
+    /// part of the key: `workflow run_x { call run_x }` calls the task `run_x`, and the
+    /// workflow of the same name is still one nobody calls.
+    fn called_targets(&self) -> HashSet<(usize, Kind, String)> {
         let mut called = HashSet::new();
         for (d, document) in self.documents.iter().enumerate() {
             for call in document.workflows.iter().flat_map(|w| &w.calls) {
                 match self.callee(d, call) {
-                    Some(Callee::Task(target, task)) => called.insert((target, task.name.clone())),
-                    Some(Callee::Workflow(target, w)) => called.insert((target, w.name.clone())),
+                    Some(Callee::Task(target, task)) => {
+                        called.insert((target, Kind::Task, task.name.clone()))
+                    }
+                    Some(Callee::Workflow(target, w)) => {
+                        called.insert((target, Kind::Workflow, w.name.clone()))
+                    }
                     None => false,
                 };
             }
