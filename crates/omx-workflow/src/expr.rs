@@ -28,6 +28,8 @@ pub(crate) enum Expr {
     FirstDefined(Vec<Expr>),
     /// An array literal; each element is a separate image (WDL `container: [...]`).
     Array(Vec<Expr>),
+    /// A WDL object or struct literal, `object { docker: "x" }` or `RuntimeAttr { docker: "x" }`.
+    Object(Vec<(String, Expr)>),
     /// Anything else; only known when the workflow runs.
     Opaque { source: String },
 }
@@ -47,6 +49,8 @@ pub(crate) enum Candidate {
     Known { text: String, location: Location },
     /// Something only the run will tell, and why.
     Unknown { reason: String },
+    /// A WDL object or struct: its members' values (a member it does not set is undefined).
+    Record(Vec<(String, Value)>),
 }
 
 impl Value {
@@ -61,6 +65,40 @@ impl Value {
             text: text.into(),
             location,
         }])
+    }
+
+    /// The value of `path` (`docker`, or `a.b`) inside this one, as WDL's member access
+    /// reads it; `name` is how the whole is written, for reasons.
+    pub fn member(self, path: &[&str], name: &str) -> Value {
+        let Some((field, rest)) = path.split_first() else {
+            return self;
+        };
+        let Value::Candidates(candidates) = self else {
+            return Value::Undefined;
+        };
+        let mut found = Vec::new();
+        let mut any_defined = false;
+        for candidate in candidates {
+            let value = match candidate {
+                Candidate::Record(members) => members
+                    .into_iter()
+                    .find(|(member, _)| member == field)
+                    .map_or(Value::Undefined, |(_, value)| value.member(rest, name)),
+                Candidate::Known { .. } => {
+                    Value::unknown(format!("`{name}`: a string has no member `{field}`"))
+                }
+                unknown @ Candidate::Unknown { .. } => Value::Candidates(vec![unknown]),
+            };
+            if let Value::Candidates(c) = value {
+                any_defined = true;
+                found.extend(c);
+            }
+        }
+        if any_defined {
+            Value::Candidates(found)
+        } else {
+            Value::Undefined
+        }
     }
 }
 
@@ -152,6 +190,16 @@ impl Parser<'_> {
         if wrapped && first.is_punct("[") {
             return Expr::Array(self.elements(&tokens[1..tokens.len() - 1]));
         }
+        let is_object_literal = self.dialect == Dialect::Wdl
+            && first.ident().is_some_and(|name| {
+                name == "object" || name.chars().next().is_some_and(char::is_uppercase)
+            })
+            && tokens.len() >= 3
+            && tokens[1].is_punct("{")
+            && matching_close(tokens, 1) == tokens.len() - 1;
+        if is_object_literal {
+            return Expr::Object(self.members(&tokens[2..tokens.len() - 1]));
+        }
         let is_select_first = self.dialect == Dialect::Wdl
             && first.is_ident("select_first")
             && tokens.len() >= 4
@@ -169,6 +217,20 @@ impl Parser<'_> {
             };
         }
         Expr::Opaque { source }
+    }
+
+    /// The `name: value` members of an object literal; others are left out (they cannot be
+    /// read as a member, so an access to them finds no value).
+    fn members(&self, tokens: &[Token]) -> Vec<(String, Expr)> {
+        split_top_level(tokens, ",")
+            .into_iter()
+            .filter_map(|member| match member {
+                [name, colon, value @ ..] if colon.is_punct(":") && !value.is_empty() => {
+                    Some((name.ident()?.to_string(), self.expr(value)))
+                }
+                _ => None,
+            })
+            .collect()
     }
 
     fn elements(&self, tokens: &[Token]) -> Vec<Expr> {
@@ -328,13 +390,21 @@ pub(crate) fn evaluate(expr: &Expr, file: &Path, scope: &dyn Scope) -> Value {
                     .collect(),
             )
         }
+        Expr::Object(members) => Value::Candidates(vec![Candidate::Record(
+            members
+                .iter()
+                .map(|(name, value)| (name.clone(), evaluate(value, file, scope)))
+                .collect(),
+        )]),
         Expr::FirstDefined(options) => {
             let mut candidates = Vec::new();
             for option in options {
                 let Value::Candidates(found) = evaluate(option, file, scope) else {
                     continue;
                 };
-                let all_known = found.iter().all(|c| matches!(c, Candidate::Known { .. }));
+                let all_known = found
+                    .iter()
+                    .all(|c| !matches!(c, Candidate::Unknown { .. }));
                 candidates.extend(found);
                 if all_known {
                     break;
@@ -378,6 +448,9 @@ fn join(pieces: &[Expr], line: usize, source: &str, file: &Path, scope: &dyn Sco
                 options.iter().map(move |option| match (prefix, option) {
                     (Err(reason), _) => Err(reason.clone()),
                     (Ok(_), Candidate::Unknown { reason }) => Err(reason.clone()),
+                    (Ok(_), Candidate::Record(_)) => {
+                        Err(format!("a part of `{source}` is a struct, not a string"))
+                    }
                     (Ok(prefix), Candidate::Known { text, .. }) => Ok(format!("{prefix}{text}")),
                 })
             })
@@ -422,6 +495,7 @@ mod tests {
                 .map(|c| match c {
                     Candidate::Known { text, .. } => Ok(text),
                     Candidate::Unknown { reason } => Err(reason),
+                    Candidate::Record(_) => Err("a struct".into()),
                 })
                 .collect(),
         }

@@ -37,6 +37,14 @@ impl ContainerSite<'_> {
         for candidate in candidates {
             match candidate {
                 Candidate::Known { text, location } => self.record_text(&text, location, report),
+                Candidate::Record(_) => report.warnings.push(Warning {
+                    location: self.location.clone(),
+                    kind: WarningKind::InvalidImage,
+                    message: format!(
+                        "the container `{}`{} is a struct, not a string",
+                        self.expression, self.context
+                    ),
+                }),
                 Candidate::Unknown { reason } => report.warnings.push(Warning {
                     location: self.location.clone(),
                     kind: WarningKind::Unresolved,

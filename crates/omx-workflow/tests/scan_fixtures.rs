@@ -247,3 +247,46 @@ fn wdl_task_named_like_its_workflow_is_scanned() {
     assert_eq!(findings(&root, &report), vec!["org/img:1 run_x.wdl:21"]);
     assert!(report.is_complete(), "{:?}", report.warnings);
 }
+
+/// Issue #13, item 3: object and struct literals, member access, `select_first` over an unset
+/// optional override, and a version concatenated onto an image name.
+#[test]
+fn wdl_runtime_attr_structs_resolve_to_their_default_literal() {
+    let (root, report) = scan("wdl-runtime-attr", None);
+    assert_eq!(
+        findings(&root, &report),
+        vec![
+            "us.gcr.io/broad-dsde-methods/gatk-sv/sv-pipeline:2024-01-01-v0.28.4 sv.wdl:29",
+            "us.gcr.io/broad-gatk/gatk:4.5.0.0 sv.wdl:52",
+        ]
+    );
+    // No docker member anywhere: select_first fails at run time, one warning at the site.
+    assert_eq!(
+        warnings(&root, &report),
+        vec![("sv.wdl:68".to_string(), WarningKind::Unresolved)]
+    );
+    assert!(
+        report.warnings[0].message.contains("has no value"),
+        "{}",
+        report.warnings[0].message
+    );
+}
+
+#[test]
+fn wdl_struct_override_from_the_inputs_file_wins_member_by_member() {
+    let inputs_path = fixture("wdl-runtime-attr/override.json");
+    let text = std::fs::read_to_string(&inputs_path).unwrap();
+    let inputs = WdlInputs::parse(&inputs_path, &text).unwrap();
+    let (root, report) = scan("wdl-runtime-attr", Some(&inputs));
+    assert_eq!(
+        findings(&root, &report),
+        vec![
+            "us.gcr.io/broad-gatk/gatk:4.5.0.0 sv.wdl:52",
+            "us.gcr.io/my-mirror/sv-pipeline:fixed override.json:2",
+        ]
+    );
+    assert_eq!(
+        warnings(&root, &report),
+        vec![("sv.wdl:68".to_string(), WarningKind::Unresolved)]
+    );
+}

@@ -59,20 +59,27 @@ impl WdlInputs {
             file: self.file.clone(),
             line: *line,
         };
+        Some(self.json_value(json, key, &location))
+    }
+
+    /// A JSON value as WDL takes it: a string, an array of strings (a 1.1 `container` list),
+    /// or an object (a struct such as GATK-SV's `RuntimeAttr` override) whose members are
+    /// read the same way.
+    fn json_value(&self, json: &serde_json::Value, key: &str, location: &Location) -> Value {
         let not_a_string = || {
             Value::unknown(format!(
                 "`{key}` in {} is not a string or an array of strings",
                 self.file.display()
             ))
         };
-        Some(match json {
+        match json {
             serde_json::Value::Null => Value::Undefined,
-            serde_json::Value::String(text) => Value::known(text.clone(), location),
+            serde_json::Value::String(text) => Value::known(text.clone(), location.clone()),
             serde_json::Value::Array(items) => {
                 let mut candidates = Vec::new();
                 for item in items {
                     let Some(text) = item.as_str() else {
-                        return Some(not_a_string());
+                        return not_a_string();
                     };
                     candidates.push(Candidate::Known {
                         text: text.to_string(),
@@ -81,8 +88,17 @@ impl WdlInputs {
                 }
                 Value::Candidates(candidates)
             }
+            serde_json::Value::Object(members) => Value::Candidates(vec![Candidate::Record(
+                members
+                    .iter()
+                    .map(|(name, member)| {
+                        let member_key = format!("{key}.{name}");
+                        (name.clone(), self.json_value(member, &member_key, location))
+                    })
+                    .collect(),
+            )]),
             _ => not_a_string(),
-        })
+        }
     }
 }
 

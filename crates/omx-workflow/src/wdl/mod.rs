@@ -248,7 +248,22 @@ struct DeclarationScope<'a> {
 }
 
 impl Scope for DeclarationScope<'_> {
+    /// A variable, or a member of one (`runtime_attr.docker`, a struct's member).
     fn lookup(&self, name: &str) -> Value {
+        let mut path = name.split('.');
+        let variable = path.next().unwrap_or_default();
+        let members: Vec<&str> = path.collect();
+        let is_known = self.bindings.contains_key(variable)
+            || self.declarations.iter().any(|d| d.name == variable);
+        if members.is_empty() || !is_known {
+            return self.variable(name);
+        }
+        self.variable(variable).member(&members, name)
+    }
+}
+
+impl DeclarationScope<'_> {
+    fn variable(&self, name: &str) -> Value {
         if let Some(value) = self.bindings.get(name) {
             if *value != Value::Undefined {
                 return value.clone();
