@@ -62,7 +62,7 @@ pub fn run(args: ScanArgs) -> anyhow::Result<Outcome> {
     let output = match args.format {
         ScanFormat::Manifest => {
             for warning in &report.warnings {
-                eprintln!("warning: {warning}");
+                eprintln!("warning: {}", printable(&warning.to_string()));
             }
             if !report.skipped.is_empty() {
                 eprintln!(
@@ -139,18 +139,13 @@ fn render_table(report: &ScanReport) -> String {
     if !report.skipped.is_empty() {
         out.push('\n');
         for skipped in &report.skipped {
-            out.push_str(&format!(
+            out.push_str(&printable(&format!(
                 "skipped: {}: {} is {}\n",
                 skipped.location, skipped.value, skipped.reason
-            ));
+            )));
         }
     }
-    if !report.warnings.is_empty() {
-        out.push('\n');
-        for warning in &report.warnings {
-            out.push_str(&format!("warning: {warning}\n"));
-        }
-    }
+    out.push_str(&warnings_by_file(&report.warnings));
     let images = report.manifest().len();
     out.push_str(&format!(
         "\n{images} image{} found, {} warning{}\n",
@@ -159,6 +154,39 @@ fn render_table(report: &ScanReport) -> String {
         plural(report.warnings.len())
     ));
     out
+}
+
+/// The warnings under one heading per file, each as `line: message`, files in path order.
+fn warnings_by_file(warnings: &[Warning]) -> String {
+    let mut out = String::new();
+    let mut current_file = None;
+    for warning in warnings {
+        let file = &warning.location.file;
+        if current_file != Some(file) {
+            out.push_str(&format!("\nwarnings in {}:\n", file.display()));
+            current_file = Some(file);
+        }
+        let line = match warning.location.line {
+            0 => "(whole file)".to_string(),
+            line => line.to_string(),
+        };
+        out.push_str(&format!("  {line}: {}\n", warning.message));
+    }
+    printable(&out)
+}
+
+/// `text` with every control character but the line breaks it is laid out with escaped
+/// (`\u{1b}`), so a workflow's text cannot move the cursor or recolour a terminal.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 fn plural(count: usize) -> &'static str {
@@ -243,9 +271,32 @@ mod tests {
              \n\
              skipped: a/main.nf:7: https://depot/x:1 is a URL for Singularity or Apptainer, not a registry image\n\
              \n\
-             warning: c/main.nf:4: cannot resolve the container image `params.x`\n\
+             warnings in c/main.nf:\n\
+             \x20 4: cannot resolve the container image `params.x`\n\
              \n\
              2 images found, 1 warning\n"
+        );
+    }
+
+    #[test]
+    fn warnings_are_grouped_by_file_and_control_characters_escaped() {
+        let warning = |file: &str, line, message: &str| Warning {
+            location: Location {
+                file: file.into(),
+                line,
+            },
+            kind: WarningKind::Unresolved,
+            message: message.into(),
+        };
+        let warnings = [
+            warning("a.wdl", 0, "not valid"),
+            warning("a.wdl", 9, "cannot resolve `x`"),
+            warning("b/main.nf", 4, "cannot resolve `\u{1b}[31mred`"),
+        ];
+        assert_eq!(
+            warnings_by_file(&warnings),
+            "\nwarnings in a.wdl:\n  (whole file): not valid\n  9: cannot resolve `x`\n\
+             \nwarnings in b/main.nf:\n  4: cannot resolve `\\u{1b}[31mred`\n"
         );
     }
 }

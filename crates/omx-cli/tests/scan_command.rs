@@ -82,7 +82,7 @@ fn table_names_where_each_image_is_written() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("warning: cwl/pipeline.cwl:16: "),
+        stdout.contains("warnings in cwl/pipeline.cwl:\n  16: "),
         "{stdout}"
     );
     assert!(stdout.ends_with("3 images found, 1 warning\n"), "{stdout}");

@@ -1,5 +1,6 @@
 //! From what a container expression evaluates to, to findings, warnings and skipped values.
 
+use omx_core::excerpt::excerpt;
 use omx_core::Reference;
 
 use crate::expr::{Candidate, Value};
@@ -8,7 +9,8 @@ use crate::{Finding, Location, ScanReport, Skipped, Warning, WarningKind};
 /// Where an image is declared: the container directive or attribute, as written.
 pub(crate) struct ContainerSite<'a> {
     pub location: Location,
-    /// The expression's source text, quoted in warnings.
+    /// The expression's source text, quoted in warnings (an excerpt when it is long, such as
+    /// a whole closure).
     pub expression: &'a str,
     /// Extra words for warnings, such as the WDL call the value was evaluated for.
     pub context: &'a str,
@@ -27,7 +29,8 @@ impl ContainerSite<'_> {
                     kind: WarningKind::Unresolved,
                     message: format!(
                         "the container `{}`{} has no value",
-                        self.expression, self.context
+                        excerpt(self.expression),
+                        self.context
                     ),
                 });
                 return;
@@ -42,7 +45,8 @@ impl ContainerSite<'_> {
                     kind: WarningKind::InvalidImage,
                     message: format!(
                         "the container `{}`{} is a struct, not a string",
-                        self.expression, self.context
+                        excerpt(self.expression),
+                        self.context
                     ),
                 }),
                 Candidate::Unknown { reason } => report.warnings.push(Warning {
@@ -50,7 +54,8 @@ impl ContainerSite<'_> {
                     kind: WarningKind::Unresolved,
                     message: format!(
                         "cannot resolve the container image `{}`{}: {reason}",
-                        self.expression, self.context
+                        excerpt(self.expression),
+                        self.context
                     ),
                 }),
             }

@@ -120,7 +120,7 @@ impl ScanReport {
         self.warnings.is_empty()
     }
 
-    fn merge(&mut self, other: ScanReport) {
+    pub(crate) fn merge(&mut self, other: ScanReport) {
         self.findings.extend(other.findings);
         self.warnings.extend(other.warnings);
         self.skipped.extend(other.skipped);

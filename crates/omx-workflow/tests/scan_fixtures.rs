@@ -290,3 +290,21 @@ fn wdl_struct_override_from_the_inputs_file_wins_member_by_member() {
         vec![("sv.wdl:68".to_string(), WarningKind::Unresolved)]
     );
 }
+
+/// Issue #13, item 6: a site evaluated for several calls and several workflow runs gives
+/// one warning per cause, naming the other calls.
+#[test]
+fn wdl_one_warning_per_site_and_cause() {
+    let (root, report) = scan("wdl-two-runs", None);
+    assert!(report.findings.is_empty());
+    assert_eq!(
+        warnings(&root, &report),
+        vec![("tasks.wdl:11".to_string(), WarningKind::Unresolved)]
+    );
+    assert_eq!(
+        report.warnings[0].message,
+        "cannot resolve the container image `sv_pipeline_docker` in `Batch.ShardA`: \
+         `sv_pipeline_docker` has no default; give `Batch.sv_pipeline_docker` in the inputs \
+         file (--inputs) (likewise in 2 other calls: `Batch.ShardB`, `SingleSample.Shard`)"
+    );
+}

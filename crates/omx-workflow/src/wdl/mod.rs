@@ -8,8 +8,11 @@
 
 mod inputs;
 mod parse;
+mod site_warnings;
 
 use std::cell::RefCell;
+
+use site_warnings::SiteWarnings;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
@@ -35,6 +38,7 @@ pub(crate) fn scan(sources: &[&SourceFile], inputs: Option<&WdlInputs>) -> ScanR
             .collect(),
         documents: &documents,
         inputs,
+        site_warnings: RefCell::default(),
     };
     let mut report = ScanReport::default();
     project.warn_about_missing_imports(&mut report);
@@ -55,12 +59,17 @@ pub(crate) fn scan(sources: &[&SourceFile], inputs: Option<&WdlInputs>) -> ScanR
         }
     }
     report
+        .warnings
+        .extend(project.site_warnings.into_inner().into_warnings());
+    report
 }
 
 struct Project<'a> {
     documents: &'a [Document<'a>],
     index: HashMap<PathBuf, usize>,
     inputs: Option<&'a WdlInputs>,
+    /// The tasks' unresolved images, merged across the calls that evaluate them.
+    site_warnings: RefCell<SiteWarnings>,
 }
 
 /// Tasks and workflows have separate names: a document may hold a task and a workflow both
@@ -230,7 +239,13 @@ impl<'a> Project<'a> {
                 context: &context,
                 default_registry: None,
             };
-            site.record(evaluate(&container.expr, path, scope), report);
+            let mut evaluated = ScanReport::default();
+            site.record(evaluate(&container.expr, path, scope), &mut evaluated);
+            let mut site_warnings = self.site_warnings.borrow_mut();
+            for warning in std::mem::take(&mut evaluated.warnings) {
+                site_warnings.add(warning, &scope.input_prefix);
+            }
+            report.merge(evaluated);
         }
     }
 }
