@@ -177,8 +177,9 @@ pub fn scan_sources(sources: &[SourceFile], inputs: Option<&WdlInputs>) -> ScanR
         Language::NextflowConfig,
     ])));
     report.merge(wdl::scan(&of(&[Language::Wdl]), inputs));
+    let fragments = cwl::Fragments::new(&of(&[Language::Cwl, Language::CwlFragment]));
     for source in of(&[Language::Cwl]) {
-        report.merge(cwl::scan(source));
+        report.merge(cwl::scan(source, &fragments));
     }
     safety_net::warn_about_dropped_directives(sources, &mut report);
     report.sort_and_dedup();
@@ -186,21 +187,27 @@ pub fn scan_sources(sources: &[SourceFile], inputs: Option<&WdlInputs>) -> ScanR
 }
 
 /// Files a source refers to by path, resolved against the source's own directory: WDL
-/// imports, Nextflow `includeConfig` targets and CWL `run:` documents. URLs are left out.
+/// imports, Nextflow `includeConfig` targets, CWL `run:` documents and the files CWL
+/// `$import`s and `$include`s. URLs are left out.
 pub fn referenced_files(source: &SourceFile) -> Vec<(PathBuf, Language)> {
     let relative: Vec<(String, Language)> = match source.language {
         Language::NextflowConfig => nextflow::included_configs(&source.text)
             .into_iter()
             .map(|(path, _)| (path, Language::NextflowConfig))
             .collect(),
-        Language::Nextflow | Language::CwlFragment => Vec::new(),
+        Language::Nextflow => Vec::new(),
         Language::Wdl => wdl::imported_paths(&source.text)
             .into_iter()
             .map(|path| (path, Language::Wdl))
             .collect(),
-        Language::Cwl => cwl::run_documents(&source.text)
+        Language::Cwl | Language::CwlFragment => cwl::run_documents(&source.text)
             .into_iter()
             .map(|path| (path, Language::Cwl))
+            .chain(
+                cwl::fragment_paths(&source.text)
+                    .into_iter()
+                    .map(|path| (path, Language::CwlFragment)),
+            )
             .collect(),
     };
     relative

@@ -57,8 +57,7 @@ pub(crate) fn directive_lines(source: &SourceFile) -> BTreeSet<(usize, &'static 
         Language::NextflowConfig => {
             nextflow_directives(&tokenize(&source.text, Dialect::Groovy), true)
         }
-        Language::Cwl => cwl_docker_pulls(&source.text),
-        Language::CwlFragment => BTreeSet::new(),
+        Language::Cwl | Language::CwlFragment => cwl_docker_pulls(&source.text),
     }
 }
 

@@ -308,3 +308,30 @@ fn wdl_one_warning_per_site_and_cause() {
          file (--inputs) (likewise in 2 other calls: `Batch.ShardB`, `SingleSample.Shard`)"
     );
 }
+
+/// Issue #13, item 4: Schema Salad's `$include` (a file's text) and `$import` (a YAML
+/// document), resolved relative to the file that writes them, as cwltool does; a file that
+/// is not there is a warning at the directive.
+#[test]
+fn cwl_include_and_import_resolve_relative_to_the_document() {
+    let (root, report) = scan("cwl-include-import", None);
+    assert_eq!(
+        findings(&root, &report),
+        vec![
+            "biocontainers/bwa:v0.7.17_cv1 bwa-pull.yml:1",
+            "quay.io/biocontainers/ivar:1.2.2--h089eab3_1 docker_container.txt:1",
+            "quay.io/biocontainers/samtools:1.17--h00cdaf9_0 samtools-docker.yml:2",
+        ]
+    );
+    assert_eq!(
+        warnings(&root, &report),
+        vec![
+            ("missing.cwl:5".to_string(), WarningKind::Unreadable),
+            ("missing.cwl:8".to_string(), WarningKind::Unreadable),
+        ]
+    );
+    assert!(report.warnings[0].message.contains("no-such-file.txt"));
+    assert!(report.warnings[1]
+        .message
+        .contains("no-such-requirement.yml"));
+}
