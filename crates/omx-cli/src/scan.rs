@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use omx_workflow::{scan_path, ScanReport, Skipped, Warning, WdlInputs};
+use omx_workflow::{scan_path, Note, ScanReport, Skipped, Warning, WdlInputs};
 use serde::Serialize;
 
 use crate::exit::{Outcome, UnusableInput};
@@ -13,9 +13,10 @@ use crate::table;
 
 /// Find the container images of a Nextflow, WDL or CWL workflow.
 ///
-/// Images a workflow only computes when it runs (`"${params.image}"`, a WDL input with no
+/// Images a workflow only computes when it runs (`"${task.ext.image}"`, a WDL input with no
 /// default) are listed as warnings with their file and line, and the exit code is 1; give WDL
-/// values with --inputs, or add the images to the manifest by hand.
+/// values with --inputs, or add the images to the manifest by hand. A Nextflow parameter's
+/// default (`params.image = '...'`) is listed, with a note that a run can override it.
 #[derive(Args, Debug)]
 pub struct ScanArgs {
     /// A workflow source file, or a directory to walk for them: *.nf, *.config, *.wdl, *.cwl,
@@ -39,11 +40,14 @@ pub struct ScanArgs {
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ScanFormat {
     /// The pull manifest, {"manifest": ["image", ...]}, ready for `plan` and `pull`;
-    /// warnings go to standard error.
+    /// warnings and notes go to standard error.
     Manifest,
-    /// An aligned table of images and where each is written, then the warnings.
+    /// An aligned table of images and where each is written, then skipped values, notes
+    /// (a parameter default a run can override, a profile's container) and the warnings
+    /// by file.
     Table,
-    /// One JSON object: the manifest, every image's locations, warnings and skipped values.
+    /// One JSON object: the manifest, every image's locations, warnings, skipped values and
+    /// notes.
     Json,
 }
 
@@ -63,6 +67,9 @@ pub fn run(args: ScanArgs) -> anyhow::Result<Outcome> {
         ScanFormat::Manifest => {
             for warning in &report.warnings {
                 eprintln!("warning: {}", printable(&warning.to_string()));
+            }
+            for note in &report.notes {
+                eprintln!("note: {}", printable(&note.to_string()));
             }
             if !report.skipped.is_empty() {
                 eprintln!(
@@ -106,6 +113,7 @@ struct JsonReport<'a> {
     images: Vec<LocatedImage<'a>>,
     warnings: &'a [Warning],
     skipped: &'a [Skipped],
+    notes: &'a [Note],
 }
 
 fn render_json(report: &ScanReport) -> anyhow::Result<String> {
@@ -125,6 +133,7 @@ fn render_json(report: &ScanReport) -> anyhow::Result<String> {
         images,
         warnings: &report.warnings,
         skipped: &report.skipped,
+        notes: &report.notes,
     };
     Ok(format!("{}\n", serde_json::to_string_pretty(&json)?))
 }
@@ -143,6 +152,12 @@ fn render_table(report: &ScanReport) -> String {
                 "skipped: {}: {} is {}\n",
                 skipped.location, skipped.value, skipped.reason
             )));
+        }
+    }
+    if !report.notes.is_empty() {
+        out.push('\n');
+        for note in &report.notes {
+            out.push_str(&printable(&format!("note: {note}\n")));
         }
     }
     out.push_str(&warnings_by_file(&report.warnings));

@@ -97,3 +97,23 @@ fn unusable_paths_and_inputs_exit_2() {
     assert_eq!(bad_inputs.status.code(), Some(2));
     assert!(text(&bad_inputs.stderr).contains("the inputs file is not valid JSON"));
 }
+
+#[test]
+fn parameter_defaults_are_listed_with_a_note_and_warnings_grouped_by_file() {
+    let output = omx(&["scan", "nextflow-params", "--format", "table"]);
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    assert!(
+        stdout.contains(
+            "note: nextflow-params/main.nf:6: the image is the default of `params.my_image` \
+             (nextflow-params/nextflow.config:3); a run can give another with --my_image\n"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("\nwarnings in nextflow-params/main.nf:\n  18: "),
+        "{stdout}"
+    );
+    assert!(stdout.contains("\n  22: "), "{stdout}");
+    assert!(stdout.ends_with("5 images found, 2 warnings\n"), "{stdout}");
+}

@@ -94,12 +94,27 @@ pub struct Skipped {
     pub reason: String,
 }
 
+/// Something a user should know about an image that was found: that a run can replace it
+/// (a parameter's default), or that only one profile uses it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct Note {
+    pub location: Location,
+    pub message: String,
+}
+
+impl fmt::Display for Note {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.location, self.message)
+    }
+}
+
 /// Everything one scan found, each list sorted and without duplicates.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ScanReport {
     pub findings: Vec<Finding>,
     pub warnings: Vec<Warning>,
     pub skipped: Vec<Skipped>,
+    pub notes: Vec<Note>,
     /// The directive sites that gave a finding, warning or skipped value; every directive of
     /// every scanned file must be among them (see `safety_net`).
     #[serde(skip)]
@@ -124,6 +139,7 @@ impl ScanReport {
         self.findings.extend(other.findings);
         self.warnings.extend(other.warnings);
         self.skipped.extend(other.skipped);
+        self.notes.extend(other.notes);
         self.answered_sites.extend(other.answered_sites);
     }
 
@@ -134,6 +150,8 @@ impl ScanReport {
         self.warnings.dedup();
         self.skipped.sort();
         self.skipped.dedup();
+        self.notes.sort();
+        self.notes.dedup();
     }
 }
 

@@ -335,3 +335,51 @@ fn cwl_include_and_import_resolve_relative_to_the_document() {
         .message
         .contains("no-such-requirement.yml"));
 }
+
+/// Issue #13, item 5: `params` defaults from the pipeline's config (winning over the script's
+/// own assignment) resolve a `container "${params.x}"`, with a note that a run can override
+/// it; a profile's container is listed with its profile.
+#[test]
+fn nextflow_params_defaults_resolve_with_a_note() {
+    let (root, report) = scan("nextflow-params", None);
+    assert_eq!(
+        findings(&root, &report),
+        vec![
+            "biocontainers/samtools:1.17--h00cdaf9_0 nextflow.config:5",
+            "ghcr.io/example/flat:2 nextflow.config:8",
+            "nvcr.io/nvidia/clara/clara-parabricks:4.2.0-1 nextflow.config:13",
+            "quay.io/example/tool:1.0 nextflow.config:3",
+            "ubuntu:22.04 main.nf:3",
+        ]
+    );
+    let notes: Vec<String> = report
+        .notes
+        .iter()
+        .map(|n| format!("{} {}", at(&root, &n.location), n.message))
+        .collect();
+    let config = root.join("nextflow.config");
+    let main = root.join("main.nf");
+    assert_eq!(
+        notes,
+        vec![
+            format!("main.nf:6 the image is the default of `params.my_image` ({}:3); a run can give another with --my_image", config.display()),
+            format!("main.nf:10 the image is the default of `params.script_image` ({}:3); a run can give another with --script_image", main.display()),
+            format!("main.nf:14 the image is the default of `params.versioned` ({}:5); a run can give another with --versioned", config.display()),
+            format!("main.nf:26 the image is the default of `params.flat_image` ({}:8); a run can give another with --flat_image", config.display()),
+            "nextflow.config:13 this container is used only with `-profile gpu`".to_string(),
+        ]
+    );
+    assert_eq!(
+        warnings(&root, &report),
+        vec![
+            ("main.nf:18".to_string(), WarningKind::Unresolved),
+            ("main.nf:22".to_string(), WarningKind::Unresolved),
+        ]
+    );
+    assert!(report.warnings[0].message.contains(
+        "`params.null_image` has no default (it is null); a run gives it with --null_image"
+    ));
+    assert!(report.warnings[1]
+        .message
+        .contains("`params.unset_image` is only known when the pipeline runs"));
+}

@@ -8,10 +8,15 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 
-use crate::expr::{self, evaluate, source_text, Scope, Value};
+mod params;
+
+use crate::expr::{self, evaluate, source_text};
 use crate::image::ContainerSite;
 use crate::lexer::{matching_close, tokenize, Dialect, Token};
-use crate::{resolve_relative, Language, Location, ScanReport, SourceFile, Warning, WarningKind};
+use crate::{
+    resolve_relative, Language, Location, Note, ScanReport, SourceFile, Warning, WarningKind,
+};
+use params::{pipeline_params, ParamSetting, PipelineParams, PipelineScope};
 
 /// The pipeline configuration file Nextflow reads from a pipeline's directory.
 const PIPELINE_CONFIG: &str = "nextflow.config";
@@ -31,6 +36,7 @@ struct ParsedFile {
     containers: Vec<ContainerDeclaration>,
     registries: Vec<RegistrySetting>,
     includes: Vec<(String, usize)>,
+    params: Vec<ParamSetting>,
 }
 
 #[derive(Debug)]
@@ -38,6 +44,9 @@ struct ContainerDeclaration {
     expr: expr::Expr,
     source: String,
     line: usize,
+    /// The profile whose block sets it, for a config setting that applies only with
+    /// `-profile NAME`.
+    profile: Option<String>,
 }
 
 #[derive(Debug)]
@@ -59,23 +68,56 @@ pub(crate) fn scan(sources: &[&SourceFile]) -> ScanReport {
         .filter_map(|root| Some((*root, pipeline_registry(root, &parsed, &pipeline_of)?)))
         .collect();
 
+    let params_of_pipeline: HashMap<&Path, PipelineParams> = pipeline_of
+        .values()
+        .map(|root| (*root, params_of(root, &parsed, &pipeline_of)))
+        .collect();
+    let no_params = PipelineParams::new();
+
     let mut report = ScanReport::default();
     for (path, file) in &parsed {
-        let registry = pipeline_of
-            .get(path)
+        let pipeline = pipeline_of.get(path);
+        let registry = pipeline
             .and_then(|root| registry_of_pipeline.get(root))
             .map(String::as_str);
+        let own_params;
+        let params = match pipeline.and_then(|root| params_of_pipeline.get(root)) {
+            Some(params) => params,
+            None if file.params.is_empty() => &no_params,
+            None => {
+                own_params = pipeline_params([(*path, file.params.as_slice())]);
+                &own_params
+            }
+        };
         for container in &file.containers {
+            let location = Location {
+                file: path.to_path_buf(),
+                line: container.line,
+            };
             let site = ContainerSite {
-                location: Location {
-                    file: path.to_path_buf(),
-                    line: container.line,
-                },
+                location: location.clone(),
                 expression: &container.source,
                 context: "",
                 default_registry: registry,
             };
-            site.record(evaluate(&container.expr, path, &RunTimeOnly), &mut report);
+            let scope = PipelineScope::new(params);
+            site.record(evaluate(&container.expr, path, &scope), &mut report);
+            for (param, written_at) in scope.used_defaults.into_inner() {
+                let flag = param.trim_start_matches("params.");
+                report.notes.push(Note {
+                    location: location.clone(),
+                    message: format!(
+                        "the image is the default of `{param}` ({written_at}); a run can \
+                         give another with --{flag}"
+                    ),
+                });
+            }
+            if let Some(profile) = &container.profile {
+                report.notes.push(Note {
+                    location,
+                    message: format!("this container is used only with `-profile {profile}`"),
+                });
+            }
         }
         for (include, line) in &file.includes {
             let target = resolve_relative(path, include);
@@ -106,15 +148,6 @@ pub(crate) fn included_configs(text: &str) -> Vec<(String, usize)> {
         language: Language::NextflowConfig,
     };
     parse_file(&source).includes
-}
-
-/// Nextflow variables (`params.x`, `task.ext.y`) are set when the pipeline runs.
-struct RunTimeOnly;
-
-impl Scope for RunTimeOnly {
-    fn lookup(&self, name: &str) -> Value {
-        Value::unknown(format!("`{name}` is only known when the pipeline runs"))
-    }
 }
 
 /// The pipeline directory each file belongs to. Nextflow reads only the `nextflow.config` of
@@ -209,6 +242,32 @@ fn pipeline_registry(
     None
 }
 
+/// The parameter defaults of a pipeline: its scripts' assignments, then its included
+/// configs', then its own `nextflow.config`'s, each later one winning.
+fn params_of<'a>(
+    root: &Path,
+    parsed: &'a BTreeMap<&'a Path, ParsedFile>,
+    pipeline_of: &HashMap<&Path, &Path>,
+) -> PipelineParams<'a> {
+    let main_config = root.join(PIPELINE_CONFIG);
+    let strength = |path: &Path| {
+        if path == main_config {
+            2
+        } else if path.extension().is_some_and(|e| e == "config") {
+            1
+        } else {
+            0
+        }
+    };
+    let mut members: Vec<(&Path, &[ParamSetting])> = parsed
+        .iter()
+        .filter(|(path, _)| pipeline_of.get(*path) == Some(&root))
+        .map(|(path, file)| (*path, file.params.as_slice()))
+        .collect();
+    members.sort_by_key(|(path, _)| strength(path));
+    pipeline_params(members)
+}
+
 fn parse_file(source: &SourceFile) -> ParsedFile {
     let tokens = tokenize(&source.text, Dialect::Groovy);
     let mut parsed = ParsedFile::default();
@@ -218,14 +277,22 @@ fn parse_file(source: &SourceFile) -> ParsedFile {
         if is_config {
             read_config_statement(statement, scope, &source.text, &mut parsed);
         } else {
-            read_script_statement(statement, &source.text, &mut parsed);
+            read_script_statement(statement, scope, &source.text, &mut parsed);
         }
     });
     parsed
 }
 
-/// A `container` directive in a process.
-fn read_script_statement(statement: &[Token], text: &str, parsed: &mut ParsedFile) {
+/// A `container` directive in a process, and `params.x = ...` at the top of a script.
+fn read_script_statement(
+    statement: &[Token],
+    scope: &ScopePath,
+    text: &str,
+    parsed: &mut ParsedFile,
+) {
+    if scope.is_empty() {
+        read_param_assignment(statement, text, parsed);
+    }
     if !statement[0].is_ident("container") {
         return;
     }
@@ -266,15 +333,21 @@ fn read_config_statement(
     let mut key: Vec<&str> = scope.iter().flatten().map(String::as_str).collect();
     key.extend(names);
     let in_profile = key.first() == Some(&"profiles") && key.len() > 2;
+    let profile = in_profile.then(|| key[1].to_string());
     if in_profile {
         key.drain(..2);
     }
     let value = &statement[equals + 1..];
     match key.as_slice() {
         ["process", "container"] if !value.is_empty() => {
+            let mut declaration = container_declaration(&statement[0], value, text);
+            declaration.profile = profile;
+            parsed.containers.push(declaration);
+        }
+        ["params", name @ ..] if !in_profile => {
             parsed
-                .containers
-                .push(container_declaration(&statement[0], value, text));
+                .params
+                .extend(param_setting(name, value, text, statement[0].line));
         }
         ["docker", "registry"] => {
             if let [registry] = value {
@@ -290,11 +363,34 @@ fn read_config_statement(
     }
 }
 
+/// `params.name = value` at the top of a script.
+fn read_param_assignment(statement: &[Token], text: &str, parsed: &mut ParsedFile) {
+    let Some(equals) = statement.iter().position(|t| t.is_punct("=")) else {
+        return;
+    };
+    if let Some(["params", name @ ..]) = property_path(&statement[..equals]).as_deref() {
+        let value = &statement[equals + 1..];
+        parsed
+            .params
+            .extend(param_setting(name, value, text, statement[0].line));
+    }
+}
+
+/// The setting of the parameter `name` (its path below `params`) to `value`.
+fn param_setting(name: &[&str], value: &[Token], text: &str, line: usize) -> Option<ParamSetting> {
+    (!name.is_empty() && !value.is_empty()).then(|| ParamSetting {
+        name: name.join("."),
+        expr: expr::parse(value, text, Dialect::Groovy),
+        line,
+    })
+}
+
 fn container_declaration(keyword: &Token, value: &[Token], text: &str) -> ContainerDeclaration {
     ContainerDeclaration {
         expr: expr::parse(value, text, Dialect::Groovy),
         source: source_text(text, value),
         line: keyword.line,
+        profile: None,
     }
 }
 
