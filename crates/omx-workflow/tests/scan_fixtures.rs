@@ -17,6 +17,13 @@ fn at(root: &Path, location: &omx_workflow::Location) -> String {
     format!("{}:{}", file.display(), location.line)
 }
 
+/// A WDL inputs file of the fixtures, e.g. `wdl/inputs.json`.
+fn inputs_file(name: &str) -> WdlInputs {
+    let path = fixture(name);
+    let text = std::fs::read_to_string(&path).unwrap();
+    WdlInputs::parse(&path, &text).unwrap()
+}
+
 fn scan(name: &str, inputs: Option<&WdlInputs>) -> (PathBuf, ScanReport) {
     let root = fixture(name);
     let report = scan_path(&root, inputs).expect("the fixture scans");
@@ -139,9 +146,7 @@ fn wdl_1_0_defaults_bindings_imports_and_a_missing_input() {
 
 #[test]
 fn wdl_inputs_file_overrides_defaults_and_fills_missing_inputs() {
-    let inputs_path = fixture("wdl/inputs.json");
-    let text = std::fs::read_to_string(&inputs_path).unwrap();
-    let inputs = WdlInputs::parse(&inputs_path, &text).unwrap();
+    let inputs = inputs_file("wdl/inputs.json");
     let (root, report) = scan("wdl", Some(&inputs));
     assert_eq!(
         report.manifest(),
@@ -274,9 +279,7 @@ fn wdl_runtime_attr_structs_resolve_to_their_default_literal() {
 
 #[test]
 fn wdl_struct_override_from_the_inputs_file_wins_member_by_member() {
-    let inputs_path = fixture("wdl-runtime-attr/override.json");
-    let text = std::fs::read_to_string(&inputs_path).unwrap();
-    let inputs = WdlInputs::parse(&inputs_path, &text).unwrap();
+    let inputs = inputs_file("wdl-runtime-attr/override.json");
     let (root, report) = scan("wdl-runtime-attr", Some(&inputs));
     assert_eq!(
         findings(&root, &report),
