@@ -10,12 +10,15 @@ use saphyr::{LoadableYamlNode, MarkedYaml, YamlData};
 
 use crate::expr::Value;
 use crate::image::ContainerSite;
-use crate::{resolve_relative, Location, ScanReport, SourceFile, Warning, WarningKind};
+use crate::{resolve_relative, Location, Note, ScanReport, SourceFile, Warning, WarningKind};
 
 /// The keys whose values hold process requirements.
 const REQUIREMENT_KEYS: [&str; 2] = ["requirements", "hints"];
 
 const DOCKER_REQUIREMENT: &str = "DockerRequirement";
+
+/// Names software packages (for Conda, modules, Bioconda), not an image.
+const SOFTWARE_REQUIREMENT: &str = "SoftwareRequirement";
 
 /// Schema Salad's directives: a node `{$import: uri}` is replaced by the YAML document at
 /// `uri`, a node `{$include: uri}` by that file's text, both resolved relative to the file
@@ -234,12 +237,16 @@ impl<'f, 'a> Scanner<'f, 'a, '_> {
             &mut |scanner, requirements| match &requirements.yaml.data {
                 YamlData::Mapping(map) => {
                     for (class, requirement) in map {
-                        if class.data.as_str() == Some(DOCKER_REQUIREMENT) {
-                            let requirement = Node {
-                                yaml: requirement,
-                                file: requirements.file,
-                            };
-                            scanner.resolved(requirement, &mut |s, r| s.docker_requirement(r));
+                        let requirement = Node {
+                            yaml: requirement,
+                            file: requirements.file,
+                        };
+                        match class.data.as_str() {
+                            Some(DOCKER_REQUIREMENT) => {
+                                scanner.resolved(requirement, &mut |s, r| s.docker_requirement(r))
+                            }
+                            Some(SOFTWARE_REQUIREMENT) => scanner.software_requirement(requirement),
+                            _ => {}
                         }
                     }
                 }
@@ -252,8 +259,10 @@ impl<'f, 'a> Scanner<'f, 'a, '_> {
                         scanner.resolved(item, &mut |s, item| {
                             let class =
                                 field(item.yaml, "class").and_then(|(_, c)| c.data.as_str());
-                            if class == Some(DOCKER_REQUIREMENT) {
-                                s.docker_requirement(item);
+                            match class {
+                                Some(DOCKER_REQUIREMENT) => s.docker_requirement(item),
+                                Some(SOFTWARE_REQUIREMENT) => s.software_requirement(item),
+                                _ => {}
                             }
                         });
                     }
@@ -261,6 +270,37 @@ impl<'f, 'a> Scanner<'f, 'a, '_> {
                 _ => {}
             },
         );
+    }
+
+    /// A note: the packages a `SoftwareRequirement` names are not an image HealthOmics can run.
+    fn software_requirement(&mut self, requirement: Node<'f, 'a>) {
+        let packages = field(requirement.yaml, "packages").map(|(_, packages)| packages);
+        let mut names: Vec<String> = match packages.map(|p| &p.data) {
+            Some(YamlData::Sequence(items)) => items
+                .iter()
+                .filter_map(|item| field(item, "package")?.1.data.as_str().map(String::from))
+                .collect(),
+            Some(YamlData::Mapping(map)) => map
+                .iter()
+                .filter_map(|(name, _)| name.data.as_str())
+                .filter(|name| !name.starts_with('$'))
+                .map(String::from)
+                .collect(),
+            _ => Vec::new(),
+        };
+        names.sort();
+        let named = if names.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", names.join(", "))
+        };
+        self.report.notes.push(Note {
+            location: requirement.at(),
+            message: format!(
+                "SoftwareRequirement names software packages{named}, not a container image; \
+                 HealthOmics runs only the image a DockerRequirement gives"
+            ),
+        });
     }
 
     fn docker_requirement(&mut self, requirement: Node<'f, 'a>) {
