@@ -6,6 +6,9 @@ use omx_core::Reference;
 use crate::expr::{Candidate, Value};
 use crate::{Finding, Location, ScanReport, Skipped, Warning, WarningKind};
 
+/// WDL 1.1's container value for "any image the engine likes".
+const ANY_CONTAINER: &str = "*";
+
 /// Where an image is declared: the container directive or attribute, as written.
 pub(crate) struct ContainerSite<'a> {
     pub location: Location,
@@ -65,6 +68,18 @@ impl ContainerSite<'_> {
     fn record_text(&self, text: &str, location: Location, report: &mut ScanReport) {
         let text = text.trim();
         let text = text.strip_prefix("docker://").unwrap_or(text);
+        if text == ANY_CONTAINER {
+            report.warnings.push(Warning {
+                location,
+                kind: WarningKind::Unresolved,
+                message: format!(
+                    "`*`{} lets the engine choose any container: it names no image, and \
+                     HealthOmics needs one; give the task an image",
+                    self.context
+                ),
+            });
+            return;
+        }
         if let Some(reason) = not_a_registry_image(text) {
             report.skipped.push(Skipped {
                 value: text.to_string(),

@@ -386,3 +386,20 @@ fn nextflow_params_defaults_resolve_with_a_note() {
         .message
         .contains("`params.unset_image` is only known when the pipeline runs"));
 }
+
+#[test]
+fn wdl_1_1_container_lists_and_any_container() {
+    let (root, report) = scan("wdl-1.1-container", None);
+    assert_eq!(
+        findings(&root, &report),
+        vec![
+            "quay.io/biocontainers/samtools:1.17--h00cdaf9_0 tasks.wdl:14",
+            "ubuntu:22.04 tasks.wdl:15",
+        ]
+    );
+    assert_eq!(
+        warnings(&root, &report),
+        vec![("tasks.wdl:25".to_string(), WarningKind::Unresolved)]
+    );
+    assert!(report.warnings[0].message.contains("names no image"));
+}
