@@ -20,7 +20,8 @@ use crate::table;
 #[derive(Args, Debug)]
 pub struct ScanArgs {
     /// A workflow source file, or a directory to walk for them: *.nf, *.config, *.wdl, *.cwl,
-    /// and YAML or JSON files with `cwlVersion`.
+    /// and YAML or JSON files with `cwlVersion`. Snakemake files (Snakefile, *.smk) are read
+    /// only to list their images as skipped: HealthOmics does not run Snakemake.
     pub path: PathBuf,
 
     /// Output format.
@@ -73,8 +74,8 @@ pub fn run(args: ScanArgs) -> anyhow::Result<Outcome> {
             }
             if !report.skipped.is_empty() {
                 eprintln!(
-                    "note: {} Singularity-only container value(s) skipped \
-                     (--format table lists them)",
+                    "note: {} container value(s) skipped, for Singularity only or in a \
+                     Snakemake workflow (--format table lists them)",
                     report.skipped.len()
                 );
             }

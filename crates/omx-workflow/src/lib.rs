@@ -21,6 +21,7 @@ mod image;
 mod lexer;
 mod nextflow;
 mod safety_net;
+mod snakemake;
 mod walk;
 mod wdl;
 
@@ -84,9 +85,10 @@ impl fmt::Display for Warning {
     }
 }
 
-/// A container value that is not a registry image (a Singularity URL or image file, such as
-/// the branch nf-core modules take under Singularity). Listed so nothing disappears silently,
-/// but not a problem: Docker-based runs never use it.
+/// A container value that is not put in the manifest: not a registry image (a Singularity
+/// URL or image file, such as the branch nf-core modules take under Singularity), or the
+/// image of a Snakemake rule (HealthOmics does not run Snakemake). Listed so nothing
+/// disappears silently, but not a problem: HealthOmics runs never use it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct Skipped {
     pub value: String,
@@ -165,6 +167,9 @@ pub enum Language {
     NextflowConfig,
     Wdl,
     Cwl,
+    /// A Snakemake workflow (`Snakefile`, `*.smk`), which HealthOmics does not run: read only
+    /// to say so and list its images as skipped.
+    Snakemake,
     /// A file a CWL document takes in with `$include` (as text) or `$import` (as YAML); not a
     /// document of its own.
     CwlFragment,
@@ -199,6 +204,9 @@ pub fn scan_sources(sources: &[SourceFile], inputs: Option<&WdlInputs>) -> ScanR
     for source in of(&[Language::Cwl]) {
         report.merge(cwl::scan(source, &fragments));
     }
+    for source in of(&[Language::Snakemake]) {
+        report.merge(snakemake::scan(source));
+    }
     safety_net::warn_about_dropped_directives(sources, &mut report);
     report.sort_and_dedup();
     report
@@ -213,7 +221,7 @@ pub fn referenced_files(source: &SourceFile) -> Vec<(PathBuf, Language)> {
             .into_iter()
             .map(|(path, _)| (path, Language::NextflowConfig))
             .collect(),
-        Language::Nextflow => Vec::new(),
+        Language::Nextflow | Language::Snakemake => Vec::new(),
         Language::Wdl => wdl::imported_paths(&source.text)
             .into_iter()
             .map(|path| (path, Language::Wdl))

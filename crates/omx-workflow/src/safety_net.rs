@@ -58,6 +58,10 @@ pub(crate) fn directive_lines(source: &SourceFile) -> BTreeSet<(usize, &'static 
             nextflow_directives(&tokenize(&source.text, Dialect::Groovy), true)
         }
         Language::Cwl | Language::CwlFragment => cwl_docker_pulls(&source.text),
+        Language::Snakemake => crate::snakemake::image_directives(&source.text)
+            .into_iter()
+            .map(|(line, keyword, _)| (line, keyword))
+            .collect(),
     }
 }
 

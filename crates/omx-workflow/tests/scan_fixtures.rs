@@ -403,3 +403,36 @@ fn wdl_1_1_container_lists_and_any_container() {
     );
     assert!(report.warnings[0].message.contains("names no image"));
 }
+
+/// HealthOmics does not run Snakemake: its images are listed as skipped, never in the
+/// manifest, and a conda-only rule is noted.
+#[test]
+fn snakemake_images_are_skipped_and_conda_only_rules_noted() {
+    let (root, report) = scan("snakemake", None);
+    assert!(report.manifest().is_empty());
+    let skipped: Vec<String> = report
+        .skipped
+        .iter()
+        .map(|s| format!("{} {}", s.value, at(&root, &s.location)))
+        .collect();
+    assert_eq!(
+        skipped,
+        vec![
+            "biocontainers/samtools:v1.9-4-deb_cv1 Snakefile:16",
+            "quay.io/biocontainers/bwa:0.7.17--he4a0461_11 Snakefile:10",
+        ]
+    );
+    let notes: Vec<String> = report
+        .notes
+        .iter()
+        .map(|n| at(&root, &n.location))
+        .collect();
+    assert_eq!(
+        notes,
+        vec!["Snakefile:0", "rules/count.smk:0", "rules/count.smk:1"]
+    );
+    assert!(report.notes[2]
+        .message
+        .contains("rule `count` has only a conda environment"));
+    assert!(report.is_complete(), "{:?}", report.warnings);
+}
