@@ -238,10 +238,25 @@ fn nextflow_module_level_configs_keep_the_pipeline_registry() {
         findings(&root, &report),
         vec![
             "quay.io/biocontainers/preseq:3.2.0--hdcf5f25_6 modules/nf-core/preseq/lcextrap/main.nf:5",
+            "quay.io/biocontainers/stringtie:2.2.1--hecb563c_2 conf/modules.config:4",
             "quay.io/biocontainers/stringtie:2.2.3--h43eeafb_0 modules/nf-core/stringtie/main.nf:4",
         ]
     );
     assert!(report.is_complete(), "{:?}", report.warnings);
+    // Both are listed (the selector may not match every alias of the module), and the
+    // override says what it replaces.
+    let notes: Vec<String> = report
+        .notes
+        .iter()
+        .map(|n| format!("{} {}", at(&root, &n.location), n.message))
+        .collect();
+    assert_eq!(
+        notes,
+        vec![
+            "conf/modules.config:4 the processes `withName: 'STRINGTIE'` selects run this \
+             container instead of their own `container` directive (a config setting wins over it)"
+        ]
+    );
 }
 
 /// Issue #13, item 2: `workflow run_x { call run_x }` calls the task `run_x`; its image was

@@ -26,9 +26,19 @@ const CONTROL_WORDS: [&str; 8] = [
     "if", "else", "for", "while", "try", "catch", "finally", "switch",
 ];
 
-/// The named scopes enclosing a statement (`process`, `profiles`, `docker`), outermost first;
-/// `None` for selectors such as `withName: FOO` and control blocks such as `if`.
-type ScopePath = [Option<String>];
+/// A block enclosing a statement.
+#[derive(Debug, Clone, PartialEq)]
+enum Block {
+    /// A configuration scope: `process`, `profiles`, `docker`, `test` (a profile's name).
+    Scope(String),
+    /// A process selector, as written: `withName: 'FOO'`, `withLabel: big`.
+    Selector(String),
+    /// Anything else: `if`, `else`, a process body in a script.
+    Other,
+}
+
+/// The blocks enclosing a statement, outermost first.
+type ScopePath = [Block];
 
 /// What one script or configuration file says about containers.
 #[derive(Debug, Default)]
@@ -47,6 +57,9 @@ struct ContainerDeclaration {
     /// The profile whose block sets it, for a config setting that applies only with
     /// `-profile NAME`.
     profile: Option<String>,
+    /// The selector of a config setting (`withName: 'FOO'`), whose processes it gives this
+    /// container instead of their own `container` directive.
+    selector: Option<String>,
 }
 
 #[derive(Debug)]
@@ -109,6 +122,15 @@ pub(crate) fn scan(sources: &[&SourceFile]) -> ScanReport {
                     message: format!(
                         "the image is the default of `{param}` ({written_at}); a run can \
                          give another with --{flag}"
+                    ),
+                });
+            }
+            if let Some(selector) = &container.selector {
+                report.notes.push(Note {
+                    location: location.clone(),
+                    message: format!(
+                        "the processes `{selector}` selects run this container instead of \
+                         their own `container` directive (a config setting wins over it)"
                     ),
                 });
             }
@@ -273,13 +295,18 @@ fn parse_file(source: &SourceFile) -> ParsedFile {
     let mut parsed = ParsedFile::default();
     let is_config = source.language == Language::NextflowConfig;
     let mut scope = Vec::new();
-    walk_block(&tokens, &mut scope, &mut |statement, scope| {
-        if is_config {
-            read_config_statement(statement, scope, &source.text, &mut parsed);
-        } else {
-            read_script_statement(statement, scope, &source.text, &mut parsed);
-        }
-    });
+    walk_block(
+        &tokens,
+        &source.text,
+        &mut scope,
+        &mut |statement, scope| {
+            if is_config {
+                read_config_statement(statement, scope, &source.text, &mut parsed);
+            } else {
+                read_script_statement(statement, scope, &source.text, &mut parsed);
+            }
+        },
+    );
     parsed
 }
 
@@ -330,7 +357,13 @@ fn read_config_statement(
     let Some(names) = property_path(&statement[..equals]) else {
         return;
     };
-    let mut key: Vec<&str> = scope.iter().flatten().map(String::as_str).collect();
+    let mut key: Vec<&str> = scope
+        .iter()
+        .filter_map(|block| match block {
+            Block::Scope(name) => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
     key.extend(names);
     let in_profile = key.first() == Some(&"profiles") && key.len() > 2;
     let profile = in_profile.then(|| key[1].to_string());
@@ -342,6 +375,10 @@ fn read_config_statement(
         ["process", "container"] if !value.is_empty() => {
             let mut declaration = container_declaration(&statement[0], value, text);
             declaration.profile = profile;
+            declaration.selector = scope.iter().rev().find_map(|block| match block {
+                Block::Selector(selector) => Some(selector.clone()),
+                _ => None,
+            });
             parsed.containers.push(declaration);
         }
         ["params", name @ ..] if !in_profile => {
@@ -391,6 +428,7 @@ fn container_declaration(keyword: &Token, value: &[Token], text: &str) -> Contai
         source: source_text(text, value),
         line: keyword.line,
         profile: None,
+        selector: None,
     }
 }
 
@@ -410,7 +448,8 @@ fn property_path(tokens: &[Token]) -> Option<Vec<&str>> {
 /// Calls `on_statement` for every statement, with its enclosing scopes.
 fn walk_block(
     tokens: &[Token],
-    scope: &mut Vec<Option<String>>,
+    text: &str,
+    scope: &mut Vec<Block>,
     on_statement: &mut dyn FnMut(&[Token], &ScopePath),
 ) {
     let mut i = 0;
@@ -426,8 +465,8 @@ fn walk_block(
             if takes_closure(head) {
                 on_statement(&tokens[i..=close], scope);
             } else {
-                scope.push(scope_name(head));
-                walk_block(&tokens[end + 1..close], scope, on_statement);
+                scope.push(scope_name(head, text));
+                walk_block(&tokens[end + 1..close], text, scope, on_statement);
                 scope.pop();
             }
             i = close + 1;
@@ -446,12 +485,19 @@ fn takes_closure(head: &[Token]) -> bool {
         || head.last().is_some_and(|t| t.is_punct("="))
 }
 
-fn scope_name(head: &[Token]) -> Option<String> {
-    let names = property_path(head)?;
-    if names.len() == 1 && CONTROL_WORDS.contains(&names[0]) {
-        return None;
+fn scope_name(head: &[Token], text: &str) -> Block {
+    let is_selector = head.len() > 2
+        && (head[0].is_ident("withName") || head[0].is_ident("withLabel"))
+        && head[1].is_punct(":");
+    if is_selector {
+        return Block::Selector(source_text(text, head));
     }
-    Some(names.join("."))
+    match property_path(head) {
+        Some(names) if !(names.len() == 1 && CONTROL_WORDS.contains(&names[0])) => {
+            Block::Scope(names.join("."))
+        }
+        _ => Block::Other,
+    }
 }
 
 /// Where the statement starting at `start` ends: a newline, `;`, `{` or `}` outside brackets.
