@@ -216,6 +216,11 @@ impl Parser<'_> {
                 source,
             };
         }
+        if self.dialect == Dialect::Groovy {
+            if let Some(branches) = trailing_if_chain(tokens) {
+                return Expr::AnyOf(branches.iter().map(|b| self.expr(b)).collect());
+            }
+        }
         Expr::Opaque { source }
     }
 
@@ -347,6 +352,62 @@ fn top_level_position(
         }
     }
     None
+}
+
+/// The branch bodies of an `if (c) { a } else if (d) { b } else { c }` that ends the closure
+/// body `tokens` (rnaseq's `container = { def s = ...; if (params.arm) { ... } else { ... } }`):
+/// a closure's value is its last statement's, so any branch may be the image. Statements
+/// before it (`def` locals for the conditions) do not change which strings are possible.
+fn trailing_if_chain(tokens: &[Token]) -> Option<Vec<&[Token]>> {
+    let mut depth = 0usize;
+    let mut heads = Vec::new();
+    for (i, token) in tokens.iter().enumerate() {
+        if let TokenKind::Punct(p) = &token.kind {
+            match p.as_str() {
+                "(" | "[" | "{" => depth += 1,
+                ")" | "]" | "}" => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        let starts_chain = depth == 0
+            && token.is_ident("if")
+            && tokens.get(i + 1).is_some_and(|t| t.is_punct("("))
+            && !(i > 0 && tokens[i - 1].is_ident("else"));
+        if starts_chain {
+            heads.push(i);
+        }
+    }
+    let head = *heads.last()?;
+    let mut branches = Vec::new();
+    let mut i = head;
+    loop {
+        // `if (condition) { body }`
+        let condition_close = matching_close(tokens, i + 1);
+        let open = condition_close + 1;
+        if !tokens.get(open)?.is_punct("{") {
+            return None;
+        }
+        let close = matching_close(tokens, open);
+        branches.push(&tokens[open + 1..close]);
+        i = close + 1;
+        if i == tokens.len() {
+            return Some(branches);
+        }
+        if !tokens[i].is_ident("else") {
+            return None;
+        }
+        match tokens.get(i + 1) {
+            Some(t) if t.is_ident("if") && tokens.get(i + 2).is_some_and(|t| t.is_punct("(")) => {
+                i += 1;
+            }
+            Some(t) if t.is_punct("{") => {
+                let close = matching_close(tokens, i + 1);
+                branches.push(&tokens[i + 2..close]);
+                return (close + 1 == tokens.len()).then_some(branches);
+            }
+            _ => return None,
+        }
+    }
 }
 
 /// `a`, `a.b.c`: names joined by dots.
@@ -548,6 +609,26 @@ mod tests {
             texts("\"~{default='x' d}\"", Dialect::Wdl),
             vec![Err("`d` is unknown".into()), Ok("x".into())]
         );
+    }
+
+    #[test]
+    fn a_closure_ending_in_if_else_gives_every_branch() {
+        let found = texts(
+            "{ def s = workflow.containerEngine == 'singularity'\n if (params.arm ?: false) {\n s ? 'https://a/x:1' : 'x:arm' } else if (params.b) { 'x:b' } else {\n s ? 'https://a/x:2' : 'x:2' } }",
+            Dialect::Groovy,
+        );
+        assert_eq!(
+            found,
+            vec![
+                Ok("https://a/x:1".into()),
+                Ok("x:arm".into()),
+                Ok("x:b".into()),
+                Ok("https://a/x:2".into()),
+                Ok("x:2".into())
+            ]
+        );
+        // An `if` without `else` may give no value: not a chain that ends the closure.
+        assert_eq!(texts("{ if (a) { 'x:1' } ; y }", Dialect::Groovy).len(), 1);
     }
 
     #[test]
