@@ -1,0 +1,130 @@
+//! Which pipeline each file belongs to, and what the pipeline sets for all its files: the
+//! registry, the parameter defaults, and the profiles only some configs apply under.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+
+use crate::resolve_relative;
+
+use super::params::{pipeline_params, ParamSetting, PipelineParams};
+use super::parse::{ParsedFile, PIPELINE_CONFIG};
+
+/// The pipeline directory each file belongs to. Nextflow reads only the `nextflow.config` of
+/// the pipeline it launches, and the configs that one includes: a `nextflow.config` that
+/// another config includes (nf-core modules and subworkflows keep their `withName` settings
+/// in one) or that sits below another pipeline's directory (nf-test's `tests/nextflow.config`)
+/// does not make a pipeline of its folder. Configs reached by `includeConfig` from a
+/// pipeline's `nextflow.config` belong to it; any other file to the nearest enclosing
+/// pipeline directory.
+pub(super) fn pipelines<'a>(
+    parsed: &BTreeMap<&'a Path, ParsedFile>,
+) -> HashMap<&'a Path, &'a Path> {
+    let by_path: HashMap<PathBuf, &Path> = parsed.keys().map(|p| (p.to_path_buf(), *p)).collect();
+    let included: HashSet<&Path> = parsed
+        .iter()
+        .flat_map(|(config, file)| {
+            file.includes
+                .iter()
+                .filter_map(|(include, _)| by_path.get(&resolve_relative(config, include)))
+                .copied()
+                .filter(move |target| target != config)
+        })
+        .collect();
+    let unincluded_roots: HashSet<&Path> = parsed
+        .keys()
+        .filter(|p| p.file_name().is_some_and(|name| name == PIPELINE_CONFIG))
+        .filter(|p| !included.contains(*p))
+        .map(|p| p.parent().unwrap_or(Path::new("")))
+        .collect();
+    let roots: HashSet<&Path> = unincluded_roots
+        .iter()
+        .filter(|root| {
+            !root
+                .ancestors()
+                .skip(1)
+                .any(|dir| unincluded_roots.contains(dir))
+        })
+        .copied()
+        .collect();
+    let mut pipeline_of: HashMap<&Path, &Path> = HashMap::new();
+    let mut sorted_roots: Vec<&Path> = roots.iter().copied().collect();
+    sorted_roots.sort();
+    for root in sorted_roots {
+        let mut queue = VecDeque::from([by_path[&root.join(PIPELINE_CONFIG)]]);
+        while let Some(config) = queue.pop_front() {
+            if pipeline_of.contains_key(config) {
+                continue;
+            }
+            pipeline_of.insert(config, root);
+            for (include, _) in &parsed[config].includes {
+                if let Some(target) = by_path.get(&resolve_relative(config, include)) {
+                    queue.push_back(target);
+                }
+            }
+        }
+    }
+    for path in parsed.keys() {
+        if pipeline_of.contains_key(path) {
+            continue;
+        }
+        if let Some(root) = path.ancestors().skip(1).find(|dir| roots.contains(dir)) {
+            pipeline_of.insert(path, root);
+        }
+    }
+    pipeline_of
+}
+
+/// The `docker.registry` of a pipeline: a setting outside profiles wins over one inside a
+/// profile, and the pipeline's own `nextflow.config` over the configs it includes.
+pub(super) fn pipeline_registry(
+    root: &Path,
+    parsed: &BTreeMap<&Path, ParsedFile>,
+    pipeline_of: &HashMap<&Path, &Path>,
+) -> Option<String> {
+    let main_config = root.join(PIPELINE_CONFIG);
+    let mut members: Vec<&Path> = parsed
+        .keys()
+        .filter(|p| pipeline_of.get(*p) == Some(&root))
+        .copied()
+        .collect();
+    members.sort_by_key(|p| *p != main_config.as_path());
+    for in_profile in [false, true] {
+        let chosen = members.iter().find_map(|path| {
+            parsed[path]
+                .registries
+                .iter()
+                .rev()
+                .find(|setting| setting.in_profile == in_profile)
+        });
+        if let Some(setting) = chosen {
+            return Some(setting.registry.clone());
+        }
+    }
+    None
+}
+
+/// The parameter defaults of a pipeline: its scripts' assignments, then its included
+/// configs', then its own `nextflow.config`'s, each later one winning.
+pub(super) fn params_of<'a>(
+    root: &Path,
+    parsed: &'a BTreeMap<&'a Path, ParsedFile>,
+    pipeline_of: &HashMap<&Path, &Path>,
+) -> PipelineParams<'a> {
+    let main_config = root.join(PIPELINE_CONFIG);
+    let strength = |path: &Path| {
+        if path == main_config {
+            2
+        } else if path.extension().is_some_and(|e| e == "config") {
+            1
+        } else {
+            0
+        }
+    };
+    let mut members: Vec<(&Path, &[ParamSetting])> = parsed
+        .iter()
+        .filter(|(path, _)| pipeline_of.get(*path) == Some(&root))
+        .map(|(path, file)| (*path, file.params.as_slice()))
+        .collect();
+    members.sort_by_key(|(path, _)| strength(path));
+    pipeline_params(members)
+}
