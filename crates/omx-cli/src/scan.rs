@@ -41,7 +41,8 @@ pub struct ScanArgs {
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ScanFormat {
     /// The pull manifest, {"manifest": ["image", ...]}, ready for `plan` and `pull`;
-    /// warnings and notes go to standard error.
+    /// warnings go to standard error, with how many values were skipped and how many notes
+    /// the table has.
     Manifest,
     /// An aligned table of images and where each is written, then skipped values, notes
     /// (a parameter default a run can override, a profile's container) and the warnings
@@ -69,8 +70,12 @@ pub fn run(args: ScanArgs) -> anyhow::Result<Outcome> {
             for warning in &report.warnings {
                 eprintln!("warning: {}", printable(&warning.to_string()));
             }
-            for note in &report.notes {
-                eprintln!("note: {}", printable(&note.to_string()));
+            if !report.notes.is_empty() {
+                eprintln!(
+                    "note: {} remark(s) on images found, such as parameter defaults a run can \
+                     override and profile-only containers (--format table lists them)",
+                    report.notes.len()
+                );
             }
             if !report.skipped.is_empty() {
                 eprintln!(

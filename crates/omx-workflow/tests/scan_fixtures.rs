@@ -230,13 +230,14 @@ fn a_single_file_brings_the_files_it_imports() {
 
 /// Issue #13, item 1: Nextflow reads only the launched pipeline's `nextflow.config` (and what
 /// it includes), so a module folder with its own `nextflow.config` takes the pipeline's
-/// `docker.registry`.
+/// `docker.registry`. Also: `conf/modules.config` overrides, and a config a profile includes.
 #[test]
 fn nextflow_module_level_configs_keep_the_pipeline_registry() {
     let (root, report) = scan("nextflow-module-configs", None);
     assert_eq!(
         findings(&root, &report),
         vec![
+            "community.wave.seqera.io/library/preseq:3.2.0--arm64 conf/arm.config:4",
             "quay.io/biocontainers/preseq:3.2.0--hdcf5f25_6 modules/nf-core/preseq/lcextrap/main.nf:5",
             "quay.io/biocontainers/stringtie:2.2.1--hecb563c_2 conf/modules.config:4",
             "quay.io/biocontainers/stringtie:2.2.3--h43eeafb_0 modules/nf-core/stringtie/main.nf:4",
@@ -244,7 +245,7 @@ fn nextflow_module_level_configs_keep_the_pipeline_registry() {
     );
     assert!(report.is_complete(), "{:?}", report.warnings);
     // Both are listed (the selector may not match every alias of the module), and the
-    // override says what it replaces.
+    // override says what it replaces; a config included inside a profile says which.
     let notes: Vec<String> = report
         .notes
         .iter()
@@ -253,8 +254,11 @@ fn nextflow_module_level_configs_keep_the_pipeline_registry() {
     assert_eq!(
         notes,
         vec![
+            "conf/arm.config:4 the processes `withName: 'PRESEQ_LCEXTRAP'` selects run this \
+             container instead of their own `container` directive (a config setting wins over it)",
+            "conf/arm.config:4 this container is used only with `-profile arm`",
             "conf/modules.config:4 the processes `withName: 'STRINGTIE'` selects run this \
-             container instead of their own `container` directive (a config setting wins over it)"
+             container instead of their own `container` directive (a config setting wins over it)",
         ]
     );
 }

@@ -18,8 +18,8 @@ use crate::{
     resolve_relative, Language, Location, Note, ScanReport, SourceFile, Warning, WarningKind,
 };
 use params::{pipeline_params, PipelineParams, PipelineScope};
-use parse::{parse_file, ParsedFile};
-use pipeline::{params_of, pipeline_registry, pipelines};
+use parse::{parse_file, Include, ParsedFile};
+use pipeline::{params_of, pipeline_registry, pipelines, profile_only_configs};
 
 /// Scans Nextflow scripts and configuration files together, so registry settings reach the
 /// scripts of their pipeline.
@@ -29,6 +29,7 @@ pub(crate) fn scan(sources: &[&SourceFile]) -> ScanReport {
         .map(|s| (s.path.as_path(), parse_file(s)))
         .collect();
     let pipeline_of = pipelines(&parsed);
+    let profile_only = profile_only_configs(&parsed);
     let registry_of_pipeline: HashMap<&Path, String> = pipeline_of
         .values()
         .filter_map(|root| Some((*root, pipeline_registry(root, &parsed, &pipeline_of)?)))
@@ -87,14 +88,19 @@ pub(crate) fn scan(sources: &[&SourceFile]) -> ScanReport {
                     ),
                 });
             }
-            if let Some(profile) = &container.profile {
+            if let Some(profile) = container.profile.as_ref().or(profile_only.get(path)) {
                 report.notes.push(Note {
                     location,
                     message: format!("this container is used only with `-profile {profile}`"),
                 });
             }
         }
-        for (include, line) in &file.includes {
+        for Include {
+            path: include,
+            line,
+            ..
+        } in &file.includes
+        {
             let target = resolve_relative(path, include);
             if !parsed.contains_key(target.as_path()) {
                 report.warnings.push(Warning {
@@ -122,7 +128,11 @@ pub(crate) fn included_configs(text: &str) -> Vec<(String, usize)> {
         text: text.to_string(),
         language: Language::NextflowConfig,
     };
-    parse_file(&source).includes
+    parse_file(&source)
+        .includes
+        .into_iter()
+        .map(|include| (include.path, include.line))
+        .collect()
 }
 
 #[cfg(test)]

@@ -7,6 +7,15 @@ use crate::{Language, SourceFile};
 
 use super::params::ParamSetting;
 
+/// An `includeConfig 'path'` statement.
+#[derive(Debug)]
+pub(super) struct Include {
+    pub(super) path: String,
+    pub(super) line: usize,
+    /// The profile whose block holds it: the config applies only with `-profile NAME`.
+    pub(super) profile: Option<String>,
+}
+
 /// The pipeline configuration file Nextflow reads from a pipeline's directory.
 pub(super) const PIPELINE_CONFIG: &str = "nextflow.config";
 
@@ -34,7 +43,7 @@ pub(super) type ScopePath = [Block];
 pub(super) struct ParsedFile {
     pub(super) containers: Vec<ContainerDeclaration>,
     pub(super) registries: Vec<RegistrySetting>,
-    pub(super) includes: Vec<(String, usize)>,
+    pub(super) includes: Vec<Include>,
     pub(super) params: Vec<ParamSetting>,
 }
 
@@ -113,7 +122,17 @@ pub(super) fn read_config_statement(
     if statement[0].is_ident("includeConfig") {
         if let [path] = &statement[1..] {
             if let Some(path) = path.plain_string() {
-                parsed.includes.push((path, statement[0].line));
+                let profile = match scope {
+                    [Block::Scope(profiles), Block::Scope(name), ..] if profiles == "profiles" => {
+                        Some(name.clone())
+                    }
+                    _ => None,
+                };
+                parsed.includes.push(Include {
+                    path,
+                    line: statement[0].line,
+                    profile,
+                });
             }
         }
         return;

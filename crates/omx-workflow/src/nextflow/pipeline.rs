@@ -25,7 +25,7 @@ pub(super) fn pipelines<'a>(
         .flat_map(|(config, file)| {
             file.includes
                 .iter()
-                .filter_map(|(include, _)| by_path.get(&resolve_relative(config, include)))
+                .filter_map(|include| by_path.get(&resolve_relative(config, &include.path)))
                 .copied()
                 .filter(move |target| target != config)
         })
@@ -56,8 +56,8 @@ pub(super) fn pipelines<'a>(
                 continue;
             }
             pipeline_of.insert(config, root);
-            for (include, _) in &parsed[config].includes {
-                if let Some(target) = by_path.get(&resolve_relative(config, include)) {
+            for include in &parsed[config].includes {
+                if let Some(target) = by_path.get(&resolve_relative(config, &include.path)) {
                     queue.push_back(target);
                 }
             }
@@ -127,4 +127,46 @@ pub(super) fn params_of<'a>(
         .collect();
     members.sort_by_key(|(path, _)| strength(path));
     pipeline_params(members)
+}
+
+/// The configs that apply only under a profile: those every include chain reaching them
+/// passes through an `includeConfig` inside `profiles { NAME { ... } }` (nf-core's
+/// `arm { includeConfig 'conf/arm.config' }`), with the first such profile.
+pub(super) fn profile_only_configs<'a>(
+    parsed: &BTreeMap<&'a Path, ParsedFile>,
+) -> HashMap<&'a Path, String> {
+    let by_path: HashMap<PathBuf, &Path> = parsed.keys().map(|p| (p.to_path_buf(), *p)).collect();
+    let included: HashSet<&Path> = parsed
+        .iter()
+        .flat_map(|(config, file)| {
+            file.includes
+                .iter()
+                .filter_map(|include| by_path.get(&resolve_relative(config, &include.path)))
+                .copied()
+        })
+        .collect();
+    // None: reached outside any profile, which wins over any profile.
+    let mut reached: HashMap<&Path, Option<String>> = HashMap::new();
+    let mut queue: VecDeque<(&Path, Option<String>)> = parsed
+        .keys()
+        .filter(|p| !included.contains(*p))
+        .map(|p| (*p, None))
+        .collect();
+    while let Some((config, profile)) = queue.pop_front() {
+        match reached.get(config) {
+            Some(None) => continue,
+            Some(Some(_)) if profile.is_some() => continue,
+            _ => {}
+        }
+        reached.insert(config, profile.clone());
+        for include in &parsed[config].includes {
+            if let Some(target) = by_path.get(&resolve_relative(config, &include.path)) {
+                queue.push_back((target, profile.clone().or_else(|| include.profile.clone())));
+            }
+        }
+    }
+    reached
+        .into_iter()
+        .filter_map(|(config, profile)| Some((config, profile?)))
+        .collect()
 }
