@@ -204,9 +204,7 @@ pub fn scan_sources(sources: &[SourceFile], inputs: Option<&WdlInputs>) -> ScanR
     for source in of(&[Language::Cwl]) {
         report.merge(cwl::scan(source, &fragments));
     }
-    for source in of(&[Language::Snakemake]) {
-        report.merge(snakemake::scan(source));
-    }
+    report.merge(snakemake::scan(&of(&[Language::Snakemake])));
     safety_net::warn_about_dropped_directives(sources, &mut report);
     report.sort_and_dedup();
     report

@@ -1,7 +1,7 @@
 //! Snakemake (`Snakefile`, `*.smk`): HealthOmics does not run Snakemake, so its images are
 //! not put in the manifest. They are listed as skipped values, a rule that has only a conda
-//! environment is noted, and each file says once what it is, so a user scanning one knows
-//! why the manifest is empty.
+//! environment (and no global `container:` covers it) is noted, and one note says what the
+//! workflow is, so a user scanning one knows why the manifest is empty.
 
 use crate::{Location, Note, ScanReport, Skipped, SourceFile};
 
@@ -43,20 +43,63 @@ fn directive(line: &str) -> Option<(&str, &str)> {
         .then_some((keyword, value.trim()))
 }
 
-pub(crate) fn scan(source: &SourceFile) -> ScanReport {
+/// Scans the Snakemake files of one scan together: a global `container:` (in the
+/// `Snakefile`, usually) applies to the rules of every file it includes.
+pub(crate) fn scan(sources: &[&SourceFile]) -> ScanReport {
     let mut report = ScanReport::default();
+    let Some(first) = sources.first() else {
+        return report;
+    };
+    report.notes.push(Note {
+        location: Location {
+            file: first.path.clone(),
+            line: 0,
+        },
+        message: format!(
+            "a Snakemake workflow ({} file{}): HealthOmics runs WDL, Nextflow and CWL, not \
+             Snakemake, so its images are listed as skipped, not put in the manifest",
+            sources.len(),
+            if sources.len() == 1 { "" } else { "s" }
+        ),
+    });
+    let mut conda_only = Vec::new();
+    let mut global_image = false;
+    for source in sources {
+        let rules = read_rules(source, &mut report);
+        global_image |= rules.iter().any(|r| r.name.is_none() && r.has_image);
+        conda_only.extend(
+            rules
+                .into_iter()
+                .filter(|r| r.name.is_some() && r.has_conda && !r.has_image)
+                .map(|r| (source, r)),
+        );
+    }
+    if global_image {
+        return report;
+    }
+    for (source, rule) in conda_only {
+        report.notes.push(Note {
+            location: Location {
+                file: source.path.clone(),
+                line: rule.line,
+            },
+            message: format!(
+                "Snakemake rule `{}` has only a conda environment: it names no container image",
+                rule.name.unwrap_or_default()
+            ),
+        });
+    }
+    report
+}
+
+/// The rules of one file (and its top level, a rule without a name), listing each image
+/// directive as skipped.
+fn read_rules(source: &SourceFile, report: &mut ScanReport) -> Vec<Rule> {
     let at = |line| Location {
         file: source.path.clone(),
         line,
     };
-    report.notes.push(Note {
-        location: at(0),
-        message: "a Snakemake workflow: HealthOmics runs WDL, Nextflow and CWL, not Snakemake, \
-                  so its images are listed as skipped, not put in the manifest"
-            .to_string(),
-    });
     let mut rules: Vec<Rule> = vec![Rule::default()];
-    let mut global_image = false;
     for (i, line) in source.text.lines().enumerate() {
         let starts_rule = ["rule", "checkpoint"]
             .iter()
@@ -85,7 +128,6 @@ pub(crate) fn scan(source: &SourceFile) -> ScanReport {
         let rule = rules.last_mut().expect("there is always a current rule");
         if IMAGE_DIRECTIVES.contains(&keyword) {
             rule.has_image = true;
-            global_image |= rule.name.is_none();
             let value = value.trim_matches(['"', '\'']);
             let value = value.strip_prefix("docker://").unwrap_or(value);
             report.answered_sites.insert(at(i + 1));
@@ -100,20 +142,7 @@ pub(crate) fn scan(source: &SourceFile) -> ScanReport {
             rule.has_conda = true;
         }
     }
-    for rule in &rules {
-        if let (Some(name), true, false) = (&rule.name, rule.has_conda, rule.has_image) {
-            if !global_image {
-                report.notes.push(Note {
-                    location: at(rule.line),
-                    message: format!(
-                        "Snakemake rule `{name}` has only a conda environment: it names no \
-                         container image"
-                    ),
-                });
-            }
-        }
-    }
-    report
+    rules
 }
 
 #[cfg(test)]
@@ -128,7 +157,7 @@ mod tests {
             text: "rule align:\n    input: \"a\"\n    container: \"docker://biocontainers/bwa:0.7.17\"\n    shell: \"bwa\"\n\nrule count:\n    conda: \"envs/count.yaml\"\n    shell: \"wc\"\n".into(),
             language: Language::Snakemake,
         };
-        let report = scan(&source);
+        let report = scan(&[&source]);
         assert_eq!(report.skipped.len(), 1);
         assert_eq!(report.skipped[0].value, "biocontainers/bwa:0.7.17");
         assert_eq!(report.skipped[0].location.line, 3);

@@ -446,12 +446,24 @@ fn snakemake_images_are_skipped_and_conda_only_rules_noted() {
         .iter()
         .map(|n| at(&root, &n.location))
         .collect();
-    assert_eq!(
-        notes,
-        vec!["Snakefile:0", "rules/count.smk:0", "rules/count.smk:1"]
-    );
-    assert!(report.notes[2]
+    assert_eq!(notes, vec!["Snakefile:0", "rules/count.smk:1"]);
+    assert!(report.notes[0]
+        .message
+        .contains("a Snakemake workflow (2 files)"));
+    assert!(report.notes[1]
         .message
         .contains("rule `count` has only a conda environment"));
     assert!(report.is_complete(), "{:?}", report.warnings);
+}
+
+#[test]
+fn snakemake_global_container_covers_conda_rules_of_included_files() {
+    let (root, report) = scan("snakemake-global", None);
+    let skipped: Vec<String> = report
+        .skipped
+        .iter()
+        .map(|s| format!("{} {}", s.value, at(&root, &s.location)))
+        .collect();
+    assert_eq!(skipped, vec!["continuumio/miniconda3 Snakefile:2"]);
+    assert_eq!(report.notes.len(), 1, "{:?}", report.notes);
 }
