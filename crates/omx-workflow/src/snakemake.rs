@@ -8,8 +8,9 @@ use crate::{Location, Note, ScanReport, Skipped, SourceFile};
 /// The rule directives that name an image.
 const IMAGE_DIRECTIVES: [&str; 2] = ["container", "singularity"];
 
-/// The rule directive that names a conda environment.
-const CONDA_DIRECTIVE: &str = "conda";
+/// The rule directives that bring a conda environment: `conda:`, and `wrapper:` (a
+/// snakemake-wrappers tool, which ships its own environment).
+const CONDA_DIRECTIVES: [&str; 2] = ["conda", "wrapper"];
 
 /// What a rule (or the file's top level, for a global `container:`) says.
 #[derive(Default)]
@@ -84,7 +85,8 @@ pub(crate) fn scan(sources: &[&SourceFile]) -> ScanReport {
                 line: rule.line,
             },
             message: format!(
-                "Snakemake rule `{}` has only a conda environment: it names no container image",
+                "Snakemake rule `{}` has only a conda environment (conda: or wrapper:): it \
+                 names no container image",
                 rule.name.unwrap_or_default()
             ),
         });
@@ -138,7 +140,7 @@ fn read_rules(source: &SourceFile, report: &mut ScanReport) -> Vec<Rule> {
                     "a Snakemake `{keyword}:` image; HealthOmics does not run Snakemake"
                 ),
             });
-        } else if keyword == CONDA_DIRECTIVE {
+        } else if CONDA_DIRECTIVES.contains(&keyword) {
             rule.has_conda = true;
         }
     }
