@@ -360,7 +360,8 @@ fn cwl_include_and_import_resolve_relative_to_the_document() {
 
 /// Issue #13, item 5: `params` defaults from the pipeline's config (winning over the script's
 /// own assignment) resolve a `container "${params.x}"`, with a note that a run can override
-/// it; a profile's container is listed with its profile.
+/// it; a profile's container, and the image a profile's parameter gives, are listed with
+/// their profile.
 #[test]
 fn nextflow_params_defaults_resolve_with_a_note() {
     let (root, report) = scan("nextflow-params", None);
@@ -371,6 +372,7 @@ fn nextflow_params_defaults_resolve_with_a_note() {
             "ghcr.io/example/flat:2 nextflow.config:8",
             "nvcr.io/nvidia/clara/clara-parabricks:4.2.0-1 nextflow.config:13",
             "quay.io/example/tool:1.0 nextflow.config:3",
+            "quay.io/example/tool:1.0-gpu nextflow.config:12",
             "ubuntu:22.04 main.nf:3",
         ]
     );
@@ -384,6 +386,9 @@ fn nextflow_params_defaults_resolve_with_a_note() {
     assert_eq!(
         notes,
         vec![
+            "main.nf:6 `-profile gpu` sets a parameter this container uses; the image it gives \
+             then is listed too"
+                .to_string(),
             format!("main.nf:6 the image is the default of `params.my_image` ({}:3); a run can give another with --my_image", config.display()),
             format!("main.nf:10 the image is the default of `params.script_image` ({}:3); a run can give another with --script_image", main.display()),
             format!("main.nf:14 the image is the default of `params.versioned` ({}:5); a run can give another with --versioned", config.display()),

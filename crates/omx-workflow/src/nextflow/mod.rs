@@ -37,9 +37,9 @@ pub(crate) fn scan(sources: &[&SourceFile]) -> ScanReport {
 
     let params_of_pipeline: HashMap<&Path, PipelineParams> = pipeline_of
         .values()
-        .map(|root| (*root, params_of(root, &parsed, &pipeline_of)))
+        .map(|root| (*root, params_of(root, &parsed, &pipeline_of, &profile_only)))
         .collect();
-    let no_params = PipelineParams::new();
+    let no_params = PipelineParams::default();
 
     let mut report = ScanReport::default();
     for (path, file) in &parsed {
@@ -52,7 +52,7 @@ pub(crate) fn scan(sources: &[&SourceFile]) -> ScanReport {
             Some(params) => params,
             None if file.params.is_empty() => &no_params,
             None => {
-                own_params = pipeline_params([(*path, file.params.as_slice())]);
+                own_params = pipeline_params([(*path, file.params.as_slice(), None)]);
                 &own_params
             }
         };
@@ -67,9 +67,21 @@ pub(crate) fn scan(sources: &[&SourceFile]) -> ScanReport {
                 context: "",
                 default_registry: registry,
             };
-            let scope = PipelineScope::new(params);
+            let scope = PipelineScope::new(params, None);
             site.record(evaluate(&container.expr, path, &scope), &mut report);
-            for (param, written_at) in scope.used_defaults.into_inner() {
+            let used_defaults = scope.used_defaults.into_inner();
+            for profile in params.profiles_setting(&scope.params_read.into_inner()) {
+                let scope = PipelineScope::new(params, Some(profile));
+                site.record(evaluate(&container.expr, path, &scope), &mut report);
+                report.notes.push(Note {
+                    location: location.clone(),
+                    message: format!(
+                        "`-profile {profile}` sets a parameter this container uses; the image \
+                         it gives then is listed too"
+                    ),
+                });
+            }
+            for (param, written_at) in used_defaults {
                 let flag = param.trim_start_matches("params.");
                 report.notes.push(Note {
                     location: location.clone(),

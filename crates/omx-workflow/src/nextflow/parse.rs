@@ -167,10 +167,12 @@ pub(super) fn read_config_statement(
             });
             parsed.containers.push(declaration);
         }
-        ["params", name @ ..] if !in_profile => {
-            parsed
-                .params
-                .extend(param_setting(name, value, text, statement[0].line));
+        ["params", name @ ..] => {
+            let mut setting = param_setting(name, value, text, statement[0].line);
+            if let Some(setting) = &mut setting {
+                setting.profile = profile;
+            }
+            parsed.params.extend(setting);
         }
         ["docker", "registry"] => {
             if let [registry] = value {
@@ -210,6 +212,7 @@ pub(super) fn param_setting(
         name: name.join("."),
         expr: expr::parse(value, text, Dialect::Groovy),
         line,
+        profile: None,
     })
 }
 

@@ -109,6 +109,7 @@ pub(super) fn params_of<'a>(
     root: &Path,
     parsed: &'a BTreeMap<&'a Path, ParsedFile>,
     pipeline_of: &HashMap<&Path, &Path>,
+    profile_only: &'a HashMap<&'a Path, String>,
 ) -> PipelineParams<'a> {
     let main_config = root.join(PIPELINE_CONFIG);
     let strength = |path: &Path| {
@@ -120,12 +121,15 @@ pub(super) fn params_of<'a>(
             0
         }
     };
-    let mut members: Vec<(&Path, &[ParamSetting])> = parsed
+    let mut members: Vec<(&Path, &[ParamSetting], Option<&str>)> = parsed
         .iter()
         .filter(|(path, _)| pipeline_of.get(*path) == Some(&root))
-        .map(|(path, file)| (*path, file.params.as_slice()))
+        .map(|(path, file)| {
+            let profile = profile_only.get(path).map(String::as_str);
+            (*path, file.params.as_slice(), profile)
+        })
         .collect();
-    members.sort_by_key(|(path, _)| strength(path));
+    members.sort_by_key(|(path, _, _)| strength(path));
     pipeline_params(members)
 }
 
