@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::resolve_relative;
 
 use super::params::{pipeline_params, ParamSetting, PipelineParams};
-use super::parse::{ParsedFile, PIPELINE_CONFIG};
+use super::parse::{Include, ParsedFile, PIPELINE_CONFIG};
 
 /// The pipeline directory each file belongs to. Nextflow reads only the `nextflow.config` of
 /// the pipeline it launches, and the configs that one includes: a `nextflow.config` that
@@ -19,17 +19,8 @@ use super::parse::{ParsedFile, PIPELINE_CONFIG};
 pub(super) fn pipelines<'a>(
     parsed: &BTreeMap<&'a Path, ParsedFile>,
 ) -> HashMap<&'a Path, &'a Path> {
-    let by_path: HashMap<PathBuf, &Path> = parsed.keys().map(|p| (p.to_path_buf(), *p)).collect();
-    let included: HashSet<&Path> = parsed
-        .iter()
-        .flat_map(|(config, file)| {
-            file.includes
-                .iter()
-                .filter_map(|include| by_path.get(&resolve_relative(config, &include.path)))
-                .copied()
-                .filter(move |target| target != config)
-        })
-        .collect();
+    let graph = IncludeGraph::new(parsed);
+    let included = graph.included_by_another();
     let unincluded_roots: HashSet<&Path> = parsed
         .keys()
         .filter(|p| p.file_name().is_some_and(|name| name == PIPELINE_CONFIG))
@@ -50,17 +41,13 @@ pub(super) fn pipelines<'a>(
     let mut sorted_roots: Vec<&Path> = roots.iter().copied().collect();
     sorted_roots.sort();
     for root in sorted_roots {
-        let mut queue = VecDeque::from([by_path[&root.join(PIPELINE_CONFIG)]]);
+        let mut queue = VecDeque::from([graph.by_path[&root.join(PIPELINE_CONFIG)]]);
         while let Some(config) = queue.pop_front() {
             if pipeline_of.contains_key(config) {
                 continue;
             }
             pipeline_of.insert(config, root);
-            for include in &parsed[config].includes {
-                if let Some(target) = by_path.get(&resolve_relative(config, &include.path)) {
-                    queue.push_back(target);
-                }
-            }
+            queue.extend(graph.targets(config).map(|(_, target)| target));
         }
     }
     for path in parsed.keys() {
@@ -139,16 +126,8 @@ pub(super) fn params_of<'a>(
 pub(super) fn profile_only_configs<'a>(
     parsed: &BTreeMap<&'a Path, ParsedFile>,
 ) -> HashMap<&'a Path, String> {
-    let by_path: HashMap<PathBuf, &Path> = parsed.keys().map(|p| (p.to_path_buf(), *p)).collect();
-    let included: HashSet<&Path> = parsed
-        .iter()
-        .flat_map(|(config, file)| {
-            file.includes
-                .iter()
-                .filter_map(|include| by_path.get(&resolve_relative(config, &include.path)))
-                .copied()
-        })
-        .collect();
+    let graph = IncludeGraph::new(parsed);
+    let included = graph.included_by_another();
     // None: reached outside any profile, which wins over any profile.
     let mut reached: HashMap<&Path, Option<String>> = HashMap::new();
     let mut queue: VecDeque<(&Path, Option<String>)> = parsed
@@ -163,14 +142,48 @@ pub(super) fn profile_only_configs<'a>(
             _ => {}
         }
         reached.insert(config, profile.clone());
-        for include in &parsed[config].includes {
-            if let Some(target) = by_path.get(&resolve_relative(config, &include.path)) {
-                queue.push_back((target, profile.clone().or_else(|| include.profile.clone())));
-            }
+        for (include, target) in graph.targets(config) {
+            queue.push_back((target, profile.clone().or_else(|| include.profile.clone())));
         }
     }
     reached
         .into_iter()
         .filter_map(|(config, profile)| Some((config, profile?)))
         .collect()
+}
+
+/// Which parsed config each `includeConfig` of a parsed config reaches.
+struct IncludeGraph<'p, 'a> {
+    parsed: &'p BTreeMap<&'a Path, ParsedFile>,
+    by_path: HashMap<PathBuf, &'a Path>,
+}
+
+impl<'p, 'a> IncludeGraph<'p, 'a> {
+    fn new(parsed: &'p BTreeMap<&'a Path, ParsedFile>) -> Self {
+        let by_path = parsed.keys().map(|p| (p.to_path_buf(), *p)).collect();
+        IncludeGraph { parsed, by_path }
+    }
+
+    /// The includes of `config` whose target was read, with the target.
+    fn targets(&self, config: &'a Path) -> impl Iterator<Item = (&'p Include, &'a Path)> + '_ {
+        self.parsed[config]
+            .includes
+            .iter()
+            .filter_map(move |include| {
+                let target = self.by_path.get(&resolve_relative(config, &include.path))?;
+                Some((include, *target))
+            })
+    }
+
+    /// The configs some other config includes.
+    fn included_by_another(&self) -> HashSet<&'a Path> {
+        self.parsed
+            .keys()
+            .flat_map(|config| {
+                self.targets(config)
+                    .map(|(_, target)| target)
+                    .filter(move |target| target != config)
+            })
+            .collect()
+    }
 }
