@@ -16,7 +16,8 @@ use crate::table;
 /// Images a workflow only computes when it runs (`"${task.ext.image}"`, a WDL input with no
 /// default) are listed as warnings with their file and line, and the exit code is 1; give WDL
 /// values with --inputs, or add the images to the manifest by hand. A Nextflow parameter's
-/// default (`params.image = '...'`) is listed, with a note that a run can override it.
+/// default (`params.image = '...'`) is listed, with a note that a run can override it. Every
+/// docker, container and dockerPull directive gives an image, a skipped value or a warning.
 #[derive(Args, Debug)]
 pub struct ScanArgs {
     /// A workflow source file, or a directory to walk for them: *.nf, *.config, *.wdl, *.cwl,
@@ -29,7 +30,8 @@ pub struct ScanArgs {
     pub format: ScanFormat,
 
     /// A WDL inputs JSON file whose values replace defaults, e.g.
-    /// {"wf.docker": "ubuntu:22.04", "wf.task.docker": "..."}.
+    /// {"wf.docker": "ubuntu:22.04", "wf.task.docker": "..."}; a struct input is a JSON object,
+    /// e.g. {"wf.task.runtime_attr_override": {"docker": "..."}}.
     #[arg(long, value_name = "FILE")]
     pub inputs: Option<PathBuf>,
 
