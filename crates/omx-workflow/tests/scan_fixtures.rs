@@ -472,3 +472,25 @@ fn snakemake_global_container_covers_conda_rules_of_included_files() {
     assert_eq!(skipped, vec!["continuumio/miniconda3 Snakefile:2"]);
     assert_eq!(report.notes.len(), 1, "{:?}", report.notes);
 }
+
+/// A sub-workflow's output read by its caller (`call_name.output`) is evaluated as that call
+/// runs it; a task's output is only known when it runs.
+#[test]
+fn wdl_sub_workflow_outputs_flow_to_the_caller() {
+    let (root, report) = scan("wdl-call-outputs", None);
+    assert_eq!(
+        findings(&root, &report),
+        vec!["us-docker.pkg.dev/general-theiagen/staphb/pangolin:4.4-pdata-1.39 organism_parameters.wdl:10"]
+    );
+    assert_eq!(
+        warnings(&root, &report),
+        vec![("main.wdl:45".to_string(), WarningKind::Unresolved)]
+    );
+    assert!(
+        report.warnings[0]
+            .message
+            .contains("`pangolin.version` is only known when the workflow runs"),
+        "{}",
+        report.warnings[0].message
+    );
+}

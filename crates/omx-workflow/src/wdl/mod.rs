@@ -46,14 +46,19 @@ pub(crate) fn scan(sources: &[&SourceFile], inputs: Option<&WdlInputs>) -> ScanR
     for (d, document) in documents.iter().enumerate() {
         for workflow in &document.workflows {
             if !called.contains(&(d, Kind::Workflow, workflow.name.clone())) {
-                let scope =
-                    project.scope(d, &workflow.declarations, &workflow.name, HashMap::new());
+                let scope = project.scope(
+                    d,
+                    &workflow.declarations,
+                    &workflow.calls,
+                    &workflow.name,
+                    HashMap::new(),
+                );
                 project.evaluate_workflow(d, workflow, scope, 0, &mut report);
             }
         }
         for task in &document.tasks {
             if !called.contains(&(d, Kind::Task, task.name.clone())) {
-                let scope = project.scope(d, &task.declarations, &task.name, HashMap::new());
+                let scope = project.scope(d, &task.declarations, &[], &task.name, HashMap::new());
                 project.evaluate_task(d, task, &scope, &mut report);
             }
         }
@@ -157,10 +162,12 @@ impl<'a> Project<'a> {
         called
     }
 
+    /// The scope of a task (`calls` empty) or workflow, for the run at `input_prefix`.
     fn scope(
         &'a self,
         document: usize,
         declarations: &'a [Declaration],
+        calls: &'a [Call],
         input_prefix: &str,
         bindings: HashMap<String, Value>,
     ) -> DeclarationScope<'a> {
@@ -168,6 +175,7 @@ impl<'a> Project<'a> {
             project: self,
             document,
             declarations,
+            calls,
             input_prefix: input_prefix.to_string(),
             bindings,
             resolving: RefCell::new(Vec::new()),
@@ -200,19 +208,13 @@ impl<'a> Project<'a> {
                 }
                 continue;
             };
-            let bindings: HashMap<String, Value> = call
-                .bindings
-                .iter()
-                .map(|(name, expr)| (name.clone(), evaluate(expr, document.path, &scope)))
-                .collect();
-            let prefix = format!("{}.{}", scope.input_prefix, call.name);
             match callee {
                 Callee::Task(target, task) => {
-                    let task_scope = self.scope(target, &task.declarations, &prefix, bindings);
+                    let task_scope = scope.callee_scope(call, target, &task.declarations, &[]);
                     self.evaluate_task(target, task, &task_scope, report);
                 }
                 Callee::Workflow(target, sub) if depth < MAX_CALL_DEPTH => {
-                    let sub_scope = self.scope(target, &sub.declarations, &prefix, bindings);
+                    let sub_scope = scope.callee_scope(call, target, &sub.declarations, &sub.calls);
                     self.evaluate_workflow(target, sub, sub_scope, depth + 1, report);
                 }
                 Callee::Workflow(..) => {}
@@ -255,6 +257,8 @@ struct DeclarationScope<'a> {
     project: &'a Project<'a>,
     document: usize,
     declarations: &'a [Declaration],
+    /// A workflow's calls, whose outputs it may read (`call.name`).
+    calls: &'a [Call],
     /// `wf.call` for a call's task, `wf` or `task` for what runs alone: the inputs-file prefix.
     input_prefix: String,
     bindings: HashMap<String, Value>,
@@ -270,14 +274,58 @@ impl Scope for DeclarationScope<'_> {
         let members: Vec<&str> = path.collect();
         let is_known = self.bindings.contains_key(variable)
             || self.declarations.iter().any(|d| d.name == variable);
-        if members.is_empty() || !is_known {
+        if members.is_empty() {
             return self.variable(name);
         }
-        self.variable(variable).member(&members, name)
+        if is_known {
+            return self.variable(variable).member(&members, name);
+        }
+        match self.workflow_call_output(variable, &members) {
+            Some(value) => value,
+            None => self.variable(name),
+        }
     }
 }
 
-impl DeclarationScope<'_> {
+impl<'a> DeclarationScope<'a> {
+    /// The scope `call` gives its task or workflow: its bindings evaluated here.
+    fn callee_scope(
+        &self,
+        call: &Call,
+        target: usize,
+        declarations: &'a [Declaration],
+        calls: &'a [Call],
+    ) -> DeclarationScope<'a> {
+        let path = self.project.documents[self.document].path;
+        let bindings: HashMap<String, Value> = call
+            .bindings
+            .iter()
+            .map(|(name, expr)| (name.clone(), evaluate(expr, path, self)))
+            .collect();
+        let prefix = format!("{}.{}", self.input_prefix, call.name);
+        self.project
+            .scope(target, declarations, calls, &prefix, bindings)
+    }
+
+    /// `call.output` (and members of it) for a call of a sub-workflow, evaluated as that
+    /// call runs it; `None` when `call_name` names no such call. Task outputs come from
+    /// files and commands, so they stay unknown.
+    fn workflow_call_output(&self, call_name: &str, members: &[&str]) -> Option<Value> {
+        let call = self.calls.iter().find(|c| c.name == call_name)?;
+        let Some(Callee::Workflow(target, sub)) = self.project.callee(self.document, call) else {
+            return None;
+        };
+        let guard = format!("{call_name}.{}", members.join("."));
+        if self.resolving.borrow().contains(&guard) {
+            return Some(Value::unknown(format!("`{guard}` refers to itself")));
+        }
+        self.resolving.borrow_mut().push(guard);
+        let sub_scope = self.callee_scope(call, target, &sub.declarations, &sub.calls);
+        let value = sub_scope.lookup(&members.join("."));
+        self.resolving.borrow_mut().pop();
+        Some(value)
+    }
+
     fn variable(&self, name: &str) -> Value {
         if let Some(value) = self.bindings.get(name) {
             if *value != Value::Undefined {

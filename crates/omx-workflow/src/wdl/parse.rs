@@ -199,11 +199,13 @@ fn read_workflow_body(body: &[Token], text: &str, inputs_here: bool, workflow: &
     while i < body.len() {
         if let Some(section) = section_at(body, i) {
             let close = matching_close(body, i + 1);
-            if section == "input" {
-                let inside = &body[i + 2..close];
+            let inside = &body[i + 2..close];
+            // Outputs are declarations too: a caller reads them as `call.name` (theiagen's
+            // organism-parameters workflow hands its callers their docker images).
+            if section == "input" || section == "output" {
                 workflow
                     .declarations
-                    .extend(parse_declarations(inside, text, true));
+                    .extend(parse_declarations(inside, text, section == "input"));
             }
             i = close + 1;
             continue;
