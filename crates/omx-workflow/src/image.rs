@@ -26,7 +26,9 @@ impl ContainerSite<'_> {
     pub fn record(&self, value: Value, report: &mut ScanReport) {
         report.answered_sites.insert(self.location.clone());
         let candidates = match value {
-            Value::Undefined => {
+            Value::Candidates(candidates) if !candidates.is_empty() => candidates,
+            // Undefined, or an empty list (`container: []`): no image either way.
+            _ => {
                 report.warnings.push(Warning {
                     location: self.location.clone(),
                     kind: WarningKind::Unresolved,
@@ -38,7 +40,6 @@ impl ContainerSite<'_> {
                 });
                 return;
             }
-            Value::Candidates(candidates) => candidates,
         };
         for candidate in candidates {
             match candidate {
@@ -153,6 +154,23 @@ mod tests {
             with_default_registry("localhost:5000/x", "quay.io"),
             "localhost:5000/x"
         );
+    }
+
+    #[test]
+    fn an_empty_list_is_a_warning_not_nothing() {
+        let site = ContainerSite {
+            location: Location {
+                file: "t.wdl".into(),
+                line: 4,
+            },
+            expression: "[]",
+            context: "",
+            default_registry: None,
+        };
+        let mut report = ScanReport::default();
+        site.record(Value::Candidates(Vec::new()), &mut report);
+        assert_eq!(report.warnings.len(), 1);
+        assert!(report.warnings[0].message.contains("has no value"));
     }
 
     #[test]
