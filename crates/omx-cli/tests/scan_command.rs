@@ -115,5 +115,5 @@ fn parameter_defaults_are_listed_with_a_note_and_warnings_grouped_by_file() {
         "{stdout}"
     );
     assert!(stdout.contains("\n  22: "), "{stdout}");
-    assert!(stdout.ends_with("6 images found, 2 warnings\n"), "{stdout}");
+    assert!(stdout.ends_with("7 images found, 2 warnings\n"), "{stdout}");
 }

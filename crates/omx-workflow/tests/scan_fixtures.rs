@@ -373,6 +373,7 @@ fn nextflow_params_defaults_resolve_with_a_note() {
             "nvcr.io/nvidia/clara/clara-parabricks:4.2.0-1 nextflow.config:13",
             "quay.io/example/tool:1.0 nextflow.config:3",
             "quay.io/example/tool:1.0-gpu nextflow.config:12",
+            "quay.io/example/typed:3 main.nf:32",
             "ubuntu:22.04 main.nf:3",
         ]
     );
@@ -393,6 +394,7 @@ fn nextflow_params_defaults_resolve_with_a_note() {
             format!("main.nf:10 the image is the default of `params.script_image` ({}:3); a run can give another with --script_image", main.display()),
             format!("main.nf:14 the image is the default of `params.versioned` ({}:5); a run can give another with --versioned", config.display()),
             format!("main.nf:26 the image is the default of `params.flat_image` ({}:8); a run can give another with --flat_image", config.display()),
+            format!("main.nf:36 the image is the default of `params.typed_image` ({}:32); a run can give another with --typed_image", main.display()),
             "nextflow.config:13 this container is used only with `-profile gpu`".to_string(),
         ]
     );

@@ -93,8 +93,12 @@ pub(super) fn read_script_statement(
     text: &str,
     parsed: &mut ParsedFile,
 ) {
-    if scope.is_empty() {
-        read_param_assignment(statement, text, parsed);
+    match scope {
+        [] => read_param_assignment(statement, &[], text, parsed),
+        [Block::Scope(params)] if params == "params" => {
+            read_param_assignment(statement, &["params"], text, parsed)
+        }
+        _ => {}
     }
     if !statement[0].is_ident("container") {
         return;
@@ -188,12 +192,26 @@ pub(super) fn read_config_statement(
     }
 }
 
-/// `params.name = value` at the top of a script.
-pub(super) fn read_param_assignment(statement: &[Token], text: &str, parsed: &mut ParsedFile) {
+/// `params.name = value` at the top of a script, or `name = value` in its `params { }` block
+/// (`prefix` is `params` there).
+pub(super) fn read_param_assignment(
+    statement: &[Token],
+    prefix: &[&str],
+    text: &str,
+    parsed: &mut ParsedFile,
+) {
     let Some(equals) = statement.iter().position(|t| t.is_punct("=")) else {
         return;
     };
-    if let Some(["params", name @ ..]) = property_path(&statement[..equals]).as_deref() {
+    let target = &statement[..equals];
+    let names = match target {
+        // Nextflow's typed parameters: `params { input: Path = 'x' }`.
+        [name, colon, ..] if colon.is_punct(":") => name.ident().map(|n| vec![n]),
+        _ => property_path(target),
+    };
+    let mut key: Vec<&str> = prefix.to_vec();
+    key.extend(names.unwrap_or_default());
+    if let ["params", name @ ..] = key.as_slice() {
         let value = &statement[equals + 1..];
         parsed
             .params
