@@ -1,7 +1,9 @@
 //! CWL: `DockerRequirement` in `requirements` and `hints`, in the map form
 //! (`DockerRequirement: {dockerPull: ...}`) and the list form (`- class: DockerRequirement`),
-//! anywhere in the document (inline `run:` tools of workflow steps, `$graph` entries). JSON
-//! documents are read by the same YAML parser, which keeps line numbers.
+//! anywhere in the document (inline `run:` tools of workflow steps, `$graph` entries), with
+//! Schema Salad's `$import` and `$include` followed. `SoftwareRequirement`s are noted: they
+//! name packages, not images. JSON documents are read by the same YAML parser, which keeps
+//! line numbers.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

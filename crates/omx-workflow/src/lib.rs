@@ -2,9 +2,13 @@
 //!
 //! Nextflow (`*.nf`, `*.config`), WDL (draft-2 to development) and CWL (YAML or JSON) sources
 //! are read statically: nothing runs. Every image found carries the file and line where its
-//! name is written. Images the sources only compute at run time (`"${params.image}"`, a WDL
+//! name is written. Images the sources only compute at run time (`"${task.ext.image}"`, a WDL
 //! input with no default) are reported as [`Warning`]s with their location, never dropped, so
-//! a user can add them to the manifest by hand or give the value with `--inputs`.
+//! a user can add them to the manifest by hand or give the value with `--inputs`; a check
+//! every scanned file goes through (`safety_net`) turns a directive a scanner passed over
+//! into a warning too. Snakemake files are read only to list their images as [`Skipped`]:
+//! HealthOmics does not run Snakemake. [`Note`]s tell what a user should know about an image
+//! found (a parameter default, a profile-only container).
 //!
 //! The language scanners are pure functions of `(path, text)` ([`SourceFile`]);
 //! [`collect_sources`] is the thin part that reads a directory tree.

@@ -1,9 +1,10 @@
 //! Nextflow: `container` directives in scripts, `process.container` and selector `container`
-//! settings in configuration files, and `docker.registry`, which Nextflow puts in front of
-//! image names that have no registry host.
+//! settings in configuration files, `docker.registry`, which Nextflow puts in front of image
+//! names that have no registry host, and `params` defaults.
 //!
-//! A pipeline is the directory holding a `nextflow.config`: its registry setting applies to
-//! every script and config under that directory and to the configs it includes.
+//! A pipeline is the directory holding a `nextflow.config` that no other config includes and
+//! no other pipeline's directory holds: its settings apply to every script and config under
+//! that directory and to the configs it includes (see `pipeline`).
 
 mod params;
 mod parse;

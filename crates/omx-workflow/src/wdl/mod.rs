@@ -4,7 +4,9 @@
 //!
 //! Tasks are evaluated once per call that reaches them from a workflow nobody calls (the
 //! workflow a user runs), so `String docker = "..."` defaults in the workflow flow into the
-//! tasks. Tasks and workflows no workflow calls are evaluated on their own.
+//! tasks, and a sub-workflow's outputs into its caller. Tasks and workflows no workflow calls
+//! are evaluated on their own. Object and struct literals and member access are evaluated
+//! (GATK-SV's `RuntimeAttr`).
 
 mod inputs;
 mod parse;
