@@ -38,6 +38,15 @@ fn findings(root: &Path, report: &ScanReport) -> Vec<String> {
         .collect()
 }
 
+/// Each note as `file:line message`.
+fn notes(root: &Path, report: &ScanReport) -> Vec<String> {
+    report
+        .notes
+        .iter()
+        .map(|n| format!("{} {}", at(root, &n.location), n.message))
+        .collect()
+}
+
 fn warnings(root: &Path, report: &ScanReport) -> Vec<(String, WarningKind)> {
     report
         .warnings
@@ -246,11 +255,7 @@ fn nextflow_module_level_configs_keep_the_pipeline_registry() {
     assert!(report.is_complete(), "{:?}", report.warnings);
     // Both are listed (the selector may not match every alias of the module), and the
     // override says what it replaces; a config included inside a profile says which.
-    let notes: Vec<String> = report
-        .notes
-        .iter()
-        .map(|n| format!("{} {}", at(&root, &n.location), n.message))
-        .collect();
+    let notes = notes(&root, &report);
     assert_eq!(
         notes,
         vec![
@@ -356,6 +361,14 @@ fn cwl_include_and_import_resolve_relative_to_the_document() {
     assert!(report.warnings[1]
         .message
         .contains("no-such-requirement.yml"));
+    // Also worth knowing: a SoftwareRequirement names packages, not an image.
+    assert_eq!(
+        notes(&root, &report),
+        vec![
+            "bwa_mem.cwl:7 SoftwareRequirement names software packages (bwa), not a container \
+             image; HealthOmics runs only the image a DockerRequirement gives"
+        ]
+    );
 }
 
 /// Issue #13, item 5: `params` defaults from the pipeline's config (winning over the script's
@@ -377,11 +390,7 @@ fn nextflow_params_defaults_resolve_with_a_note() {
             "ubuntu:22.04 main.nf:3",
         ]
     );
-    let notes: Vec<String> = report
-        .notes
-        .iter()
-        .map(|n| format!("{} {}", at(&root, &n.location), n.message))
-        .collect();
+    let notes = notes(&root, &report);
     let config = root.join("nextflow.config");
     let main = root.join("main.nf");
     assert_eq!(
