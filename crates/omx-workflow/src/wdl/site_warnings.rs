@@ -2,7 +2,8 @@
 //! reaches it, so the same unresolved image would be reported once per call and per workflow
 //! a user might run (GATK-SV's `GATKSVPipelineBatch` and `GATKSVPipelineSingleSample` reach
 //! hundreds of the same tasks). Warnings that differ only in the call they were evaluated
-//! for are one cause: the first is kept, and it names how many other calls share it.
+//! for (the call path, and the inputs-file keys under it) are one cause: the first is kept,
+//! and it names the other calls that share it.
 
 use std::collections::BTreeMap;
 
@@ -65,13 +66,17 @@ impl SiteWarnings {
     }
 }
 
-/// The message with the call it was evaluated for taken out: the call path, and the
-/// workflow run (the path's first name) in inputs-file keys.
+/// The message with the call it was evaluated for taken out: every name that starts with
+/// the call path or a part of it (`wf.sub.task`, `wf.sub`, `wf`), as inputs-file keys do, so
+/// an input missing at the same place of each run is one cause.
 fn cause_of(message: &str, call_path: &str) -> String {
-    let run = call_path.split('.').next().unwrap_or(call_path);
-    message
-        .replace(&format!("`{call_path}"), "`<call>")
-        .replace(&format!("`{run}."), "`<run>.")
+    let names: Vec<&str> = call_path.split('.').collect();
+    let mut cause = message.to_string();
+    for length in (1..=names.len()).rev() {
+        let prefix = names[..length].join(".");
+        cause = cause.replace(&format!("`{prefix}"), "`<call>");
+    }
+    cause
 }
 
 #[cfg(test)]
@@ -101,12 +106,17 @@ mod tests {
             "B.t",
         );
         warnings.add(warning("cannot resolve `d` in `B.t`: another cause"), "B.t");
+        // An input of a sub-workflow nobody binds: its key starts with a part of the path.
+        warnings.add(
+            warning("cannot resolve `d` in `C.sub.t`: `d` has no default; give `C.sub.d`"),
+            "C.sub.t",
+        );
         let merged = warnings.into_warnings();
         let messages: Vec<&str> = merged.iter().map(|w| w.message.as_str()).collect();
         assert_eq!(
             messages,
             vec![
-                "cannot resolve `d` in `A.x.t`: `d` has no default; give `A.d` (likewise in 1 other call: `B.t`)",
+                "cannot resolve `d` in `A.x.t`: `d` has no default; give `A.d` (likewise in 2 other calls: `B.t`, `C.sub.t`)",
                 "cannot resolve `d` in `B.t`: another cause",
             ]
         );
