@@ -74,7 +74,7 @@ pub fn run(args: ScanArgs) -> anyhow::Result<Outcome> {
             }
             if !report.notes.is_empty() {
                 eprintln!(
-                    "note: {} remark(s) on images found, such as parameter defaults a run can \
+                    "note: {} note(s) on the workflow, such as parameter defaults a run can \
                      override and profile-only containers (--format table lists them)",
                     report.notes.len()
                 );

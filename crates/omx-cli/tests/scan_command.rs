@@ -117,3 +117,25 @@ fn parameter_defaults_are_listed_with_a_note_and_warnings_grouped_by_file() {
     assert!(stdout.contains("\n  22: "), "{stdout}");
     assert!(stdout.ends_with("7 images found, 2 warnings\n"), "{stdout}");
 }
+
+#[test]
+fn snakemake_images_are_skipped_and_json_carries_the_notes() {
+    let output = omx(&["scan", "snakemake", "--format", "json"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["manifest"], serde_json::json!([]));
+    assert_eq!(json["skipped"].as_array().unwrap().len(), 2);
+    assert_eq!(json["notes"][0]["location"]["file"], "snakemake/Snakefile");
+    let manifest = omx(&["scan", "snakemake"]);
+    let stderr = text(&manifest.stderr);
+    assert!(
+        stderr.contains(
+            "note: 2 container value(s) skipped, for Singularity only or in a Snakemake workflow"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("note: 2 note(s) on the workflow"),
+        "{stderr}"
+    );
+}
