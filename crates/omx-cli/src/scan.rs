@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use omx_workflow::{scan_path, ScanReport, Skipped, Warning, WdlInputs};
+use omx_workflow::{scan_path, Note, ScanReport, Skipped, Warning, WdlInputs};
 use serde::Serialize;
 
 use crate::exit::{Outcome, UnusableInput};
@@ -13,13 +13,16 @@ use crate::table;
 
 /// Find the container images of a Nextflow, WDL or CWL workflow.
 ///
-/// Images a workflow only computes when it runs (`"${params.image}"`, a WDL input with no
+/// Images a workflow only computes when it runs (`"${task.ext.image}"`, a WDL input with no
 /// default) are listed as warnings with their file and line, and the exit code is 1; give WDL
-/// values with --inputs, or add the images to the manifest by hand.
+/// values with --inputs, or add the images to the manifest by hand. A Nextflow parameter's
+/// default (`params.image = '...'`) is listed, with a note that a run can override it. Every
+/// docker, container and dockerPull directive gives an image, a skipped value or a warning.
 #[derive(Args, Debug)]
 pub struct ScanArgs {
     /// A workflow source file, or a directory to walk for them: *.nf, *.config, *.wdl, *.cwl,
-    /// and YAML or JSON files with `cwlVersion`.
+    /// and YAML or JSON files with `cwlVersion`. Snakemake files (Snakefile, *.smk) are read
+    /// only to list their images as skipped: HealthOmics does not run Snakemake.
     pub path: PathBuf,
 
     /// Output format.
@@ -27,7 +30,8 @@ pub struct ScanArgs {
     pub format: ScanFormat,
 
     /// A WDL inputs JSON file whose values replace defaults, e.g.
-    /// {"wf.docker": "ubuntu:22.04", "wf.task.docker": "..."}.
+    /// {"wf.docker": "ubuntu:22.04", "wf.task.docker": "..."}; a struct input is a JSON object,
+    /// e.g. {"wf.task.runtime_attr_override": {"docker": "..."}}.
     #[arg(long, value_name = "FILE")]
     pub inputs: Option<PathBuf>,
 
@@ -39,11 +43,15 @@ pub struct ScanArgs {
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ScanFormat {
     /// The pull manifest, {"manifest": ["image", ...]}, ready for `plan` and `pull`;
-    /// warnings go to standard error.
+    /// warnings go to standard error, with how many values were skipped and how many notes
+    /// the table has.
     Manifest,
-    /// An aligned table of images and where each is written, then the warnings.
+    /// An aligned table of images and where each is written, then skipped values, notes
+    /// (a parameter default a run can override, a profile's container) and the warnings
+    /// by file.
     Table,
-    /// One JSON object: the manifest, every image's locations, warnings and skipped values.
+    /// One JSON object: the manifest, every image's locations, warnings, skipped values and
+    /// notes.
     Json,
 }
 
@@ -62,12 +70,19 @@ pub fn run(args: ScanArgs) -> anyhow::Result<Outcome> {
     let output = match args.format {
         ScanFormat::Manifest => {
             for warning in &report.warnings {
-                eprintln!("warning: {warning}");
+                eprintln!("warning: {}", printable(&warning.to_string()));
+            }
+            if !report.notes.is_empty() {
+                eprintln!(
+                    "note: {} note(s) on the workflow, such as parameter defaults a run can \
+                     override and profile-only containers (--format table lists them)",
+                    report.notes.len()
+                );
             }
             if !report.skipped.is_empty() {
                 eprintln!(
-                    "note: {} Singularity-only container value(s) skipped \
-                     (--format table lists them)",
+                    "note: {} container value(s) skipped, for Singularity only or in a \
+                     Snakemake workflow (--format table lists them)",
                     report.skipped.len()
                 );
             }
@@ -106,6 +121,7 @@ struct JsonReport<'a> {
     images: Vec<LocatedImage<'a>>,
     warnings: &'a [Warning],
     skipped: &'a [Skipped],
+    notes: &'a [Note],
 }
 
 fn render_json(report: &ScanReport) -> anyhow::Result<String> {
@@ -125,6 +141,7 @@ fn render_json(report: &ScanReport) -> anyhow::Result<String> {
         images,
         warnings: &report.warnings,
         skipped: &report.skipped,
+        notes: &report.notes,
     };
     Ok(format!("{}\n", serde_json::to_string_pretty(&json)?))
 }
@@ -139,18 +156,19 @@ fn render_table(report: &ScanReport) -> String {
     if !report.skipped.is_empty() {
         out.push('\n');
         for skipped in &report.skipped {
-            out.push_str(&format!(
+            out.push_str(&printable(&format!(
                 "skipped: {}: {} is {}\n",
                 skipped.location, skipped.value, skipped.reason
-            ));
+            )));
         }
     }
-    if !report.warnings.is_empty() {
+    if !report.notes.is_empty() {
         out.push('\n');
-        for warning in &report.warnings {
-            out.push_str(&format!("warning: {warning}\n"));
+        for note in &report.notes {
+            out.push_str(&printable(&format!("note: {note}\n")));
         }
     }
+    out.push_str(&warnings_by_file(&report.warnings));
     let images = report.manifest().len();
     out.push_str(&format!(
         "\n{images} image{} found, {} warning{}\n",
@@ -159,6 +177,39 @@ fn render_table(report: &ScanReport) -> String {
         plural(report.warnings.len())
     ));
     out
+}
+
+/// The warnings under one heading per file, each as `line: message`, files in path order.
+fn warnings_by_file(warnings: &[Warning]) -> String {
+    let mut out = String::new();
+    let mut current_file = None;
+    for warning in warnings {
+        let file = &warning.location.file;
+        if current_file != Some(file) {
+            out.push_str(&format!("\nwarnings in {}:\n", file.display()));
+            current_file = Some(file);
+        }
+        let line = match warning.location.line {
+            0 => "(whole file)".to_string(),
+            line => line.to_string(),
+        };
+        out.push_str(&format!("  {line}: {}\n", warning.message));
+    }
+    printable(&out)
+}
+
+/// `text` with every control character but the line breaks it is laid out with escaped
+/// (`\u{1b}`), so a workflow's text cannot move the cursor or recolour a terminal.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 fn plural(count: usize) -> &'static str {
@@ -204,6 +255,7 @@ mod tests {
                 location: at("a/main.nf", 7),
                 reason: "a URL for Singularity or Apptainer, not a registry image".into(),
             }],
+            ..ScanReport::default()
         }
     }
 
@@ -242,9 +294,32 @@ mod tests {
              \n\
              skipped: a/main.nf:7: https://depot/x:1 is a URL for Singularity or Apptainer, not a registry image\n\
              \n\
-             warning: c/main.nf:4: cannot resolve the container image `params.x`\n\
+             warnings in c/main.nf:\n\
+             \x20 4: cannot resolve the container image `params.x`\n\
              \n\
              2 images found, 1 warning\n"
+        );
+    }
+
+    #[test]
+    fn warnings_are_grouped_by_file_and_control_characters_escaped() {
+        let warning = |file: &str, line, message: &str| Warning {
+            location: Location {
+                file: file.into(),
+                line,
+            },
+            kind: WarningKind::Unresolved,
+            message: message.into(),
+        };
+        let warnings = [
+            warning("a.wdl", 0, "not valid"),
+            warning("a.wdl", 9, "cannot resolve `x`"),
+            warning("b/main.nf", 4, "cannot resolve `\u{1b}[31mred`"),
+        ];
+        assert_eq!(
+            warnings_by_file(&warnings),
+            "\nwarnings in a.wdl:\n  (whole file): not valid\n  9: cannot resolve `x`\n\
+             \nwarnings in b/main.nf:\n  4: cannot resolve `\\u{1b}[31mred`\n"
         );
     }
 }

@@ -82,7 +82,7 @@ fn table_names_where_each_image_is_written() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("warning: cwl/pipeline.cwl:16: "),
+        stdout.contains("warnings in cwl/pipeline.cwl:\n  16: "),
         "{stdout}"
     );
     assert!(stdout.ends_with("3 images found, 1 warning\n"), "{stdout}");
@@ -96,4 +96,46 @@ fn unusable_paths_and_inputs_exit_2() {
     let bad_inputs = omx(&["scan", "wdl", "--inputs", "cwl/sort.cwl"]);
     assert_eq!(bad_inputs.status.code(), Some(2));
     assert!(text(&bad_inputs.stderr).contains("the inputs file is not valid JSON"));
+}
+
+#[test]
+fn parameter_defaults_are_listed_with_a_note_and_warnings_grouped_by_file() {
+    let output = omx(&["scan", "nextflow-params", "--format", "table"]);
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    assert!(
+        stdout.contains(
+            "note: nextflow-params/main.nf:6: the image is the default of `params.my_image` \
+             (nextflow-params/nextflow.config:3); a run can give another with --my_image\n"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("\nwarnings in nextflow-params/main.nf:\n  18: "),
+        "{stdout}"
+    );
+    assert!(stdout.contains("\n  22: "), "{stdout}");
+    assert!(stdout.ends_with("7 images found, 2 warnings\n"), "{stdout}");
+}
+
+#[test]
+fn snakemake_images_are_skipped_and_json_carries_the_notes() {
+    let output = omx(&["scan", "snakemake", "--format", "json"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["manifest"], serde_json::json!([]));
+    assert_eq!(json["skipped"].as_array().unwrap().len(), 2);
+    assert_eq!(json["notes"][0]["location"]["file"], "snakemake/Snakefile");
+    let manifest = omx(&["scan", "snakemake"]);
+    let stderr = text(&manifest.stderr);
+    assert!(
+        stderr.contains(
+            "note: 2 container value(s) skipped, for Singularity only or in a Snakemake workflow"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("note: 2 note(s) on the workflow"),
+        "{stderr}"
+    );
 }

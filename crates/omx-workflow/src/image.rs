@@ -1,14 +1,19 @@
 //! From what a container expression evaluates to, to findings, warnings and skipped values.
 
+use omx_core::excerpt::excerpt;
 use omx_core::Reference;
 
 use crate::expr::{Candidate, Value};
 use crate::{Finding, Location, ScanReport, Skipped, Warning, WarningKind};
 
+/// WDL 1.1's container value for "any image the engine likes".
+const ANY_CONTAINER: &str = "*";
+
 /// Where an image is declared: the container directive or attribute, as written.
 pub(crate) struct ContainerSite<'a> {
     pub location: Location,
-    /// The expression's source text, quoted in warnings.
+    /// The expression's source text, quoted in warnings (an excerpt when it is long, such as
+    /// a whole closure).
     pub expression: &'a str,
     /// Extra words for warnings, such as the WDL call the value was evaluated for.
     pub context: &'a str,
@@ -19,29 +24,42 @@ pub(crate) struct ContainerSite<'a> {
 impl ContainerSite<'_> {
     /// Records every candidate of `value` in `report`.
     pub fn record(&self, value: Value, report: &mut ScanReport) {
+        report.answered_sites.insert(self.location.clone());
         let candidates = match value {
-            Value::Undefined => {
+            Value::Candidates(candidates) if !candidates.is_empty() => candidates,
+            // Undefined, or an empty list (`container: []`): no image either way.
+            _ => {
                 report.warnings.push(Warning {
                     location: self.location.clone(),
                     kind: WarningKind::Unresolved,
                     message: format!(
                         "the container `{}`{} has no value",
-                        self.expression, self.context
+                        excerpt(self.expression),
+                        self.context
                     ),
                 });
                 return;
             }
-            Value::Candidates(candidates) => candidates,
         };
         for candidate in candidates {
             match candidate {
                 Candidate::Known { text, location } => self.record_text(&text, location, report),
+                Candidate::Record(_) => report.warnings.push(Warning {
+                    location: self.location.clone(),
+                    kind: WarningKind::InvalidImage,
+                    message: format!(
+                        "the container `{}`{} is a struct, not a string",
+                        excerpt(self.expression),
+                        self.context
+                    ),
+                }),
                 Candidate::Unknown { reason } => report.warnings.push(Warning {
                     location: self.location.clone(),
                     kind: WarningKind::Unresolved,
                     message: format!(
                         "cannot resolve the container image `{}`{}: {reason}",
-                        self.expression, self.context
+                        excerpt(self.expression),
+                        self.context
                     ),
                 }),
             }
@@ -51,6 +69,18 @@ impl ContainerSite<'_> {
     fn record_text(&self, text: &str, location: Location, report: &mut ScanReport) {
         let text = text.trim();
         let text = text.strip_prefix("docker://").unwrap_or(text);
+        if text == ANY_CONTAINER {
+            report.warnings.push(Warning {
+                location,
+                kind: WarningKind::Unresolved,
+                message: format!(
+                    "`*`{} lets the engine choose any container: it names no image, and \
+                     HealthOmics needs one; give the task an image",
+                    self.context
+                ),
+            });
+            return;
+        }
         if let Some(reason) = not_a_registry_image(text) {
             report.skipped.push(Skipped {
                 value: text.to_string(),
@@ -124,6 +154,23 @@ mod tests {
             with_default_registry("localhost:5000/x", "quay.io"),
             "localhost:5000/x"
         );
+    }
+
+    #[test]
+    fn an_empty_list_is_a_warning_not_nothing() {
+        let site = ContainerSite {
+            location: Location {
+                file: "t.wdl".into(),
+                line: 4,
+            },
+            expression: "[]",
+            context: "",
+            default_registry: None,
+        };
+        let mut report = ScanReport::default();
+        site.record(Value::Candidates(Vec::new()), &mut report);
+        assert_eq!(report.warnings.len(), 1);
+        assert!(report.warnings[0].message.contains("has no value"));
     }
 
     #[test]

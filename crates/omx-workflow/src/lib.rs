@@ -2,13 +2,18 @@
 //!
 //! Nextflow (`*.nf`, `*.config`), WDL (draft-2 to development) and CWL (YAML or JSON) sources
 //! are read statically: nothing runs. Every image found carries the file and line where its
-//! name is written. Images the sources only compute at run time (`"${params.image}"`, a WDL
+//! name is written. Images the sources only compute at run time (`"${task.ext.image}"`, a WDL
 //! input with no default) are reported as [`Warning`]s with their location, never dropped, so
-//! a user can add them to the manifest by hand or give the value with `--inputs`.
+//! a user can add them to the manifest by hand or give the value with `--inputs`; a check
+//! every scanned file goes through (`safety_net`) turns a directive a scanner passed over
+//! into a warning too. Snakemake files are read only to list their images as [`Skipped`]:
+//! HealthOmics does not run Snakemake. [`Note`]s tell what a user should know about an image
+//! found (a parameter default, a profile-only container).
 //!
 //! The language scanners are pure functions of `(path, text)` ([`SourceFile`]);
 //! [`collect_sources`] is the thin part that reads a directory tree.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -19,6 +24,8 @@ mod expr;
 mod image;
 mod lexer;
 mod nextflow;
+mod safety_net;
+mod snakemake;
 mod walk;
 mod wdl;
 
@@ -63,6 +70,9 @@ pub enum WarningKind {
     InvalidImage,
     /// A file (or a file it refers to) could not be read or parsed, so its images are missing.
     Unreadable,
+    /// A directive the scanner read past without listing an image or saying why: a scanner
+    /// bug, caught by the check every scanned file goes through.
+    Missed,
 }
 
 /// An image the scanner could not list, with where and why.
@@ -79,14 +89,29 @@ impl fmt::Display for Warning {
     }
 }
 
-/// A container value that is not a registry image (a Singularity URL or image file, such as
-/// the branch nf-core modules take under Singularity). Listed so nothing disappears silently,
-/// but not a problem: Docker-based runs never use it.
+/// A container value that is not put in the manifest: not a registry image (a Singularity
+/// URL or image file, such as the branch nf-core modules take under Singularity), or the
+/// image of a Snakemake rule (HealthOmics does not run Snakemake). Listed so nothing
+/// disappears silently, but not a problem: HealthOmics runs never use it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct Skipped {
     pub value: String,
     pub location: Location,
     pub reason: String,
+}
+
+/// Something a user should know about an image that was found: that a run can replace it
+/// (a parameter's default), or that only one profile uses it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct Note {
+    pub location: Location,
+    pub message: String,
+}
+
+impl fmt::Display for Note {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.location, self.message)
+    }
 }
 
 /// Everything one scan found, each list sorted and without duplicates.
@@ -95,6 +120,11 @@ pub struct ScanReport {
     pub findings: Vec<Finding>,
     pub warnings: Vec<Warning>,
     pub skipped: Vec<Skipped>,
+    pub notes: Vec<Note>,
+    /// The directive sites that gave a finding, warning or skipped value; every directive of
+    /// every scanned file must be among them (see `safety_net`).
+    #[serde(skip)]
+    pub answered_sites: BTreeSet<Location>,
 }
 
 impl ScanReport {
@@ -111,10 +141,12 @@ impl ScanReport {
         self.warnings.is_empty()
     }
 
-    fn merge(&mut self, other: ScanReport) {
+    pub(crate) fn merge(&mut self, other: ScanReport) {
         self.findings.extend(other.findings);
         self.warnings.extend(other.warnings);
         self.skipped.extend(other.skipped);
+        self.notes.extend(other.notes);
+        self.answered_sites.extend(other.answered_sites);
     }
 
     fn sort_and_dedup(&mut self) {
@@ -124,6 +156,8 @@ impl ScanReport {
         self.warnings.dedup();
         self.skipped.sort();
         self.skipped.dedup();
+        self.notes.sort();
+        self.notes.dedup();
     }
 }
 
@@ -137,6 +171,12 @@ pub enum Language {
     NextflowConfig,
     Wdl,
     Cwl,
+    /// A Snakemake workflow (`Snakefile`, `*.smk`), which HealthOmics does not run: read only
+    /// to say so and list its images as skipped.
+    Snakemake,
+    /// A file a CWL document takes in with `$include` (as text) or `$import` (as YAML); not a
+    /// document of its own.
+    CwlFragment,
 }
 
 /// One source file's text, the language it is in, and its path (used for locations and to
@@ -164,29 +204,38 @@ pub fn scan_sources(sources: &[SourceFile], inputs: Option<&WdlInputs>) -> ScanR
         Language::NextflowConfig,
     ])));
     report.merge(wdl::scan(&of(&[Language::Wdl]), inputs));
+    let fragments = cwl::Fragments::new(&of(&[Language::Cwl, Language::CwlFragment]));
     for source in of(&[Language::Cwl]) {
-        report.merge(cwl::scan(source));
+        report.merge(cwl::scan(source, &fragments));
     }
+    report.merge(snakemake::scan(&of(&[Language::Snakemake])));
+    safety_net::warn_about_dropped_directives(sources, &mut report);
     report.sort_and_dedup();
     report
 }
 
 /// Files a source refers to by path, resolved against the source's own directory: WDL
-/// imports, Nextflow `includeConfig` targets and CWL `run:` documents. URLs are left out.
+/// imports, Nextflow `includeConfig` targets, CWL `run:` documents and the files CWL
+/// `$import`s and `$include`s. URLs are left out.
 pub fn referenced_files(source: &SourceFile) -> Vec<(PathBuf, Language)> {
     let relative: Vec<(String, Language)> = match source.language {
         Language::NextflowConfig => nextflow::included_configs(&source.text)
             .into_iter()
             .map(|(path, _)| (path, Language::NextflowConfig))
             .collect(),
-        Language::Nextflow => Vec::new(),
+        Language::Nextflow | Language::Snakemake => Vec::new(),
         Language::Wdl => wdl::imported_paths(&source.text)
             .into_iter()
             .map(|path| (path, Language::Wdl))
             .collect(),
-        Language::Cwl => cwl::run_documents(&source.text)
+        Language::Cwl | Language::CwlFragment => cwl::run_documents(&source.text)
             .into_iter()
             .map(|path| (path, Language::Cwl))
+            .chain(
+                cwl::fragment_paths(&source.text)
+                    .into_iter()
+                    .map(|path| (path, Language::CwlFragment)),
+            )
             .collect(),
     };
     relative

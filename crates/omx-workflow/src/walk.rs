@@ -14,6 +14,12 @@ use crate::{
 /// dependencies. Hidden directories are skipped too.
 const SKIPPED_DIRECTORIES: [&str; 3] = [".git", "work", "node_modules"];
 
+/// The extensions of the files that may be workflow sources.
+const SOURCE_EXTENSIONS: [&str; 8] = ["nf", "config", "wdl", "cwl", "smk", "yml", "yaml", "json"];
+
+/// Snakemake's workflow file, which has no extension.
+const SNAKEFILE: &str = "Snakefile";
+
 /// Larger files are not workflow sources a person wrote.
 const MAX_SOURCE_BYTES: u64 = 8 * 1024 * 1024;
 
@@ -23,8 +29,8 @@ pub enum ScanError {
     #[error("{} does not exist", path.display())]
     NotFound { path: PathBuf },
     #[error(
-        "{} is not a workflow source (expected .nf, .config, .wdl, .cwl, or YAML/JSON with \
-         cwlVersion)",
+        "{} is not a workflow source (expected .nf, .config, .wdl, .cwl, YAML/JSON with \
+         cwlVersion, or a Snakefile or .smk)",
         path.display()
     )]
     NotAWorkflow { path: PathBuf },
@@ -39,14 +45,18 @@ pub struct Collected {
     pub warnings: Vec<Warning>,
 }
 
-/// The language of a file, from its extension; YAML and JSON files count as CWL only when
-/// they mention `cwlVersion`.
+/// The language of a file, from its extension (or the name `Snakefile`); YAML and JSON files
+/// count as CWL only when they mention `cwlVersion`.
 pub fn detect_language(path: &Path, text: &str) -> Option<Language> {
+    if path.file_name().is_some_and(|name| name == SNAKEFILE) {
+        return Some(Language::Snakemake);
+    }
     match path.extension()?.to_str()? {
         "nf" => Some(Language::Nextflow),
         "config" => Some(Language::NextflowConfig),
         "wdl" => Some(Language::Wdl),
         "cwl" => Some(Language::Cwl),
+        "smk" => Some(Language::Snakemake),
         "yml" | "yaml" | "json" if text.contains("cwlVersion") => Some(Language::Cwl),
         _ => None,
     }
@@ -120,7 +130,8 @@ fn walk_directory(directory: &Path, collected: &mut Collected) -> Result<(), Sca
         let might_be_source = path
             .extension()
             .and_then(|e| e.to_str())
-            .is_some_and(|e| ["nf", "config", "wdl", "cwl", "yml", "yaml", "json"].contains(&e));
+            .is_some_and(|e| SOURCE_EXTENSIONS.contains(&e))
+            || name == SNAKEFILE;
         if !might_be_source {
             continue;
         }

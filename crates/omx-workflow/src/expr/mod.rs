@@ -2,7 +2,9 @@
 //! literals, interpolation, `+`, variables, conditionals and fallbacks. Everything else is
 //! kept as opaque text so it can be quoted in a warning.
 
-use std::path::Path;
+mod eval;
+
+pub(crate) use eval::evaluate;
 
 use crate::lexer::{matching_close, split_top_level, Dialect, StrPart, Token, TokenKind};
 use crate::Location;
@@ -28,6 +30,8 @@ pub(crate) enum Expr {
     FirstDefined(Vec<Expr>),
     /// An array literal; each element is a separate image (WDL `container: [...]`).
     Array(Vec<Expr>),
+    /// A WDL object or struct literal, `object { docker: "x" }` or `RuntimeAttr { docker: "x" }`.
+    Object(Vec<(String, Expr)>),
     /// Anything else; only known when the workflow runs.
     Opaque { source: String },
 }
@@ -47,6 +51,8 @@ pub(crate) enum Candidate {
     Known { text: String, location: Location },
     /// Something only the run will tell, and why.
     Unknown { reason: String },
+    /// A WDL object or struct: its members' values (a member it does not set is undefined).
+    Record(Vec<(String, Value)>),
 }
 
 impl Value {
@@ -152,6 +158,16 @@ impl Parser<'_> {
         if wrapped && first.is_punct("[") {
             return Expr::Array(self.elements(&tokens[1..tokens.len() - 1]));
         }
+        let is_object_literal = self.dialect == Dialect::Wdl
+            && first.ident().is_some_and(|name| {
+                name == "object" || name.chars().next().is_some_and(char::is_uppercase)
+            })
+            && tokens.len() >= 3
+            && tokens[1].is_punct("{")
+            && matching_close(tokens, 1) == tokens.len() - 1;
+        if is_object_literal {
+            return Expr::Object(self.members(&tokens[2..tokens.len() - 1]));
+        }
         let is_select_first = self.dialect == Dialect::Wdl
             && first.is_ident("select_first")
             && tokens.len() >= 4
@@ -168,7 +184,26 @@ impl Parser<'_> {
                 source,
             };
         }
+        if self.dialect == Dialect::Groovy {
+            if let Some(branches) = trailing_if_chain(tokens) {
+                return Expr::AnyOf(branches.iter().map(|b| self.expr(b)).collect());
+            }
+        }
         Expr::Opaque { source }
+    }
+
+    /// The `name: value` members of an object literal; others are left out (they cannot be
+    /// read as a member, so an access to them finds no value).
+    fn members(&self, tokens: &[Token]) -> Vec<(String, Expr)> {
+        split_top_level(tokens, ",")
+            .into_iter()
+            .filter_map(|member| match member {
+                [name, colon, value @ ..] if colon.is_punct(":") && !value.is_empty() => {
+                    Some((name.ident()?.to_string(), self.expr(value)))
+                }
+                _ => None,
+            })
+            .collect()
     }
 
     fn elements(&self, tokens: &[Token]) -> Vec<Expr> {
@@ -287,6 +322,62 @@ fn top_level_position(
     None
 }
 
+/// The branch bodies of an `if (c) { a } else if (d) { b } else { c }` that ends the closure
+/// body `tokens` (rnaseq's `container = { def s = ...; if (params.arm) { ... } else { ... } }`):
+/// a closure's value is its last statement's, so any branch may be the image. Statements
+/// before it (`def` locals for the conditions) do not change which strings are possible.
+fn trailing_if_chain(tokens: &[Token]) -> Option<Vec<&[Token]>> {
+    let mut depth = 0usize;
+    let mut heads = Vec::new();
+    for (i, token) in tokens.iter().enumerate() {
+        if let TokenKind::Punct(p) = &token.kind {
+            match p.as_str() {
+                "(" | "[" | "{" => depth += 1,
+                ")" | "]" | "}" => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        let starts_chain = depth == 0
+            && token.is_ident("if")
+            && tokens.get(i + 1).is_some_and(|t| t.is_punct("("))
+            && !(i > 0 && tokens[i - 1].is_ident("else"));
+        if starts_chain {
+            heads.push(i);
+        }
+    }
+    let head = *heads.last()?;
+    let mut branches = Vec::new();
+    let mut i = head;
+    loop {
+        // `if (condition) { body }`
+        let condition_close = matching_close(tokens, i + 1);
+        let open = condition_close + 1;
+        if !tokens.get(open)?.is_punct("{") {
+            return None;
+        }
+        let close = matching_close(tokens, open);
+        branches.push(&tokens[open + 1..close]);
+        i = close + 1;
+        if i == tokens.len() {
+            return Some(branches);
+        }
+        if !tokens[i].is_ident("else") {
+            return None;
+        }
+        match tokens.get(i + 1) {
+            Some(t) if t.is_ident("if") && tokens.get(i + 2).is_some_and(|t| t.is_punct("(")) => {
+                i += 1;
+            }
+            Some(t) if t.is_punct("{") => {
+                let close = matching_close(tokens, i + 1);
+                branches.push(&tokens[i + 2..close]);
+                return (close + 1 == tokens.len()).then_some(branches);
+            }
+            _ => return None,
+        }
+    }
+}
+
 /// `a`, `a.b.c`: names joined by dots.
 fn is_property_path(tokens: &[Token]) -> bool {
     tokens.len() % 2 == 1
@@ -299,108 +390,10 @@ fn is_property_path(tokens: &[Token]) -> bool {
         })
 }
 
-/// What `expr`, written in `file`, may evaluate to.
-pub(crate) fn evaluate(expr: &Expr, file: &Path, scope: &dyn Scope) -> Value {
-    match expr {
-        Expr::Literal { text, line } => Value::known(
-            text.clone(),
-            Location {
-                file: file.to_path_buf(),
-                line: *line,
-            },
-        ),
-        Expr::Var { name, .. } => scope.lookup(name),
-        Expr::Opaque { source } => {
-            Value::unknown(format!("`{source}` is only known when the workflow runs"))
-        }
-        Expr::AnyOf(branches) | Expr::Array(branches) => {
-            let values: Vec<Value> = branches.iter().map(|b| evaluate(b, file, scope)).collect();
-            if values.iter().all(|v| *v == Value::Undefined) {
-                return Value::Undefined;
-            }
-            Value::Candidates(
-                values
-                    .into_iter()
-                    .flat_map(|v| match v {
-                        Value::Undefined => Vec::new(),
-                        Value::Candidates(c) => c,
-                    })
-                    .collect(),
-            )
-        }
-        Expr::FirstDefined(options) => {
-            let mut candidates = Vec::new();
-            for option in options {
-                let Value::Candidates(found) = evaluate(option, file, scope) else {
-                    continue;
-                };
-                let all_known = found.iter().all(|c| matches!(c, Candidate::Known { .. }));
-                candidates.extend(found);
-                if all_known {
-                    break;
-                }
-                // An unknown option may turn out undefined at run time: the next is possible too.
-            }
-            if candidates.is_empty() {
-                Value::Undefined
-            } else {
-                Value::Candidates(candidates)
-            }
-        }
-        Expr::Join {
-            pieces,
-            line,
-            source,
-        } => join(pieces, *line, source, file, scope),
-    }
-}
-
-/// Every combination of the pieces' candidates, concatenated.
-fn join(pieces: &[Expr], line: usize, source: &str, file: &Path, scope: &dyn Scope) -> Value {
-    let location = Location {
-        file: file.to_path_buf(),
-        line,
-    };
-    let mut combinations: Vec<Result<String, String>> = vec![Ok(String::new())];
-    for piece in pieces {
-        let options = match evaluate(piece, file, scope) {
-            Value::Undefined => vec![Candidate::Unknown {
-                reason: format!("a part of `{source}` has no value"),
-            }],
-            Value::Candidates(c) => c,
-        };
-        if combinations.len() * options.len() > MAX_CANDIDATES {
-            return Value::unknown(format!("`{source}` can take too many values to list"));
-        }
-        combinations = combinations
-            .iter()
-            .flat_map(|prefix| {
-                options.iter().map(move |option| match (prefix, option) {
-                    (Err(reason), _) => Err(reason.clone()),
-                    (Ok(_), Candidate::Unknown { reason }) => Err(reason.clone()),
-                    (Ok(prefix), Candidate::Known { text, .. }) => Ok(format!("{prefix}{text}")),
-                })
-            })
-            .collect();
-    }
-    let mut candidates: Vec<Candidate> = Vec::new();
-    for combination in combinations {
-        let candidate = match combination {
-            Ok(text) => Candidate::Known {
-                text,
-                location: location.clone(),
-            },
-            Err(reason) => Candidate::Unknown { reason },
-        };
-        if !candidates.contains(&candidate) {
-            candidates.push(candidate);
-        }
-    }
-    Value::Candidates(candidates)
-}
-
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
     use crate::lexer::tokenize;
 
@@ -422,6 +415,7 @@ mod tests {
                 .map(|c| match c {
                     Candidate::Known { text, .. } => Ok(text),
                     Candidate::Unknown { reason } => Err(reason),
+                    Candidate::Record(_) => Err("a struct".into()),
                 })
                 .collect(),
         }
@@ -474,6 +468,26 @@ mod tests {
             texts("\"~{default='x' d}\"", Dialect::Wdl),
             vec![Err("`d` is unknown".into()), Ok("x".into())]
         );
+    }
+
+    #[test]
+    fn a_closure_ending_in_if_else_gives_every_branch() {
+        let found = texts(
+            "{ def s = workflow.containerEngine == 'singularity'\n if (params.arm ?: false) {\n s ? 'https://a/x:1' : 'x:arm' } else if (params.b) { 'x:b' } else {\n s ? 'https://a/x:2' : 'x:2' } }",
+            Dialect::Groovy,
+        );
+        assert_eq!(
+            found,
+            vec![
+                Ok("https://a/x:1".into()),
+                Ok("x:arm".into()),
+                Ok("x:b".into()),
+                Ok("https://a/x:2".into()),
+                Ok("x:2".into())
+            ]
+        );
+        // An `if` without `else` may give no value: not a chain that ends the closure.
+        assert_eq!(texts("{ if (a) { 'x:1' } ; y }", Dialect::Groovy).len(), 1);
     }
 
     #[test]
