@@ -85,12 +85,12 @@ impl fmt::Display for BuildTarget {
 fn registry_is(registry: &TargetRegistry, host: &str) -> bool {
     match registry {
         TargetRegistry::Oci { host: target } => target.eq_ignore_ascii_case(host),
-        TargetRegistry::Ecr { account, region } => {
-            parse_ecr_private_host(host).is_some_and(|(host_account, host_region)| {
-                account.as_ref().is_none_or(|a| *a == host_account)
-                    && region.as_ref().is_none_or(|r| *r == host_region)
-            })
-        }
+        TargetRegistry::Ecr {
+            account, region, ..
+        } => parse_ecr_private_host(host).is_some_and(|(host_account, host_region)| {
+            account.as_ref().is_none_or(|a| *a == host_account)
+                && region.as_ref().is_none_or(|r| *r == host_region)
+        }),
     }
 }
 
@@ -189,6 +189,7 @@ mod tests {
         TargetRegistry::Ecr {
             account: account.map(str::to_string),
             region: account.map(|_| "us-east-1".to_string()),
+            endpoint: Default::default(),
         }
     }
 

@@ -328,7 +328,9 @@ async fn resolve_target(
         return Ok((ResolvedTarget::registry(&args.registry.host()), None));
     }
     let (account, registry_region) = match &args.registry {
-        TargetRegistry::Ecr { account, region } => (account.clone(), region.clone()),
+        TargetRegistry::Ecr {
+            account, region, ..
+        } => (account.clone(), region.clone()),
         TargetRegistry::Oci { .. } => (None, None),
     };
     let region = registry_region.clone().or_else(|| args.region.clone());

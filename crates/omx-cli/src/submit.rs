@@ -269,6 +269,7 @@ fn valid_entries(
     let placeholder = TargetRegistry::Ecr {
         account: None,
         region: None,
+        endpoint: Default::default(),
     };
     let plan = plan_pull(&parsed.entries, &NamespaceTable::builtin(), &placeholder);
     let mut errors = parsed.errors;

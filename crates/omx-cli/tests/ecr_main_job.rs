@@ -432,3 +432,30 @@ fn copy_into_ecr_creates_the_repository_as_pull_does_and_nothing_for_a_missing_i
     );
     assert!(world.ecr.repository("lab/missing").is_none());
 }
+
+/// A dual-stack registry host named on the command line is the host of every private URI.
+/// (The SDK's own `AWS_USE_DUALSTACK_ENDPOINT` choice cannot be exercised here: the SDK refuses
+/// it together with a custom endpoint, "Dualstack and custom endpoint are not supported".)
+#[test]
+fn a_dual_stack_registry_host_names_the_private_uris() {
+    let Some(world) = World::start(|ecr| ecr) else {
+        return;
+    };
+    let src = world.source.host();
+    let pushed = single(70).push(&world.source, "team/tool:1");
+    let manifest = world.manifest(&[format!("{src}/team/tool:1")]);
+    let dual_stack = format!("{}.dkr-ecr.us-east-1.on.aws", world.ecr.account());
+    let pull = world.run(&[
+        "pull",
+        manifest.to_str().unwrap(),
+        "--registry",
+        &dual_stack,
+        "--format",
+        "json",
+    ]);
+    assert!(pull.status.success(), "{}", text(&pull.stderr));
+    let report = report(&pull);
+    let target = report["images"][0]["target"].as_str().unwrap();
+    assert!(target.starts_with(&format!("{dual_stack}/")), "{target}");
+    assert_eq!(report["images"][0]["digest"], pushed);
+}

@@ -8,7 +8,8 @@ use serde::Serialize;
 
 use crate::manifest::{EntryError, PullEntry};
 use crate::namespace::{
-    check_ecr_repository_name, ecr_registry_host, parse_ecr_private_host, Method, NamespaceTable,
+    check_ecr_repository_name, ecr_registry_host, parse_ecr_private_host, parse_ecr_registry_host,
+    EcrEndpoint, Method, NamespaceTable,
 };
 use crate::reference::{Reference, ReferenceError};
 
@@ -20,6 +21,8 @@ pub enum TargetRegistry {
     Ecr {
         account: Option<String>,
         region: Option<String>,
+        /// Which of ECR's registry endpoints private URIs name (FIPS, dual-stack).
+        endpoint: EcrEndpoint,
     },
     /// Any other OCI registry, as `host[:port]`; the ECR-only steps do not apply.
     Oci { host: String },
@@ -46,6 +49,7 @@ impl FromStr for TargetRegistry {
             return Ok(TargetRegistry::Ecr {
                 account: None,
                 region: None,
+                endpoint: EcrEndpoint::Standard,
             });
         }
         if let Some(rest) = text.strip_prefix("ecr://") {
@@ -62,12 +66,14 @@ impl FromStr for TargetRegistry {
             return Ok(TargetRegistry::Ecr {
                 account: Some(account.to_string()),
                 region: Some(region.to_string()),
+                endpoint: EcrEndpoint::Standard,
             });
         }
-        if let Some((account, region)) = parse_ecr_private_host(text) {
+        if let Some(host) = parse_ecr_registry_host(text) {
             return Ok(TargetRegistry::Ecr {
-                account: Some(account),
-                region: Some(region),
+                account: Some(host.account),
+                region: Some(host.region),
+                endpoint: host.endpoint,
             });
         }
         if text.contains("://") || text.contains('/') {
@@ -90,7 +96,11 @@ impl TargetRegistry {
     /// The registry host, with `<account>`/`<region>` placeholders where ECR is not yet resolved.
     pub fn host(&self) -> String {
         match self {
-            TargetRegistry::Ecr { account, region } => ecr_registry_host(
+            TargetRegistry::Ecr {
+                account,
+                region,
+                endpoint,
+            } => endpoint.host(
                 account.as_deref().unwrap_or("<account>"),
                 region.as_deref().unwrap_or("<region>"),
             ),
@@ -402,6 +412,19 @@ mod tests {
     }
 
     #[test]
+    fn fips_and_dual_stack_targets_keep_their_host() {
+        for host in [
+            "123456789012.dkr-ecr.eu-west-1.on.aws",
+            "123456789012.dkr.ecr-fips.us-east-1.amazonaws.com",
+            "123456789012.dkr-ecr-fips.us-east-2.on.aws",
+        ] {
+            let registry: TargetRegistry = host.parse().unwrap();
+            assert!(registry.is_ecr(), "{host}");
+            assert_eq!(registry.host(), host);
+        }
+    }
+
+    #[test]
     fn target_registry_forms() {
         assert_eq!(
             "ecr".parse::<TargetRegistry>().unwrap().host(),
@@ -412,7 +435,8 @@ mod tests {
             HOST.parse::<TargetRegistry>().unwrap(),
             TargetRegistry::Ecr {
                 account: Some("123456789012".into()),
-                region: Some("us-east-1".into())
+                region: Some("us-east-1".into()),
+                endpoint: EcrEndpoint::Standard,
             }
         );
         assert_eq!(

@@ -2,6 +2,7 @@
 //! API is reached on, and ECR's control plane when the target is ECR.
 
 use omx_aws::{AwsContext, AwsError, Ecr};
+use omx_core::namespace::EcrEndpoint;
 use omx_core::plan::{PlannedImage, TargetRegistry};
 use omx_core::{Reference, ReferenceError};
 
@@ -56,12 +57,33 @@ impl ResolvedTarget {
         registry: &TargetRegistry,
         options: &TargetOptions,
     ) -> Result<ResolvedTarget, TargetError> {
-        let TargetRegistry::Ecr { account, region } = registry else {
+        let TargetRegistry::Ecr {
+            account,
+            region,
+            endpoint,
+        } = registry
+        else {
             return Ok(ResolvedTarget::registry(&registry.host()));
         };
         let wanted_region = region.clone().or_else(|| options.region.clone());
         let context = AwsContext::load(wanted_region, options.profile.clone()).await?;
-        Self::for_ecr(context, account.clone(), region.clone(), options).await
+        let mut target = Self::for_ecr(context, account.clone(), region.clone(), options).await?;
+        // A FIPS or dual-stack host named on the command line is kept as named.
+        if *endpoint != EcrEndpoint::Standard {
+            target.set_endpoint(*endpoint, options);
+        }
+        Ok(target)
+    }
+
+    /// Names the registry on `endpoint` in private URIs (and API calls, unless an endpoint
+    /// stands in for it).
+    fn set_endpoint(&mut self, endpoint: EcrEndpoint, options: &TargetOptions) {
+        if let TargetRegistry::Ecr { endpoint: ours, .. } = &mut self.registry {
+            *ours = endpoint;
+        }
+        if options.ecr_registry_endpoint.is_none() {
+            self.api_host = self.registry.host();
+        }
     }
 
     /// Resolves an ECR target from an already loaded AWS context (tests point one at an emulator).
@@ -83,9 +105,16 @@ impl ResolvedTarget {
             Some(account) => account,
             None => context.account_id().await?.to_string(),
         };
+        // The AWS SDKs' `use_fips_endpoint` / `use_dualstack_endpoint` settings (profile or
+        // AWS_USE_FIPS_ENDPOINT / AWS_USE_DUALSTACK_ENDPOINT) choose the registry host too.
+        let config = context.sdk_config();
         let registry = TargetRegistry::Ecr {
             account: Some(account),
             region: Some(context.region().to_string()),
+            endpoint: EcrEndpoint::of_settings(
+                config.use_fips().unwrap_or(false),
+                config.use_dual_stack().unwrap_or(false),
+            ),
         };
         let api_host = options
             .ecr_registry_endpoint

@@ -399,6 +399,7 @@ impl Verifier {
         let TargetRegistry::Ecr {
             account: Some(account),
             region: Some(region),
+            ..
         } = &self.target.registry
         else {
             return Check::fail(OmicsAccess, "the ECR account and region are unknown", None);

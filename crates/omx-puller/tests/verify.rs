@@ -282,6 +282,7 @@ async fn images_of_a_pull_through_cache_are_checked_by_rule_template_and_upstrea
     let registry = TargetRegistry::Ecr {
         account: Some(ACCOUNT.to_string()),
         region: Some("us-east-1".to_string()),
+        endpoint: Default::default(),
     };
     let target = ResolvedTarget {
         api_host: registry.host(),
