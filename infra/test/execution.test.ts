@@ -45,7 +45,11 @@ function pullerWithStandIns(): StateMachineDefinition {
 /** The builder with its tasks replaced: items carry `"prepared": <omx-build-prepare output>`. */
 function builderWithStandIns(): StateMachineDefinition {
   const definition = stateMachineDefinition(synthesized.builder);
-  const states = definition.States['Manifest Items']!.ItemProcessor.States;
+  const map = definition.States['Manifest Items']!;
+  // The synthesized ItemSelector passes only source_uri and target_image; the stand-in also
+  // needs the entry's canned `prepared` answer.
+  map.ItemSelector = { ...map.ItemSelector, 'prepared.$': '$$.Map.Item.Value.prepared' };
+  const states = map.ItemProcessor.States;
   states['Prepare Build'] = { Type: 'Pass', OutputPath: '$.prepared', Next: states['Prepare Build'].Next };
   states['Build Image With CodeBuild'] = {
     Type: 'Pass',
