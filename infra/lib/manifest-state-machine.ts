@@ -45,8 +45,11 @@ export class ManifestStateMachine extends Construct {
     super(scope, id);
     const results = `$.${props.resultsKey}`;
 
-    // The results replace the state (ResultPath "$"): the manifest is not carried along, so the
-    // 256 KiB payload limit leaves as much room as possible for the results.
+    // The results replace the state: the manifest is not carried along, so the 256 KiB payload
+    // limit leaves as much room as possible for the results. That is what an absent ResultPath
+    // means (the States Language spec's default is "$"); it is left out rather than written as
+    // "$" because some interpreters (aws-local-stepfunctions 3.0.0) store the result under a key
+    // named "$" instead.
     const eachItem = new sfn.DistributedMap(this, 'Manifest Items', {
       comment: `Processes each manifest entry as a child execution, at most ${props.maxConcurrency} at a time`,
       itemsPath: '$.manifest',
@@ -54,7 +57,6 @@ export class ManifestStateMachine extends Construct {
       maxConcurrency: props.maxConcurrency,
       mapExecutionType: sfn.StateMachineType.STANDARD,
       label: MAP_RUN_LABEL,
-      resultPath: '$',
     });
     eachItem.itemProcessor(props.itemProcessor);
 

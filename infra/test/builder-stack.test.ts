@@ -22,7 +22,7 @@ describe('omx-container-builder state machine', () => {
       'each iteration gets exactly the two fields of its manifest entry',
     );
     assert.deepEqual(map.ItemProcessor.ProcessorConfig, { Mode: 'DISTRIBUTED', ExecutionType: 'STANDARD' });
-    assert.equal(map.ResultPath, '$');
+    assert.equal(map.ResultPath, undefined, 'the results replace the manifest (the default ResultPath "$")');
     assert.deepEqual(definition.States['Collect Results']!.Parameters, { 'builds.$': '$', 'statuses.$': '$[*].status' });
     assert.equal(definition.States['List Failures']!.Parameters['failed.$'], "$.builds[?(@.status == 'FAILED')]");
     const fail = definition.States['Some Builds Failed']!;

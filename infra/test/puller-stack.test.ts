@@ -38,7 +38,7 @@ describe('omx-container-puller state machine', () => {
     assert.equal(map.ToleratedFailurePercentage, undefined, 'no item may fail as a child execution: failures are FAILED results');
     assert.equal(map.ToleratedFailureCount, undefined);
     assert.deepEqual(map.ItemSelector, { 'image.$': '$$.Map.Item.Value' });
-    assert.equal(map.ResultPath, '$', 'the results replace the manifest, leaving the payload limit to them');
+    assert.equal(map.ResultPath, undefined, 'the results replace the manifest (the default ResultPath "$"), leaving the payload limit to them');
     assert.equal(map.Next, 'Collect Results');
   });
 
