@@ -16,6 +16,7 @@
 //! assert!(registry.url().starts_with("http://127.0.0.1:"));
 //! ```
 
+pub mod aws_recorder;
 mod fixture;
 mod head;
 mod http;
