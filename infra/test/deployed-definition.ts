@@ -19,6 +19,14 @@ export interface CodeBuildProjectInfo {
   readonly environment: Record<string, string>;
 }
 
+/** An IAM policy statement with every CloudFormation value resolved to a string. */
+export interface ResolvedStatement {
+  readonly Effect: string;
+  readonly Action: string[];
+  readonly Resource: string[];
+  readonly Condition?: unknown;
+}
+
 export interface DeployedDefinition {
   /** The `DefinitionString` exactly as CloudFormation hands it to Step Functions. */
   readonly text: string;
@@ -26,6 +34,8 @@ export interface DeployedDefinition {
   readonly functions: Record<string, string>;
   /** CodeBuild project name in the definition -> what the project runs. */
   readonly projects: Record<string, CodeBuildProjectInfo>;
+  /** The statements of each function's role (by binary) and each project's role (by name). */
+  readonly policies: Record<string, ResolvedStatement[]>;
 }
 
 /**
@@ -74,5 +84,40 @@ export function deployedDefinition(template: Template): DeployedDefinition {
 
   const definition = machines[0]!.Properties.DefinitionString;
   const text = typeof definition === 'string' ? definition : (definition['Fn::Join'][1] as unknown[]).map(resolve).join(definition['Fn::Join'][0]);
-  return { text, functions, projects };
+
+  // Statement values: joins of the references above, plus ARNs of resources the definition
+  // does not name (log groups, the asset bucket), which stay as markers no request can match.
+  const value = (part: unknown): string => {
+    const join = (part as { 'Fn::Join'?: [string, unknown[]] })['Fn::Join'];
+    if (join) return join[1].map(value).join(join[0]);
+    const sub = (part as { 'Fn::Sub'?: string })['Fn::Sub'];
+    if (typeof sub === 'string') return sub.replace(/\$\{AWS::(\w+)\}/g, (_, name) => value({ Ref: `AWS::${name}` }));
+    try {
+      return resolve(part);
+    } catch {
+      return `<unresolved ${JSON.stringify(part)}>`;
+    }
+  };
+  const list = (item: unknown): unknown[] => (Array.isArray(item) ? item : [item]);
+  const statementsOfRole = (roleId: string): ResolvedStatement[] =>
+    Object.values(resources)
+      .filter((resource) => resource.Type === 'AWS::IAM::Policy' && list(resource.Properties.Roles).some((role) => (role as { Ref?: string }).Ref === roleId))
+      .flatMap((policy) => policy.Properties.PolicyDocument.Statement)
+      .map((statement: Record<string, unknown>) => ({
+        Effect: String(statement.Effect),
+        Action: list(statement.Action).map(String),
+        Resource: list(statement.Resource).map(value),
+        ...(statement.Condition ? { Condition: statement.Condition } : {}),
+      }));
+  const policies: Record<string, ResolvedStatement[]> = {};
+  for (const [id, resource] of Object.entries(resources)) {
+    if (resource.Type === 'AWS::Lambda::Function') {
+      const binary = Object.entries(FUNCTION_IDS).find(([prefix]) => id.startsWith(prefix))?.[1];
+      if (binary) policies[binary] = statementsOfRole(resource.Properties.Role['Fn::GetAtt'][0]);
+    }
+    if (resource.Type === 'AWS::CodeBuild::Project') {
+      policies[resource.Properties.Name] = statementsOfRole(resource.Properties.ServiceRole['Fn::GetAtt'][0]);
+    }
+  }
+  return { text, functions, projects, policies };
 }
