@@ -128,7 +128,11 @@ pub fn iam_action(
     }
     if service == "s3" {
         let path = target.split('?').next().unwrap_or_default();
-        let has_key = path.trim_start_matches('/').contains('/');
+        // `/bucket` and `/bucket/` name the bucket; anything after the bucket's slash is a key.
+        let has_key = path
+            .trim_start_matches('/')
+            .split_once('/')
+            .is_some_and(|(_, key)| !key.is_empty());
         let operation = match (method, has_key) {
             ("GET", false) => "ListBucket",
             ("GET" | "HEAD", true) => "GetObject",

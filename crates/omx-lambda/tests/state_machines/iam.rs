@@ -9,8 +9,10 @@
 //! `ecr:BatchCheckLayerAvailability` and `ecr:PutImage`).
 //!
 //! A statement grants a request when it is an `Allow` whose actions and resources match (IAM
-//! wildcards `*` and `?`; actions case-insensitively) and that has no `Condition`: conditions
-//! (tags, prefixes) are not evaluated here, so a conditional grant never counts.
+//! wildcards `*` and `?`; actions case-insensitively) and whose `Condition`, if any, holds. Only
+//! `StringEquals` and `StringLike` on keys the request supplies are evaluated (here: `s3:prefix`,
+//! the `prefix` parameter of an S3 ListObjects request, IAM's condition key for ListBucket); a
+//! statement with any other condition (a resource tag, say) never counts as a grant.
 
 use omx_testenv::aws_recorder::AwsCall;
 use serde_json::Value;
@@ -22,6 +24,8 @@ const PARTITION_REGION_ACCOUNT: &str = "aws:ecr:us-east-1:123456789012";
 pub struct Needed {
     pub action: String,
     pub resource: String,
+    /// Condition keys the request supplies, with their values.
+    pub context: Vec<(String, String)>,
 }
 
 /// `sts:GetCallerIdentity` needs no permission ("No permissions are required to perform this
@@ -40,6 +44,7 @@ pub fn needed_by_calls(calls: &[AwsCall]) -> Vec<Needed> {
                 .map(move |resource| Needed {
                     action: action.clone(),
                     resource,
+                    context: condition_context(&action, call),
                 })
         })
         .collect()
@@ -80,6 +85,81 @@ fn resources_of(action: &str, call: &AwsCall) -> Vec<String> {
     vec!["*".to_string()]
 }
 
+/// `s3:prefix` of a ListObjects request: its `prefix` parameter (empty when absent, as IAM
+/// evaluates a listing without one).
+fn condition_context(action: &str, call: &AwsCall) -> Vec<(String, String)> {
+    if action != "s3:ListBucket" {
+        return Vec::new();
+    }
+    let query = call
+        .target
+        .split_once('?')
+        .map(|(_, query)| query)
+        .unwrap_or_default();
+    let prefix = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("prefix="))
+        .map(percent_decoded)
+        .unwrap_or_default();
+    vec![("s3:prefix".to_string(), prefix)]
+}
+
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let escaped = (bytes[index] == b'%')
+            .then(|| text.get(index + 1..index + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                decoded.push(byte);
+                index += 3;
+            }
+            None => {
+                decoded.push(bytes[index]);
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&decoded).into_owned()
+}
+
+/// Whether `condition` (a statement's `Condition` block) holds for `need`'s request.
+fn condition_holds(condition: Option<&Value>, need: &Needed) -> bool {
+    let Some(condition) = condition.and_then(Value::as_object) else {
+        return true;
+    };
+    condition.iter().all(|(operator, keys)| {
+        let like = match operator.as_str() {
+            "StringLike" => true,
+            "StringEquals" => false,
+            _ => return false,
+        };
+        keys.as_object().is_some_and(|keys| {
+            keys.iter().all(|(key, wanted)| {
+                let Some((_, actual)) = need.context.iter().find(|(name, _)| name == key) else {
+                    return false;
+                };
+                let wanted: Vec<&str> = match wanted {
+                    Value::String(one) => vec![one.as_str()],
+                    Value::Array(many) => many.iter().filter_map(Value::as_str).collect(),
+                    _ => Vec::new(),
+                };
+                wanted.iter().any(|pattern| {
+                    if like {
+                        wildcard_match(pattern, actual)
+                    } else {
+                        pattern == actual
+                    }
+                })
+            })
+        })
+    })
+}
+
 fn repository_arn(repository: &str) -> String {
     format!("arn:{PARTITION_REGION_ACCOUNT}:repository/{repository}")
 }
@@ -107,12 +187,13 @@ pub fn needed_by_registry_requests(requests: &[(String, String, u16)]) -> Vec<Ne
             Some(Needed {
                 action: action.to_string(),
                 resource: repository_arn(repository),
+                context: Vec::new(),
             })
         })
         .collect()
 }
 
-/// The needed permissions that no unconditional `Allow` of `statements` grants.
+/// The needed permissions that no `Allow` of `statements` grants.
 pub fn not_granted(needed: &[Needed], statements: &Value) -> Vec<Needed> {
     let statements = statements.as_array().cloned().unwrap_or_default();
     let strings = |value: &Value| -> Vec<String> {
@@ -131,7 +212,7 @@ pub fn not_granted(needed: &[Needed], statements: &Value) -> Vec<Needed> {
         .filter(|need| {
             !statements.iter().any(|statement| {
                 statement["Effect"] == "Allow"
-                    && statement.get("Condition").is_none()
+                    && condition_holds(statement.get("Condition"), need)
                     && strings(&statement["Action"]).iter().any(|pattern| {
                         wildcard_match(&pattern.to_lowercase(), &need.action.to_lowercase())
                     })
@@ -197,6 +278,7 @@ mod tests {
         let need = Needed {
             action: "ecr:SetRepositoryPolicy".into(),
             resource: repository_arn("x"),
+            context: Vec::new(),
         };
         let conditional = json!([{"Effect": "Allow", "Action": ["ecr:SetRepositoryPolicy"],
             "Resource": ["arn:aws:ecr:us-east-1:123456789012:repository/*"],
@@ -205,5 +287,22 @@ mod tests {
             not_granted(std::slice::from_ref(&need), &conditional),
             [need]
         );
+    }
+
+    #[test]
+    fn listing_grants_hold_for_the_prefixes_their_condition_names() {
+        let statements = json!([{"Effect": "Allow", "Action": ["s3:ListBucket"],
+            "Resource": ["arn:aws:s3:::team-bucket"],
+            "Condition": {"StringLike": {"s3:prefix": ["src", "src/*"]}}}]);
+        let listing = |prefix: &str| AwsCall {
+            action: Some("s3:ListBucket".into()),
+            method: "GET".into(),
+            target: format!("/team-bucket?list-type=2&prefix={prefix}"),
+            body: String::new(),
+        };
+        let inside = needed_by_calls(&[listing("src%2Fa%2F")]);
+        assert!(not_granted(&inside, &statements).is_empty());
+        let outside = needed_by_calls(&[listing("other%2F")]);
+        assert_eq!(not_granted(&outside, &statements), outside);
     }
 }
