@@ -14,12 +14,13 @@ mod artifacts;
 // Shared with tests/state_machine_runs.rs, which also uses its Invoke API.
 #[allow(dead_code)]
 mod runtime_api;
+mod s3_bundles;
 
 use std::fs;
 use std::process::Command;
 
 use artifacts::{Artifacts, Bootstrap, CLI, FUNCTIONS};
-use omx_aws::testing::{emulator_config, emulator_context, REGION};
+use omx_aws::testing::{emulator_context, REGION};
 use omx_core::policy::omics_grants;
 use omx_lambda::{BuildPrepareHandler, BuildPrepareRequest};
 use omx_puller::TargetOptions;
@@ -27,6 +28,7 @@ use omx_testenv::{
     moto_ecr_password, Format, ImageFixture, LayerSpec, Moto, Registry, MOTO_ACCOUNT_ID,
 };
 use runtime_api::RuntimeApi;
+use s3_bundles::put_bundle;
 use serde_json::json;
 
 /// `provided.al2023` and the CodeBuild image (Amazon Linux 2023) ship glibc 2.34.
@@ -236,25 +238,15 @@ async fn build_prepare_bootstrap_digests_s3_sources_like_the_library() {
     let ecr_registry = Registry::builder()
         .basic_auth("AWS", moto_ecr_password(MOTO_ACCOUNT_ID))
         .start();
-    let config = emulator_config(&moto.endpoint()).await;
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&config)
-            .force_path_style(true)
-            .build(),
-    );
-    s3.create_bucket().bucket("sources").send().await.unwrap();
-    for (key, body) in [
-        ("tools/beta/Dockerfile", "FROM scratch\nCOPY b.txt /b.txt\n"),
-        ("tools/beta/b.txt", "beta\n"),
-    ] {
-        s3.put_object()
-            .bucket("sources")
-            .key(key)
-            .body(body.as_bytes().to_vec().into())
-            .send()
-            .await
-            .unwrap();
-    }
+    put_bundle(
+        &moto,
+        "sources",
+        &[
+            ("tools/beta/Dockerfile", "FROM scratch\nCOPY b.txt /b.txt\n"),
+            ("tools/beta/b.txt", "beta\n"),
+        ],
+    )
+    .await;
     let request = json!({"source_uri": "s3://sources/tools/beta/", "target_image": "tools/beta:1"});
     let untagged = json!({"source_uri": "s3://sources/tools/beta/", "target_image": "tools/beta"});
     let api = RuntimeApi::start("omx-build-prepare", vec![request.clone(), untagged]);

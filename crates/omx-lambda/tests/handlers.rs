@@ -2,6 +2,8 @@
 //! real moto server (ECR control plane) and real `docker-registry` instances behind them: the
 //! ECR-standing registry's htpasswd holds moto's token, so the login flow is the real one.
 
+mod s3_bundles;
+
 use omx_aws::testing::emulator_context;
 use omx_aws::AwsContext;
 use omx_core::policy::omics_grants;
@@ -14,6 +16,7 @@ use omx_puller::TargetOptions;
 use omx_testenv::{
     moto_ecr_password, Format, ImageFixture, LayerSpec, Moto, Registry, MOTO_ACCOUNT_ID,
 };
+use s3_bundles::put_bundle;
 use serde_json::json;
 
 async fn context(moto: &Moto) -> AwsContext {
@@ -182,27 +185,18 @@ async fn build_prepare_digests_s3_bundles_and_reports_bad_entries_as_items() {
         .basic_auth("AWS", moto_ecr_password(MOTO_ACCOUNT_ID))
         .start();
     let context = context(&moto).await;
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(context.sdk_config())
-            .force_path_style(true)
-            .build(),
-    );
-    s3.create_bucket().bucket("sources").send().await.unwrap();
-    for (key, body) in [
-        (
-            "tools/alpha/Dockerfile",
-            "FROM scratch\nCOPY a.txt /a.txt\n",
-        ),
-        ("tools/alpha/a.txt", "alpha\n"),
-    ] {
-        s3.put_object()
-            .bucket("sources")
-            .key(key)
-            .body(body.as_bytes().to_vec().into())
-            .send()
-            .await
-            .unwrap();
-    }
+    put_bundle(
+        &moto,
+        "sources",
+        &[
+            (
+                "tools/alpha/Dockerfile",
+                "FROM scratch\nCOPY a.txt /a.txt\n",
+            ),
+            ("tools/alpha/a.txt", "alpha\n"),
+        ],
+    )
+    .await;
     let handler = BuildPrepareHandler::new(
         context,
         Some(MOTO_ACCOUNT_ID.to_string()),

@@ -12,15 +12,16 @@
 mod artifacts;
 #[allow(dead_code)]
 mod runtime_api;
+mod s3_bundles;
 mod state_machines;
 
 use std::time::{Duration, Instant};
 
 use artifacts::Artifacts;
-use omx_aws::testing::emulator_config;
 use omx_testenv::{
     moto_ecr_password, Format, ImageFixture, LayerSpec, Moto, Registry, MOTO_ACCOUNT_ID,
 };
+use s3_bundles::put_bundle;
 use serde_json::{json, Value};
 use state_machines::submit::{reported, StepFunctionsApi};
 use state_machines::{infra_installed, run_state_machine, Lambdas, LocalCodeBuild};
@@ -116,12 +117,12 @@ fn puller_execution_copies_skips_and_fails_on_missing_and_invalid_images() {
     let lambdas = world.lambdas(&artifacts);
     let codebuild = world.codebuild(&artifacts);
     let app_config = world.app_config();
-    let run = |manifest: &[&String]| {
+    let run = |manifest: &[Value]| {
         let input = json!({ "manifest": manifest });
         run_state_machine(&infra, "puller", &app_config, input, &lambdas, &codebuild)
     };
 
-    let first = run(&[&present]);
+    let first = run(&[json!(present)]);
     assert_eq!(first.status, "SUCCEEDED", "{first:?}\n{}", lambdas.logs());
     assert_eq!(first.output["total"], 1);
     assert_eq!(
@@ -129,28 +130,39 @@ fn puller_execution_copies_skips_and_fails_on_missing_and_invalid_images() {
         [(present.clone(), "SUCCEEDED".into())]
     );
 
-    let manifest = [&present, &fresh, &big, &missing, &invalid];
+    // A number is no image reference: the function refuses `{"image": 42}` (its request type
+    // wants a string), and the task's Catch turns the function error into a FAILED result.
+    let manifest = [&present, &fresh, &big, &missing, &invalid].map(|image| json!(image));
+    let manifest = [manifest.as_slice(), &[json!(42)]].concat();
     let second = run(&manifest);
     assert_eq!(second.status, "FAILED", "{second:?}");
     assert_eq!(second.error, "OmxImagesFailed");
     let failed_list = second
         .cause
-        .strip_prefix("2 of 5 image(s) failed: ")
+        .strip_prefix("3 of 6 image(s) failed: ")
         .unwrap_or_else(|| panic!("cause: {}", second.cause));
     let failed: Value =
         serde_json::from_str(failed_list).unwrap_or_else(|e| panic!("{e}: {}", second.cause));
     assert_eq!(
-        statuses(&failed),
+        statuses(&failed)[..2],
         [
             (missing.clone(), "FAILED".into()),
             (invalid.clone(), "FAILED".into())
         ],
         "only the failed images, in manifest order"
     );
+    assert_eq!(failed[2]["image"], 42);
+    assert_eq!(failed[2]["status"], "FAILED");
+    let refused = failed[2]["message"].as_str().unwrap_or_default();
+    assert!(
+        refused.starts_with("omx-pull-image failed: ")
+            && refused.contains("invalid type: integer `42`"),
+        "the function's error type and error document: {refused}"
+    );
 
     // Exactly {"image": <manifest entry>} reached the function, once per entry of each run.
     let mut events = lambdas.events("omx-pull-image");
-    let mut expected: Vec<Value> = [&present]
+    let mut expected: Vec<Value> = [json!(present)]
         .iter()
         .chain(manifest.iter())
         .map(|image| json!({ "image": image }))
@@ -168,7 +180,7 @@ fn puller_execution_copies_skips_and_fails_on_missing_and_invalid_images() {
     assert_eq!(build["status"], "SUCCEEDED", "{}", build["log"]);
 
     // Now every image but the failed ones is there: a run of them all succeeds and skips them.
-    let third = run(&[&present, &fresh, &big]);
+    let third = run(&[json!(present), json!(fresh), json!(big)]);
     assert_eq!(third.status, "SUCCEEDED", "{third:?}");
     assert_eq!(
         statuses(&third.output["images"]),
@@ -258,28 +270,18 @@ async fn builder_execution_builds_changed_sources_skips_unchanged_ones_and_fails
     let ecr_registry = Registry::builder()
         .basic_auth("AWS", moto_ecr_password(MOTO_ACCOUNT_ID))
         .start();
-    let config = emulator_config(&moto.endpoint()).await;
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&config)
-            .force_path_style(true)
-            .build(),
-    );
-    s3.create_bucket().bucket("sources").send().await.unwrap();
-    for (key, body) in [
-        (
-            "tools/alpha/Dockerfile",
-            "FROM scratch\nCOPY hello.txt /hello.txt\n",
-        ),
-        ("tools/alpha/hello.txt", "hello\n"),
-    ] {
-        s3.put_object()
-            .bucket("sources")
-            .key(key)
-            .body(body.as_bytes().to_vec().into())
-            .send()
-            .await
-            .unwrap();
-    }
+    put_bundle(
+        &moto,
+        "sources",
+        &[
+            (
+                "tools/alpha/Dockerfile",
+                "FROM scratch\nCOPY hello.txt /hello.txt\n",
+            ),
+            ("tools/alpha/hello.txt", "hello\n"),
+        ],
+    )
+    .await;
     let lambdas = Lambdas::start(
         &artifacts,
         &moto,

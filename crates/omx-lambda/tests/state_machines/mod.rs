@@ -13,7 +13,7 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
 use omx_aws::testing::REGION;
 use omx_testenv::aws_recorder::AwsCallRecorder;
@@ -232,6 +232,26 @@ pub fn infra_installed() -> Option<PathBuf> {
     None
 }
 
+/// Runs one of the CDK app's TypeScript scripts with `request` as its whole stdin (closed after
+/// it), its stdout piped and its stderr to `stderr`.
+fn node_script(infra: &Path, script: &str, request: &Value, stderr: Stdio) -> Child {
+    let mut child = Command::new("node")
+        .args(["--import", "tsx", script])
+        .current_dir(infra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .expect("node runs (Node.js 20 or newer)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(request.to_string().as_bytes())
+        .unwrap();
+    child
+}
+
 /// The LocalServices of `infra/test/local-execution.ts`: app-config, Lambdas, CodeBuild stand-in.
 fn services_request(app_config: &Value, lambdas: &Lambdas, codebuild: &LocalCodeBuild) -> Value {
     json!({
@@ -254,20 +274,7 @@ pub fn run_state_machine(
     let mut request = services_request(app_config, lambdas, codebuild);
     request["stack"] = json!(stack);
     request["input"] = input;
-    let mut child = Command::new("node")
-        .args(["--import", "tsx", "test/run-state-machine.ts"])
-        .current_dir(infra)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("node runs (Node.js 20 or newer)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(request.to_string().as_bytes())
-        .unwrap();
+    let child = node_script(infra, "test/run-state-machine.ts", &request, Stdio::piped());
     let finished = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&finished.stdout);
     assert!(

@@ -3,14 +3,14 @@
 //! Functions API whose executions are the synthesized definitions run locally with the same
 //! Lambdas and CodeBuild stand-in as [`super::run_state_machine`].
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 
 use omx_aws::testing::REGION;
 use serde_json::{json, Value};
 
-use super::{services_request, Lambdas, LocalCodeBuild};
+use super::{node_script, services_request, Lambdas, LocalCodeBuild};
 use crate::artifacts::Artifacts;
 
 /// The Step Functions API stand-in, killed (by its process id) when dropped.
@@ -26,22 +26,13 @@ impl StepFunctionsApi {
         lambdas: &Lambdas,
         codebuild: &LocalCodeBuild,
     ) -> StepFunctionsApi {
-        let mut child = Command::new("node")
-            .args(["--import", "tsx", "test/step-functions-api.ts"])
-            .current_dir(infra)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("node runs (Node.js 20 or newer)");
         let request = services_request(app_config, lambdas, codebuild);
-        // Closing stdin ends the request: the stand-in reads it whole.
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(request.to_string().as_bytes())
-            .unwrap();
+        let mut child = node_script(
+            infra,
+            "test/step-functions-api.ts",
+            &request,
+            Stdio::inherit(),
+        );
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let endpoint = lines
             .find_map(|line| {
