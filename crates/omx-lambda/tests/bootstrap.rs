@@ -12,23 +12,21 @@
 
 mod artifacts;
 // Shared with tests/state_machine_runs.rs, which also uses its Invoke API.
+mod emulated_aws;
 #[allow(dead_code)]
 mod runtime_api;
-mod s3_bundles;
 
 use std::fs;
 use std::process::Command;
 
 use artifacts::{Artifacts, Bootstrap, CLI, FUNCTIONS};
+use emulated_aws::{ecr_registry, put_bundle};
 use omx_aws::testing::{emulator_context, REGION};
 use omx_core::policy::omics_grants;
 use omx_lambda::{BuildPrepareHandler, BuildPrepareRequest};
 use omx_puller::TargetOptions;
-use omx_testenv::{
-    moto_ecr_password, Format, ImageFixture, LayerSpec, Moto, Registry, MOTO_ACCOUNT_ID,
-};
+use omx_testenv::{Format, ImageFixture, LayerSpec, Moto, Registry, MOTO_ACCOUNT_ID};
 use runtime_api::RuntimeApi;
-use s3_bundles::put_bundle;
 use serde_json::json;
 
 /// `provided.al2023` and the CodeBuild image (Amazon Linux 2023) ship glibc 2.34.
@@ -106,9 +104,7 @@ async fn pull_image_bootstrap_copies_skips_and_refuses_bad_payloads() {
     let (Some(moto), Some(source)) = (Moto::try_start(), Registry::try_start()) else {
         return;
     };
-    let ecr_registry = Registry::builder()
-        .basic_auth("AWS", moto_ecr_password(MOTO_ACCOUNT_ID))
-        .start();
+    let ecr_registry = ecr_registry();
     let digest = ImageFixture::single(&LayerSpec::distinct(61, 2, 40_000), Format::Oci)
         .push(&source, "team/tool:1");
     let image = format!("{}/team/tool:1", source.host());
@@ -235,9 +231,7 @@ async fn build_prepare_bootstrap_digests_s3_sources_like_the_library() {
     let Some(moto) = Moto::try_start() else {
         return;
     };
-    let ecr_registry = Registry::builder()
-        .basic_auth("AWS", moto_ecr_password(MOTO_ACCOUNT_ID))
-        .start();
+    let ecr_registry = ecr_registry();
     put_bundle(
         &moto,
         "sources",

@@ -2,8 +2,9 @@
 //! real moto server (ECR control plane) and real `docker-registry` instances behind them: the
 //! ECR-standing registry's htpasswd holds moto's token, so the login flow is the real one.
 
-mod s3_bundles;
+mod emulated_aws;
 
+use emulated_aws::{ecr_registry, put_bundle};
 use omx_aws::testing::emulator_context;
 use omx_aws::AwsContext;
 use omx_core::policy::omics_grants;
@@ -13,10 +14,7 @@ use omx_lambda::{
     DEFAULT_MAX_LAMBDA_BYTES,
 };
 use omx_puller::TargetOptions;
-use omx_testenv::{
-    moto_ecr_password, Format, ImageFixture, LayerSpec, Moto, Registry, MOTO_ACCOUNT_ID,
-};
-use s3_bundles::put_bundle;
+use omx_testenv::{Format, ImageFixture, LayerSpec, Moto, Registry, MOTO_ACCOUNT_ID};
 use serde_json::json;
 
 async fn context(moto: &Moto) -> AwsContext {
@@ -59,9 +57,7 @@ async fn pull_image_copies_then_skips_and_reports_failures_as_items() {
     let (Some(moto), Some(source)) = (Moto::try_start(), Registry::try_start()) else {
         return;
     };
-    let ecr_registry = Registry::builder()
-        .basic_auth("AWS", moto_ecr_password(MOTO_ACCOUNT_ID))
-        .start();
+    let ecr_registry = ecr_registry();
     let digest = ImageFixture::single(&LayerSpec::distinct(31, 2, 50_000), Format::Oci)
         .push(&source, "team/tool:1");
     let handler = handler(&moto, &ecr_registry, DEFAULT_MAX_LAMBDA_BYTES).await;
@@ -111,9 +107,7 @@ async fn images_over_the_lambda_limit_are_handed_to_codebuild_untouched() {
     let (Some(moto), Some(source)) = (Moto::try_start(), Registry::try_start()) else {
         return;
     };
-    let ecr_registry = Registry::builder()
-        .basic_auth("AWS", moto_ecr_password(MOTO_ACCOUNT_ID))
-        .start();
+    let ecr_registry = ecr_registry();
     ImageFixture::index(
         &[("linux", "amd64"), ("linux", "arm64")],
         &LayerSpec::distinct(41, 1, 40_000),
@@ -181,9 +175,7 @@ async fn build_prepare_digests_s3_bundles_and_reports_bad_entries_as_items() {
     let Some(moto) = Moto::try_start() else {
         return;
     };
-    let ecr_registry = Registry::builder()
-        .basic_auth("AWS", moto_ecr_password(MOTO_ACCOUNT_ID))
-        .start();
+    let ecr_registry = ecr_registry();
     let context = context(&moto).await;
     put_bundle(
         &moto,

@@ -10,18 +10,16 @@
 // Shared with tests/bootstrap.rs, which uses the parts this test does not.
 #[allow(dead_code)]
 mod artifacts;
+mod emulated_aws;
 #[allow(dead_code)]
 mod runtime_api;
-mod s3_bundles;
 mod state_machines;
 
 use std::time::{Duration, Instant};
 
 use artifacts::Artifacts;
-use omx_testenv::{
-    moto_ecr_password, Format, ImageFixture, LayerSpec, Moto, Registry, MOTO_ACCOUNT_ID,
-};
-use s3_bundles::put_bundle;
+use emulated_aws::{ecr_registry, put_bundle};
+use omx_testenv::{Format, ImageFixture, LayerSpec, Moto, Registry};
 use serde_json::{json, Value};
 use state_machines::submit::{reported, StepFunctionsApi};
 use state_machines::{infra_installed, run_state_machine, Lambdas, LocalCodeBuild};
@@ -41,9 +39,7 @@ impl PullerWorld {
         let (Some(moto), Some(source)) = (Moto::try_start(), Registry::try_start()) else {
             return None;
         };
-        let ecr_registry = Registry::builder()
-            .basic_auth("AWS", moto_ecr_password(MOTO_ACCOUNT_ID))
-            .start();
+        let ecr_registry = ecr_registry();
         Some(PullerWorld {
             moto,
             source,
@@ -267,9 +263,7 @@ async fn builder_execution_builds_changed_sources_skips_unchanged_ones_and_fails
     let Some(moto) = Moto::try_start() else {
         return;
     };
-    let ecr_registry = Registry::builder()
-        .basic_auth("AWS", moto_ecr_password(MOTO_ACCOUNT_ID))
-        .start();
+    let ecr_registry = ecr_registry();
     put_bundle(
         &moto,
         "sources",
