@@ -8,7 +8,7 @@
  * `codeBuild`) plus `"stack": "puller" | "builder"` and the execution's `input`. The answer (the
  * last stdout line) is the LocalExecution (`status`, `output` or `error` and `cause`, `builds`,
  * ...) with the `policies` (IAM statements) of each function's and project's role in the same
- * template.
+ * template; without an `input`, only the `policies`.
  */
 import * as fs from 'node:fs';
 import { LocalServices, Stack, localMachine } from './local-execution';
@@ -16,7 +16,7 @@ import { LocalServices, Stack, localMachine } from './local-execution';
 async function main(): Promise<void> {
   const request: LocalServices & { stack: Stack; input: unknown } = JSON.parse(fs.readFileSync(0, 'utf8'));
   const machine = localMachine(request.stack, request);
-  const execution = await machine.run(request.input);
+  const execution = request.input === undefined ? {} : await machine.run(request.input);
   process.stdout.write(`${JSON.stringify({ ...execution, policies: machine.deployed.policies })}\n`);
 }
 

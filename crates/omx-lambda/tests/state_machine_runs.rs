@@ -22,7 +22,9 @@ use emulated_aws::{ecr_registry, put_bundle};
 use omx_testenv::{Format, ImageFixture, LayerSpec, Moto, Registry};
 use serde_json::{json, Value};
 use state_machines::submit::{reported, StepFunctionsApi};
-use state_machines::{infra_installed, run_state_machine, Lambdas, LocalCodeBuild};
+use state_machines::{
+    infra_installed, run_state_machine, template_policies, Lambdas, LocalCodeBuild,
+};
 
 /// The Lambda hands larger images to CodeBuild (OMX_MAX_LAMBDA_BYTES); "big" is above it.
 const MAX_LAMBDA_BYTES: u64 = 150_000;
@@ -204,8 +206,8 @@ fn puller_execution_copies_skips_and_fails_on_missing_and_invalid_images() {
     );
 
     // Everything the function and the build did, the stack's roles allow.
-    lambdas.assert_permissions_granted(&third);
-    codebuild.assert_permissions_granted(&third);
+    lambdas.assert_permissions_granted(&third.policies);
+    codebuild.assert_permissions_granted(&third.policies);
 }
 
 #[test]
@@ -356,6 +358,46 @@ async fn builder_execution_builds_changed_sources_skips_unchanged_ones_and_fails
         "{stderr}"
     );
 
-    lambdas.assert_permissions_granted(&second);
-    codebuild.assert_permissions_granted(&second);
+    lambdas.assert_permissions_granted(&second.policies);
+    codebuild.assert_permissions_granted(&second.policies);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_policy_function_uses_only_what_its_role_grants() {
+    let (Some(artifacts), Some(infra)) = (Artifacts::find(), infra_installed()) else {
+        return;
+    };
+    let Some(moto) = Moto::try_start() else {
+        return;
+    };
+    let context = omx_aws::testing::emulator_context(&moto.endpoint()).await;
+    aws_sdk_ecr::Client::new(context.sdk_config())
+        .create_repository()
+        .repository_name("quay/biocontainers/tool")
+        .send()
+        .await
+        .unwrap();
+    let ecr_registry = ecr_registry();
+    let lambdas = Lambdas::start(
+        &artifacts,
+        &moto,
+        &ecr_registry,
+        &[("omx-apply-policy", Vec::new())],
+    );
+    // What the EventBridge rule delivers for a repository the pull-through cache created.
+    let created = json!({
+        "version": "0", "id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718", "source": "aws.ecr",
+        "detail-type": "AWS Service Event via CloudTrail", "account": "123456789012",
+        "region": "us-east-1", "time": "2026-01-01T00:00:00Z", "resources": [],
+        "detail": {"eventSource": "ecr.amazonaws.com", "eventName": "CreateRepository",
+                   "eventType": "AwsServiceEvent",
+                   "responseElements": {"repository": {"repositoryName": "quay/biocontainers/tool"}}}
+    });
+    let answer = tokio::task::block_in_place(|| lambdas.invoke("omx-apply-policy", &created));
+    assert_eq!(
+        answer,
+        json!({"repository": "quay/biocontainers/tool", "policy": "updated"})
+    );
+    let policies = tokio::task::block_in_place(|| template_policies(&infra, "puller", &json!({})));
+    lambdas.assert_permissions_granted(&policies);
 }

@@ -214,6 +214,13 @@ fn serve_connection(stream: TcpStream, shared: &Shared) -> io::Result<()> {
             ("POST", path) if path.starts_with(INVOKE_PREFIX) && path.ends_with("/invocations") => {
                 let (status, headers, body) = invoke(shared, &request.body);
                 respond(&mut writer, status, &headers, &body)?;
+                // A client that asked to close reads the answer until the connection ends.
+                if request
+                    .header("Connection")
+                    .is_some_and(|value| value.eq_ignore_ascii_case("close"))
+                {
+                    return Ok(());
+                }
             }
             ("POST", path) => {
                 let report = report_of(&request, path);

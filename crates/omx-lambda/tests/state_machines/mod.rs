@@ -48,9 +48,9 @@ impl Recorded {
     }
 }
 
-/// Panics listing every permission `program` needed that `execution`'s template does not grant.
-fn assert_granted(program: &str, recorded: &Recorded, execution: &Execution) {
-    let missing = iam::not_granted(&recorded.needed(), &execution.policies[program]);
+/// Panics listing every permission `program` needed that its role in `policies` does not grant.
+fn assert_granted(program: &str, recorded: &Recorded, policies: &Value) {
+    let missing = iam::not_granted(&recorded.needed(), &policies[program]);
     let listed: Vec<String> = missing
         .iter()
         .map(|need| format!("{} on {}", need.action, need.resource))
@@ -105,11 +105,23 @@ impl Lambdas {
         lambdas
     }
 
-    /// Panics when a function's role in `execution`'s template lacks a permission it used.
-    pub fn assert_permissions_granted(&self, execution: &Execution) {
+    /// Panics when a function's role in `policies` (an Execution's) lacks a permission it used.
+    pub fn assert_permissions_granted(&self, policies: &Value) {
         for (function, recorded) in &self.recorded {
-            assert_granted(function, recorded, execution);
+            assert_granted(function, recorded, policies);
         }
+    }
+
+    /// Invokes `function` as EventBridge does (the Invoke API), with `event`; its response.
+    pub fn invoke(&self, function: &str, event: &Value) -> Value {
+        let endpoint = self.apis[function].invoke_endpoint();
+        let host = endpoint.trim_start_matches("http://");
+        let path = format!("/2015-03-31/functions/{function}/invocations");
+        let body = event.to_string();
+        let response = omx_testenv::http_request(host, "POST", &path, &[], body.as_bytes())
+            .unwrap_or_else(|e| panic!("Invoke {function}: {e}; functions:\n{}", self.logs()));
+        assert_eq!(response.status, 200);
+        serde_json::from_slice(&response.body).unwrap()
     }
 
     /// Every event the state machine passed to `function`, in the order it was invoked.
@@ -197,9 +209,9 @@ impl LocalCodeBuild {
         }
     }
 
-    /// Panics when the project's role in `execution`'s template lacks a permission a build used.
-    pub fn assert_permissions_granted(&self, execution: &Execution) {
-        assert_granted(self.project, &self.recorded, execution);
+    /// Panics when the project's role in `policies` (an Execution's) lacks a permission a build used.
+    pub fn assert_permissions_granted(&self, policies: &Value) {
+        assert_granted(self.project, &self.recorded, policies);
     }
 }
 
@@ -250,6 +262,24 @@ fn node_script(infra: &Path, script: &str, request: &Value, stderr: Stdio) -> Ch
         .write_all(request.to_string().as_bytes())
         .unwrap();
     child
+}
+
+/// The IAM statements of each function's (by binary) and project's (by name) role in the
+/// `stack`'s template, synthesized with `app_config`.
+pub fn template_policies(infra: &Path, stack: &str, app_config: &Value) -> Value {
+    let request = json!({"stack": stack, "appConfig": app_config, "lambdaEndpoints": {},
+        "codeBuild": {"cli": "", "environment": {}}});
+    let finished = node_script(infra, "test/run-state-machine.ts", &request, Stdio::piped())
+        .wait_with_output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&finished.stdout);
+    assert!(
+        finished.status.success(),
+        "run-state-machine.ts failed: {}",
+        String::from_utf8_lossy(&finished.stderr)
+    );
+    serde_json::from_str::<Value>(stdout.lines().last().unwrap_or_default()).unwrap()["policies"]
+        .clone()
 }
 
 /// The LocalServices of `infra/test/local-execution.ts`: app-config, Lambdas, CodeBuild stand-in.
