@@ -38,7 +38,7 @@ export async function invokeLambda(endpoints: LambdaEndpoints, parameters: { Fun
   const endpoint = endpoints[parameters.FunctionName];
   if (!endpoint) throw taskError('Lambda.ResourceNotFoundException', `Function not found: ${parameters.FunctionName}`);
   const url = `${endpoint}/2015-03-31/functions/${encodeURIComponent(parameters.FunctionName)}/invocations`;
-  // Step Functions sends the Payload template's result, or the state input when there is no Payload.
+  // The event is the Payload template's result (both definitions always give one).
   const response = await fetch(url, { method: 'POST', body: JSON.stringify(parameters.Payload ?? {}) });
   const text = await response.text();
   if (!response.ok) throw taskError(`Lambda.${response.headers.get('x-amzn-errortype') ?? 'AWSLambdaException'}`, text);
