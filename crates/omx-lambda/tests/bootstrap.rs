@@ -20,8 +20,8 @@ use std::fs;
 use std::process::Command;
 
 use artifacts::{Artifacts, Bootstrap, CLI, FUNCTIONS};
-use emulated_aws::{ecr_registry, put_bundle};
-use omx_aws::testing::{emulator_context, REGION};
+use emulated_aws::{create_repository, ecr_registry, pull_through_cache_created, put_bundle};
+use omx_aws::testing::emulator_context;
 use omx_core::policy::omics_grants;
 use omx_lambda::{BuildPrepareHandler, BuildPrepareRequest};
 use omx_puller::TargetOptions;
@@ -179,21 +179,9 @@ async fn apply_policy_bootstrap_answers_create_repository_events() {
         return;
     };
     let context = emulator_context(&moto.endpoint()).await;
-    aws_sdk_ecr::Client::new(context.sdk_config())
-        .create_repository()
-        .repository_name("quay/biocontainers/tool")
-        .send()
-        .await
-        .unwrap();
+    create_repository(&moto, "quay/biocontainers/tool").await;
     // As EventBridge delivers the pull-through cache's CreateRepository.
-    let created = json!({
-        "version": "0", "id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718", "source": "aws.ecr",
-        "detail-type": "AWS Service Event via CloudTrail", "account": MOTO_ACCOUNT_ID,
-        "region": REGION, "time": "2026-01-01T00:00:00Z", "resources": [],
-        "detail": {"eventSource": "ecr.amazonaws.com", "eventName": "CreateRepository",
-                   "eventType": "AwsServiceEvent",
-                   "responseElements": {"repository": {"repositoryName": "quay/biocontainers/tool"}}}
-    });
+    let created = pull_through_cache_created("quay/biocontainers/tool");
     let unnamed = json!({"source": "aws.ecr", "detail": {"eventName": "CreateRepository"}});
     let api = RuntimeApi::start("omx-apply-policy", vec![created.clone(), created, unnamed]);
     let mut function = Bootstrap::start(&artifacts, "omx-apply-policy", &api, &moto, &[]);

@@ -4,7 +4,7 @@
 
 mod emulated_aws;
 
-use emulated_aws::{ecr_registry, put_bundle};
+use emulated_aws::{create_repository, ecr_registry, pull_through_cache_created, put_bundle};
 use omx_aws::testing::emulator_context;
 use omx_aws::AwsContext;
 use omx_core::policy::omics_grants;
@@ -139,19 +139,9 @@ async fn apply_policy_merges_the_omics_grant_for_create_repository_events() {
         return;
     };
     let context = context(&moto).await;
-    aws_sdk_ecr::Client::new(context.sdk_config())
-        .create_repository()
-        .repository_name("quay/biocontainers/tool")
-        .send()
-        .await
-        .unwrap();
+    create_repository(&moto, "quay/biocontainers/tool").await;
     // As ECR's pull-through cache reports the repository it created.
-    let event = json!({
-        "version": "0", "source": "aws.ecr", "detail-type": "AWS Service Event via CloudTrail",
-        "detail": {"eventSource": "ecr.amazonaws.com", "eventName": "CreateRepository",
-                   "eventType": "AwsServiceEvent",
-                   "responseElements": {"repository": {"repositoryName": "quay/biocontainers/tool"}}}
-    });
+    let event = pull_through_cache_created("quay/biocontainers/tool");
     let first = apply_policy(&context, &event).await.unwrap();
     assert_eq!(first.policy, "updated");
     let policy = context

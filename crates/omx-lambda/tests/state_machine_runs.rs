@@ -18,7 +18,7 @@ mod state_machines;
 use std::time::{Duration, Instant};
 
 use artifacts::Artifacts;
-use emulated_aws::{ecr_registry, put_bundle};
+use emulated_aws::{create_repository, ecr_registry, pull_through_cache_created, put_bundle};
 use omx_testenv::{Format, ImageFixture, LayerSpec, Moto, Registry};
 use serde_json::{json, Value};
 use state_machines::submit::{reported, StepFunctionsApi};
@@ -370,13 +370,7 @@ async fn apply_policy_function_uses_only_what_its_role_grants() {
     let Some(moto) = Moto::try_start() else {
         return;
     };
-    let context = omx_aws::testing::emulator_context(&moto.endpoint()).await;
-    aws_sdk_ecr::Client::new(context.sdk_config())
-        .create_repository()
-        .repository_name("quay/biocontainers/tool")
-        .send()
-        .await
-        .unwrap();
+    create_repository(&moto, "quay/biocontainers/tool").await;
     let ecr_registry = ecr_registry();
     let lambdas = Lambdas::start(
         &artifacts,
@@ -384,15 +378,7 @@ async fn apply_policy_function_uses_only_what_its_role_grants() {
         &ecr_registry,
         &[("omx-apply-policy", Vec::new())],
     );
-    // What the EventBridge rule delivers for a repository the pull-through cache created.
-    let created = json!({
-        "version": "0", "id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718", "source": "aws.ecr",
-        "detail-type": "AWS Service Event via CloudTrail", "account": "123456789012",
-        "region": "us-east-1", "time": "2026-01-01T00:00:00Z", "resources": [],
-        "detail": {"eventSource": "ecr.amazonaws.com", "eventName": "CreateRepository",
-                   "eventType": "AwsServiceEvent",
-                   "responseElements": {"repository": {"repositoryName": "quay/biocontainers/tool"}}}
-    });
+    let created = pull_through_cache_created("quay/biocontainers/tool");
     let answer = tokio::task::block_in_place(|| lambdas.invoke("omx-apply-policy", &created));
     assert_eq!(
         answer,

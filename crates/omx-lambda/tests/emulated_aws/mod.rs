@@ -1,8 +1,34 @@
-//! The AWS side of the Lambda tests: builder sources in moto's S3, and the `docker-registry`
-//! that serves ECR's registry API (behind moto's ECR token, as basic auth).
+//! The AWS side of the Lambda tests: builder sources in moto's S3, repositories in moto's ECR
+//! and the CreateRepository events EventBridge delivers for them, and the `docker-registry` that
+//! serves ECR's registry API (behind moto's ECR token, as basic auth).
 
-use omx_aws::testing::emulator_config;
+use omx_aws::testing::{emulator_config, REGION};
 use omx_testenv::{moto_ecr_password, Moto, Registry, MOTO_ACCOUNT_ID};
+use serde_json::{json, Value};
+
+/// Creates repository `name` in moto's ECR.
+pub async fn create_repository(moto: &Moto, name: &str) {
+    let config = emulator_config(&moto.endpoint()).await;
+    aws_sdk_ecr::Client::new(&config)
+        .create_repository()
+        .repository_name(name)
+        .send()
+        .await
+        .unwrap();
+}
+
+/// What the EventBridge rule delivers when the pull-through cache created repository `name`
+/// (a CloudTrail service event: the name is in `responseElements`).
+pub fn pull_through_cache_created(name: &str) -> Value {
+    json!({
+        "version": "0", "id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718", "source": "aws.ecr",
+        "detail-type": "AWS Service Event via CloudTrail", "account": MOTO_ACCOUNT_ID,
+        "region": REGION, "time": "2026-01-01T00:00:00Z", "resources": [],
+        "detail": {"eventSource": "ecr.amazonaws.com", "eventName": "CreateRepository",
+                   "eventType": "AwsServiceEvent",
+                   "responseElements": {"repository": {"repositoryName": name}}}
+    })
+}
 
 /// A registry standing in for ECR's registry API: it takes the password moto's
 /// GetAuthorizationToken hands out for the account.
