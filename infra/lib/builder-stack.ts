@@ -126,7 +126,9 @@ export class ContainerBuilderStack extends Stack {
       resultsKey: 'builds',
       failureError: 'OmxBuildsFailed',
       itemNoun: 'build',
-      // Only the two fields of a manifest entry reach the iteration (and so the Lambda).
+      // Only the two fields of a manifest entry reach the iteration (and so the Lambda). An entry
+      // without one of them fails the execution (States.Runtime: the path matches nothing);
+      // `omx-ecr-helper submit` checks entries before it starts one.
       itemSelector: {
         'source_uri.$': '$$.Map.Item.Value.source_uri',
         'target_image.$': '$$.Map.Item.Value.target_image',
