@@ -6,7 +6,9 @@
 //! it synthesizes the CDK app, takes the state machine's definition as CloudFormation deploys it,
 //! and executes it unmodified in aws-local-stepfunctions (an Amazon States Language interpreter),
 //! its `lambda:invoke` tasks calling those Invoke APIs and its `codebuild:startBuild.sync` tasks
-//! running the project's buildspec locally (see that script for what the interpreter does not do).
+//! running the project's buildspec locally (see `infra/test/local-execution.ts` for what the
+//! interpreter does not do). Every AWS call a function or a build makes goes through a recorder
+//! ([`iam`] checks them against the template's roles).
 
 use std::collections::HashMap;
 use std::fs;
