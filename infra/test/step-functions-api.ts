@@ -5,8 +5,9 @@
  *
  *   node --import tsx infra/test/step-functions-api.ts < services.json
  *
- * stdin is the LocalServices; once listening, it prints `{"endpoint": "http://127.0.0.1:PORT"}`
- * and serves until it is killed (the test stops it by its process id).
+ * The first line of stdin is the LocalServices; once listening, it prints `{"endpoint":
+ * "http://127.0.0.1:PORT"}` and serves until stdin closes, then exits (removing its temporary
+ * folders).
  *
  * The operations `submit` calls, in the AWS JSON 1.0 protocol (`X-Amz-Target:
  * AWSStepFunctions.<Operation>`; AWS Step Functions API Reference):
@@ -18,7 +19,6 @@
  *   `stateExitedEventDetails` (`name`, `output`), newest first with `reverseOrder`.
  * Timestamps are epoch seconds, as the JSON protocol sends them.
  */
-import * as fs from 'node:fs';
 import * as http from 'node:http';
 import { BUILDER_STATE_MACHINE_NAME, PULLER_STATE_MACHINE_NAME } from '../lib/constants';
 import { LocalExecution, LocalMachine, LocalServices, localMachine } from './local-execution';
@@ -44,8 +44,7 @@ class ServiceError extends Error {
   }
 }
 
-function main(): void {
-  const services: LocalServices = JSON.parse(fs.readFileSync(0, 'utf8'));
+function serve(services: LocalServices): void {
   const machines = new Map<string, { name: string; machine: LocalMachine }>();
   for (const [name, stack] of [[PULLER_STATE_MACHINE_NAME, 'puller'], [BUILDER_STATE_MACHINE_NAME, 'builder']] as const) {
     machines.set(`${ARN_PREFIX}:stateMachine:${name}`, { name, machine: localMachine(stack, services) });
@@ -126,4 +125,15 @@ function main(): void {
   });
 }
 
-main();
+let received = '';
+let serving = false;
+process.stdin.setEncoding('utf8');
+process.stdin.on('data', (chunk: string) => {
+  received += chunk;
+  const newline = received.indexOf('\n');
+  if (!serving && newline >= 0) {
+    serving = true;
+    serve(JSON.parse(received.slice(0, newline)));
+  }
+});
+process.stdin.on('end', () => process.exit(0));

@@ -246,8 +246,9 @@ pub fn infra_installed() -> Option<PathBuf> {
     None
 }
 
-/// Runs one of the CDK app's TypeScript scripts with `request` as its whole stdin (closed after
-/// it), its stdout piped and its stderr to `stderr`.
+/// Runs one of the CDK app's TypeScript scripts with `request` as the first line of its stdin,
+/// which stays open: the scripts end their work when it closes (`wait_with_output` closes it),
+/// and so get to remove their temporary folders. Its stdout is piped, its stderr to `stderr`.
 fn node_script(infra: &Path, script: &str, request: &Value, stderr: Stdio) -> Child {
     let mut child = Command::new("node")
         .args(["--import", "tsx", script])
@@ -257,12 +258,8 @@ fn node_script(infra: &Path, script: &str, request: &Value, stderr: Stdio) -> Ch
         .stderr(stderr)
         .spawn()
         .expect("node runs (Node.js 20 or newer)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(request.to_string().as_bytes())
-        .unwrap();
+    let stdin = child.stdin.as_mut().unwrap();
+    stdin.write_all(format!("{request}\n").as_bytes()).unwrap();
     child
 }
 

@@ -6,6 +6,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use omx_aws::testing::REGION;
 use serde_json::{json, Value};
@@ -13,7 +14,8 @@ use serde_json::{json, Value};
 use super::{node_script, services_request, Lambdas, LocalCodeBuild};
 use crate::artifacts::Artifacts;
 
-/// The Step Functions API stand-in, killed (by its process id) when dropped.
+/// The Step Functions API stand-in; when dropped, its stdin is closed, which ends it (killed by
+/// its process id if it has not ended within 10 s).
 pub struct StepFunctionsApi {
     child: Child,
     endpoint: String,
@@ -75,6 +77,14 @@ impl StepFunctionsApi {
 
 impl Drop for StepFunctionsApi {
     fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
