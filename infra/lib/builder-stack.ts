@@ -15,6 +15,7 @@ import {
   s3SourceReadStatements,
 } from './ecr-permissions';
 import { CODEBUILD_CONCURRENCY_RETRY, HelperProject } from './helper-project';
+import { lambdaTask } from './lambda-task';
 import { ITEM_STATUS, ManifestStateMachine } from './manifest-state-machine';
 import { RustFunction } from './rust-function';
 import { DeploySettings } from './settings';
@@ -125,6 +126,13 @@ export class ContainerBuilderStack extends Stack {
       resultsKey: 'builds',
       failureError: 'OmxBuildsFailed',
       itemNoun: 'build',
+      // Only the two fields of a manifest entry reach the iteration (and so the Lambda). An entry
+      // without one of them fails the execution (States.Runtime: the path matches nothing);
+      // `omx-ecr-helper submit` checks entries before it starts one.
+      itemSelector: {
+        'source_uri.$': '$$.Map.Item.Value.source_uri',
+        'target_image.$': '$$.Map.Item.Value.target_image',
+      },
       maxConcurrency: settings.maxConcurrency,
       itemProcessor: this.buildOneImage(prepare, build),
     }).stateMachine;
@@ -155,18 +163,11 @@ export class ContainerBuilderStack extends Stack {
         'message.$': "States.Format('omx-build-prepare failed: {}: {}', $.error.Error, $.error.Cause)",
       },
     });
-    const prepareTask = new tasks.LambdaInvoke(this, 'Prepare Build', {
+    const prepareTask = lambdaTask(this, 'Prepare Build', {
       comment: 'omx-build-prepare: resolves the target and decides whether the source changed',
       lambdaFunction: prepare.function,
-      payload: sfn.TaskInput.fromJsonPathAt('$'),
-      payloadResponseOnly: true,
-      retryOnServiceExceptions: true,
-    });
-    prepareTask.addRetry({
-      errors: ['Lambda.TooManyRequestsException'],
-      interval: Duration.seconds(2),
-      maxAttempts: 6,
-      backoffRate: 2,
+      // Exactly the fields BuildPrepareRequest deserializes (it refuses unknown ones).
+      payload: { source_uri: sfn.JsonPath.stringAt('$.source_uri'), target_image: sfn.JsonPath.stringAt('$.target_image') },
     });
     prepareTask.addCatch(prepareFailed, { errors: [sfn.Errors.ALL], resultPath: '$.error' });
 

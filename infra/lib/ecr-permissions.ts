@@ -16,10 +16,15 @@ export const ECR_PUSH_ACTIONS = [
   'ecr:PutImage',
 ];
 
-/** Creating a repository the way omx-ecr-helper does: tagged, with the HealthOmics policy merged in. */
+/**
+ * Creating a repository the way omx-ecr-helper does: tagged, with the HealthOmics policy merged
+ * in. An existing repository's tags are read (ListTagsForResource) to tell whether it is one of
+ * omx-ecr-helper's.
+ */
 export const ECR_REPOSITORY_SETUP_ACTIONS = [
   'ecr:CreateRepository',
   'ecr:TagResource',
+  'ecr:ListTagsForResource',
   'ecr:GetRepositoryPolicy',
   'ecr:SetRepositoryPolicy',
 ];

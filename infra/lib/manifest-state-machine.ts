@@ -45,8 +45,11 @@ export class ManifestStateMachine extends Construct {
     super(scope, id);
     const results = `$.${props.resultsKey}`;
 
-    // The results replace the state (ResultPath "$"): the manifest is not carried along, so the
-    // 256 KiB payload limit leaves as much room as possible for the results.
+    // The results replace the state: the manifest is not carried along, so the 256 KiB payload
+    // limit leaves as much room as possible for the results. That is what an absent ResultPath
+    // means (the States Language spec's default is "$"); it is left out rather than written as
+    // "$" because some interpreters (aws-local-stepfunctions 3.0.0) store the result under a key
+    // named "$" instead.
     const eachItem = new sfn.DistributedMap(this, 'Manifest Items', {
       comment: `Processes each manifest entry as a child execution, at most ${props.maxConcurrency} at a time`,
       itemsPath: '$.manifest',
@@ -54,7 +57,6 @@ export class ManifestStateMachine extends Construct {
       maxConcurrency: props.maxConcurrency,
       mapExecutionType: sfn.StateMachineType.STANDARD,
       label: MAP_RUN_LABEL,
-      resultPath: '$',
     });
     eachItem.itemProcessor(props.itemProcessor);
 
@@ -70,23 +72,32 @@ export class ManifestStateMachine extends Construct {
         'any_failed.$': `States.ArrayContains($.statuses, '${ITEM_STATUS.failed}')`,
       },
     });
+    // The cause is composed here, not in the Fail state: a Fail state's CausePath may use only
+    // States.Format, JsonToString, ArrayGetItem, Base64Encode/Decode, Hash and UUID (Step
+    // Functions developer guide, "Fail workflow state"), not the ArrayLength the count needs.
+    const failedItems = `${results}[?(@.status == '${ITEM_STATUS.failed}')]`;
     const listFailures = new sfn.Pass(this, 'List Failures', {
-      parameters: { 'failed.$': `${results}[?(@.status == '${ITEM_STATUS.failed}')]`, 'total.$': '$.total' },
+      parameters: { 'failed.$': failedItems, 'total.$': '$.total' },
+    });
+    const describeFailures = new sfn.Pass(this, 'Describe Failures', {
+      parameters: {
+        cause: sfn.JsonPath.format(
+          `{} of {} ${props.itemNoun}(s) failed: {}`,
+          sfn.JsonPath.arrayLength(sfn.JsonPath.listAt('$.failed')),
+          sfn.JsonPath.stringAt('$.total'),
+          sfn.JsonPath.jsonToString(sfn.JsonPath.objectAt('$.failed')),
+        ),
+      },
     });
     const fail = new sfn.Fail(this, `Some ${capitalize(props.itemNoun)}s Failed`, {
       error: props.failureError,
-      causePath: sfn.JsonPath.format(
-        `{} of {} ${props.itemNoun}(s) failed: {}`,
-        sfn.JsonPath.arrayLength(sfn.JsonPath.listAt('$.failed')),
-        sfn.JsonPath.stringAt('$.total'),
-        sfn.JsonPath.jsonToString(sfn.JsonPath.objectAt('$.failed')),
-      ),
+      causePath: '$.cause',
     });
     const report = new sfn.Pass(this, 'Report Results', {
       parameters: { [`${props.resultsKey}.$`]: results, 'total.$': '$.total' },
     });
     const anyFailed = new sfn.Choice(this, `Any ${capitalize(props.itemNoun)} Failed?`)
-      .when(sfn.Condition.booleanEquals('$.any_failed', true), listFailures.next(fail))
+      .when(sfn.Condition.booleanEquals('$.any_failed', true), listFailures.next(describeFailures).next(fail))
       .otherwise(report);
 
     const logGroup = new logs.LogGroup(this, 'Logs', { retention: logs.RetentionDays.ONE_MONTH });

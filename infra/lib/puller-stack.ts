@@ -26,6 +26,7 @@ import {
   repositoryArns,
 } from './ecr-permissions';
 import { CODEBUILD_CONCURRENCY_RETRY, HelperProject } from './helper-project';
+import { lambdaTask } from './lambda-task';
 import { ITEM_STATUS, ManifestStateMachine } from './manifest-state-machine';
 import { RustFunction } from './rust-function';
 import { DeploySettings } from './settings';
@@ -131,19 +132,11 @@ export class ContainerPullerStack extends Stack {
         too_large: false,
       },
     });
-    const copyTask = new tasks.LambdaInvoke(this, 'Copy Image', {
+    const copyTask = lambdaTask(this, 'Copy Image', {
       comment: 'omx-pull-image: copies the image, or reports it SKIPPED (already there), FAILED, or too_large',
       lambdaFunction: pullImage.function,
-      payload: sfn.TaskInput.fromJsonPathAt('$'),
-      payloadResponseOnly: true,
-      retryOnServiceExceptions: true,
-    });
-    // Throttling at the configured concurrency is transient; the CDK default retries cover the rest.
-    copyTask.addRetry({
-      errors: ['Lambda.TooManyRequestsException'],
-      interval: Duration.seconds(2),
-      maxAttempts: 6,
-      backoffRate: 2,
+      // Exactly the fields PullImageRequest deserializes (it refuses unknown ones).
+      payload: { image: sfn.JsonPath.stringAt('$.image') },
     });
     copyTask.addCatch(lambdaFailed, { errors: [sfn.Errors.ALL], resultPath: '$.error' });
 

@@ -16,22 +16,33 @@ describe('omx-container-builder state machine', () => {
     const map = definition.States['Manifest Items']!;
     assert.equal(map.ItemsPath, '$.manifest');
     assert.equal(map.MaxConcurrency, 10);
-    assert.equal(map.ItemSelector, undefined, 'each {"source_uri", "target_image"} item is passed as is');
+    assert.deepEqual(
+      map.ItemSelector,
+      { 'source_uri.$': '$$.Map.Item.Value.source_uri', 'target_image.$': '$$.Map.Item.Value.target_image' },
+      'each iteration gets exactly the two fields of its manifest entry',
+    );
     assert.deepEqual(map.ItemProcessor.ProcessorConfig, { Mode: 'DISTRIBUTED', ExecutionType: 'STANDARD' });
-    assert.equal(map.ResultPath, '$');
+    assert.equal(map.ResultPath, undefined, 'the results replace the manifest (the default ResultPath "$")');
     assert.deepEqual(definition.States['Collect Results']!.Parameters, { 'builds.$': '$', 'statuses.$': '$[*].status' });
     assert.equal(definition.States['List Failures']!.Parameters['failed.$'], "$.builds[?(@.status == 'FAILED')]");
     const fail = definition.States['Some Builds Failed']!;
     assert.equal(fail.Type, 'Fail');
     assert.equal(fail.Error, 'OmxBuildsFailed');
-    assert.match(fail.CausePath, /build\(s\) failed/);
+    assert.equal(fail.CausePath, '$.cause');
+    assert.match(definition.States['Describe Failures']!.Parameters['cause.$'], /build\(s\) failed/);
     assert.deepEqual(definition.States['Report Results']!.Parameters, { 'builds.$': '$.builds', 'total.$': '$.total' });
   });
 
   it('prepares each item with omx-build-prepare and builds only when needed', () => {
     const prepareFunction = Object.keys(withSources.builder.findResources('AWS::Lambda::Function'))[0]!;
     const prepare = states['Prepare Build']!;
-    assert.equal(prepare.Resource, `\${${prepareFunction}.Arn}`);
+    assert.equal(prepare.Resource, 'arn:${AWS::Partition}:states:::lambda:invoke');
+    // Exactly BuildPrepareRequest: the handler refuses unknown fields.
+    assert.deepEqual(prepare.Parameters, {
+      FunctionName: `\${${prepareFunction}.Arn}`,
+      Payload: { 'source_uri.$': '$.source_uri', 'target_image.$': '$.target_image' },
+    });
+    assert.equal(prepare.OutputPath, '$.Payload', 'the state continues with the function\'s response');
     assert.ok(prepare.Retry.some((retry: { ErrorEquals: string[] }) => retry.ErrorEquals.includes('Lambda.ServiceException')));
     assert.equal(prepare.Catch[0].Next, 'Prepare Lambda Failed');
     assert.equal(prepare.Next, 'Build Needed?');

@@ -10,6 +10,12 @@
  * the Map Run's items in-process, so it checks neither the role's states:StartExecution grant nor
  * the child execution type, and it enforces neither Step Functions' 256 KiB payload limit nor the
  * 25,000-event history limit. The templates' IAM is asserted in puller-stack.test.ts instead.
+ *
+ * Each execution is also run by the interpreter the real-Lambda execution tests use
+ * (aws-local-stepfunctions, interpreter.ts; crates/omx-lambda/tests/state_machine_runs.rs), and
+ * both must end the same way: the cross-check of that interpreter on what both can run. The one
+ * known difference is the empty manifest (a wildcard path matching nothing: an empty list in moto
+ * and in Step Functions, States.Runtime in aws-local-stepfunctions), which moto alone runs.
  */
 import assert from 'node:assert/strict';
 import { ChildProcess, spawn } from 'node:child_process';
@@ -17,6 +23,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { StateMachine } from './interpreter';
 import { StateMachineDefinition, stateMachineDefinition, synthesize } from './support';
 
 const REPO = path.resolve(__dirname, '..', '..');
@@ -45,7 +52,11 @@ function pullerWithStandIns(): StateMachineDefinition {
 /** The builder with its tasks replaced: items carry `"prepared": <omx-build-prepare output>`. */
 function builderWithStandIns(): StateMachineDefinition {
   const definition = stateMachineDefinition(synthesized.builder);
-  const states = definition.States['Manifest Items']!.ItemProcessor.States;
+  const map = definition.States['Manifest Items']!;
+  // The synthesized ItemSelector passes only source_uri and target_image; the stand-in also
+  // needs the entry's canned `prepared` answer.
+  map.ItemSelector = { ...map.ItemSelector, 'prepared.$': '$$.Map.Item.Value.prepared' };
+  const states = map.ItemProcessor.States;
   states['Prepare Build'] = { Type: 'Pass', OutputPath: '$.prepared', Next: states['Prepare Build'].Next };
   states['Build Image With CodeBuild'] = {
     Type: 'Pass',
@@ -86,8 +97,33 @@ async function stepFunctions(action: string, body: Record<string, unknown>): Pro
   return JSON.parse(text);
 }
 
+/** How aws-local-stepfunctions ends the same execution, in DescribeExecution's terms. */
+async function executeLocally(definition: StateMachineDefinition, input: unknown): Promise<Record<string, unknown>> {
+  try {
+    // The stand-ins leave the tasks' Catch targets unreachable, which its validator refuses;
+    // the synthesized definitions themselves are validated by definition-validity.test.ts.
+    const machine = new StateMachine(definition as any, { validationOptions: { noValidate: true } });
+    const output = await machine.run(input as any).result;
+    return { status: 'SUCCEEDED', output };
+  } catch (error) {
+    const cause = (error as { cause?: Error }).cause ?? (error as Error);
+    return { status: 'FAILED', error: cause.name, cause: cause.message };
+  }
+}
+
 let machineCount = 0;
-async function execute(definition: StateMachineDefinition, input: unknown): Promise<Record<string, any>> {
+async function execute(definition: StateMachineDefinition, input: unknown, crossCheck = true): Promise<Record<string, any>> {
+  const execution = await executeInMoto(definition, input);
+  if (crossCheck) {
+    const moto = execution.status === 'SUCCEEDED'
+      ? { status: execution.status, output: JSON.parse(execution.output) }
+      : { status: execution.status, error: execution.error, cause: execution.cause };
+    assert.deepEqual(await executeLocally(definition, input), moto, 'aws-local-stepfunctions ends the execution as moto does');
+  }
+  return execution;
+}
+
+async function executeInMoto(definition: StateMachineDefinition, input: unknown): Promise<Record<string, any>> {
   machineCount += 1;
   const { stateMachineArn } = await stepFunctions('CreateStateMachine', {
     name: `omx-test-${machineCount}`,
@@ -176,7 +212,7 @@ describe('state machines executed by a Step Functions interpreter (moto server)'
   });
 
   it('puller: succeeds with nothing to do on an empty manifest', async () => {
-    const execution = await execute(pullerWithStandIns(), { manifest: [] });
+    const execution = await execute(pullerWithStandIns(), { manifest: [] }, false);
     assert.equal(execution.status, 'SUCCEEDED', execution.cause);
     assert.deepEqual(JSON.parse(execution.output), { images: [], total: 0 });
   });

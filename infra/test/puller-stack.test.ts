@@ -38,7 +38,7 @@ describe('omx-container-puller state machine', () => {
     assert.equal(map.ToleratedFailurePercentage, undefined, 'no item may fail as a child execution: failures are FAILED results');
     assert.equal(map.ToleratedFailureCount, undefined);
     assert.deepEqual(map.ItemSelector, { 'image.$': '$$.Map.Item.Value' });
-    assert.equal(map.ResultPath, '$', 'the results replace the manifest, leaving the payload limit to them');
+    assert.equal(map.ResultPath, undefined, 'the results replace the manifest (the default ResultPath "$"), leaving the payload limit to them');
     assert.equal(map.Next, 'Collect Results');
   });
 
@@ -53,8 +53,10 @@ describe('omx-container-puller state machine', () => {
     assert.equal(map.ItemProcessor.StartAt, 'Copy Image');
     const copy = states['Copy Image']!;
     assert.equal(copy.Type, 'Task');
-    assert.equal(copy.Resource, `\${${pullFunction}.Arn}`);
-    assert.equal(copy.Parameters, '$');
+    assert.equal(copy.Resource, 'arn:${AWS::Partition}:states:::lambda:invoke');
+    // Exactly PullImageRequest, {"image": ...}: the handler refuses unknown fields.
+    assert.deepEqual(copy.Parameters, { FunctionName: `\${${pullFunction}.Arn}`, Payload: { 'image.$': '$.image' } });
+    assert.equal(copy.OutputPath, '$.Payload', 'the state continues with the function\'s response');
     const retried = copy.Retry.flatMap((retry: { ErrorEquals: string[] }) => retry.ErrorEquals);
     for (const error of ['Lambda.ServiceException', 'Lambda.AWSLambdaException', 'Lambda.SdkClientException', 'Lambda.TooManyRequestsException']) {
       assert.ok(retried.includes(error), `retries ${error}`);
@@ -104,11 +106,17 @@ describe('omx-container-puller state machine', () => {
     assert.deepEqual(choice.Choices, [{ Variable: '$.any_failed', BooleanEquals: true, Next: 'List Failures' }]);
     assert.equal(choice.Default, 'Report Results');
     assert.deepEqual(definition.States['List Failures']!.Parameters, { 'failed.$': "$.images[?(@.status == 'FAILED')]", 'total.$': '$.total' });
-    assert.equal(definition.States['List Failures']!.Next, 'Some Images Failed');
+    assert.equal(definition.States['List Failures']!.Next, 'Describe Failures');
+    // States.ArrayLength is not among the intrinsics a Fail state's CausePath may use, so the
+    // cause is composed by a Pass state and the Fail state only points at it.
+    assert.deepEqual(definition.States['Describe Failures']!.Parameters, {
+      'cause.$': "States.Format('{} of {} image(s) failed: {}', States.ArrayLength($.failed), $.total, States.JsonToString($.failed))",
+    });
+    assert.equal(definition.States['Describe Failures']!.Next, 'Some Images Failed');
     const fail = definition.States['Some Images Failed']!;
     assert.equal(fail.Type, 'Fail');
     assert.equal(fail.Error, 'OmxImagesFailed');
-    assert.equal(fail.CausePath, "States.Format('{} of {} image(s) failed: {}', States.ArrayLength($.failed), $.total, States.JsonToString($.failed))");
+    assert.equal(fail.CausePath, '$.cause');
     const report = definition.States['Report Results']!;
     assert.deepEqual(report.Parameters, { 'images.$': '$.images', 'total.$': '$.total' });
     assert.equal(report.End, true);

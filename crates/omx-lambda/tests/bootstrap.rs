@@ -10,115 +10,31 @@
 //! which a missing artifact fails instead. `<target>` is `$CARGO_TARGET_DIR` (as for the build
 //! script), else the workspace's `target/`.
 
+mod artifacts;
+// Shared with tests/state_machine_runs.rs, which also uses its Invoke API.
+mod emulated_aws;
+#[allow(dead_code)]
 mod runtime_api;
 
-use std::fs::{self, File};
-use std::io;
-use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::fs;
+use std::process::Command;
 
-use omx_aws::testing::{emulator_config, emulator_context, REGION};
+use artifacts::{Artifacts, Bootstrap, CLI, FUNCTIONS};
+use emulated_aws::{create_repository, ecr_registry, pull_through_cache_created, put_bundle};
+use omx_aws::testing::emulator_context;
 use omx_core::policy::omics_grants;
 use omx_lambda::{BuildPrepareHandler, BuildPrepareRequest};
 use omx_puller::TargetOptions;
-use omx_testenv::{
-    moto_ecr_password, workspace_root, Format, ImageFixture, LayerSpec, Moto, Registry,
-    MOTO_ACCOUNT_ID,
-};
-use runtime_api::{Report, RuntimeApi};
-use serde_json::{json, Value};
+use omx_testenv::{Format, ImageFixture, LayerSpec, Moto, Registry, MOTO_ACCOUNT_ID};
+use runtime_api::RuntimeApi;
+use serde_json::json;
 
-const FUNCTIONS: [&str; 3] = ["omx-pull-image", "omx-build-prepare", "omx-apply-policy"];
-const CLI: &str = "omx-ecr-helper";
 /// `provided.al2023` and the CodeBuild image (Amazon Linux 2023) ship glibc 2.34.
 const AMAZON_LINUX_2023_GLIBC: (u32, u32) = (2, 34);
 /// The glibc build-artifacts links against (`--target x86_64-unknown-linux-gnu.2.17`): a build
 /// that lost the pin would follow the build machine's glibc instead.
 const PINNED_GLIBC: (u32, u32) = (2, 17);
 const X86_64_INTERPRETER: &str = "/lib64/ld-linux-x86-64.so.2";
-/// Per invocation: a token from moto and a small copy between local registries.
-const INVOCATION_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// Where build-artifacts puts its output, or `None` (the test skips) when something is missing.
-struct Artifacts {
-    target_dir: PathBuf,
-}
-
-impl Artifacts {
-    fn find() -> Option<Artifacts> {
-        let target_dir = match std::env::var_os("CARGO_TARGET_DIR") {
-            // A relative CARGO_TARGET_DIR is relative to where cargo ran: the workspace root.
-            Some(dir) => workspace_root().join(dir),
-            None => workspace_root().join("target"),
-        };
-        let artifacts = Artifacts { target_dir };
-        let missing: Vec<String> = FUNCTIONS
-            .iter()
-            .map(|name| artifacts.zip(name))
-            .chain([artifacts.cli()])
-            .filter(|path| !path.is_file())
-            .map(|path| path.display().to_string())
-            .collect();
-        if missing.is_empty() {
-            return Some(artifacts);
-        }
-        let reason = format!(
-            "the deployable artifacts are not built (missing {}); run infra/scripts/build-artifacts",
-            missing.join(", ")
-        );
-        if std::env::var("OMX_REQUIRE_LAMBDA_ARTIFACTS").is_ok_and(|value| value == "1") {
-            panic!("{reason} (OMX_REQUIRE_LAMBDA_ARTIFACTS=1)");
-        }
-        eprintln!("skipped: {reason}");
-        None
-    }
-
-    fn zip(&self, function: &str) -> PathBuf {
-        self.target_dir
-            .join("lambda")
-            .join(function)
-            .join("bootstrap.zip")
-    }
-
-    fn cli(&self) -> PathBuf {
-        self.target_dir
-            .join("x86_64-unknown-linux-gnu")
-            .join("release")
-            .join(CLI)
-    }
-
-    /// Unpacks `function`'s zip as Lambda does, into a fresh directory (Lambda's task root).
-    fn unpack(&self, function: &str) -> tempfile::TempDir {
-        let path = self.zip(function);
-        let mut archive = zip::ZipArchive::new(File::open(&path).unwrap())
-            .unwrap_or_else(|e| panic!("{} is not a zip: {e}", path.display()));
-        let names: Vec<String> = archive
-            .file_names()
-            .map(|name| name.unwrap().into_owned())
-            .collect();
-        assert_eq!(
-            names,
-            ["bootstrap"],
-            "{} holds only the bootstrap",
-            path.display()
-        );
-        let root = tempfile::Builder::new()
-            .prefix(&format!("{function}-task-root-"))
-            .tempdir()
-            .unwrap();
-        let mut entry = archive.by_name("bootstrap").unwrap();
-        let mode = entry.unix_mode().expect("the zip records a Unix mode");
-        assert_eq!(mode & 0o111, 0o111, "bootstrap is executable ({mode:o})");
-        let unpacked = root.path().join("bootstrap");
-        io::copy(&mut entry, &mut File::create(&unpacked).unwrap()).unwrap();
-        fs::set_permissions(&unpacked, fs::Permissions::from_mode(mode & 0o777)).unwrap();
-        root
-    }
-}
 
 #[test]
 fn artifacts_are_x86_64_executables_for_amazon_linux_2023() {
@@ -188,9 +104,7 @@ async fn pull_image_bootstrap_copies_skips_and_refuses_bad_payloads() {
     let (Some(moto), Some(source)) = (Moto::try_start(), Registry::try_start()) else {
         return;
     };
-    let ecr_registry = Registry::builder()
-        .basic_auth("AWS", moto_ecr_password(MOTO_ACCOUNT_ID))
-        .start();
+    let ecr_registry = ecr_registry();
     let digest = ImageFixture::single(&LayerSpec::distinct(61, 2, 40_000), Format::Oci)
         .push(&source, "team/tool:1");
     let image = format!("{}/team/tool:1", source.host());
@@ -265,21 +179,9 @@ async fn apply_policy_bootstrap_answers_create_repository_events() {
         return;
     };
     let context = emulator_context(&moto.endpoint()).await;
-    aws_sdk_ecr::Client::new(context.sdk_config())
-        .create_repository()
-        .repository_name("quay/biocontainers/tool")
-        .send()
-        .await
-        .unwrap();
+    create_repository(&moto, "quay/biocontainers/tool").await;
     // As EventBridge delivers the pull-through cache's CreateRepository.
-    let created = json!({
-        "version": "0", "id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718", "source": "aws.ecr",
-        "detail-type": "AWS Service Event via CloudTrail", "account": MOTO_ACCOUNT_ID,
-        "region": REGION, "time": "2026-01-01T00:00:00Z", "resources": [],
-        "detail": {"eventSource": "ecr.amazonaws.com", "eventName": "CreateRepository",
-                   "eventType": "AwsServiceEvent",
-                   "responseElements": {"repository": {"repositoryName": "quay/biocontainers/tool"}}}
-    });
+    let created = pull_through_cache_created("quay/biocontainers/tool");
     let unnamed = json!({"source": "aws.ecr", "detail": {"eventName": "CreateRepository"}});
     let api = RuntimeApi::start("omx-apply-policy", vec![created.clone(), created, unnamed]);
     let mut function = Bootstrap::start(&artifacts, "omx-apply-policy", &api, &moto, &[]);
@@ -317,28 +219,16 @@ async fn build_prepare_bootstrap_digests_s3_sources_like_the_library() {
     let Some(moto) = Moto::try_start() else {
         return;
     };
-    let ecr_registry = Registry::builder()
-        .basic_auth("AWS", moto_ecr_password(MOTO_ACCOUNT_ID))
-        .start();
-    let config = emulator_config(&moto.endpoint()).await;
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&config)
-            .force_path_style(true)
-            .build(),
-    );
-    s3.create_bucket().bucket("sources").send().await.unwrap();
-    for (key, body) in [
-        ("tools/beta/Dockerfile", "FROM scratch\nCOPY b.txt /b.txt\n"),
-        ("tools/beta/b.txt", "beta\n"),
-    ] {
-        s3.put_object()
-            .bucket("sources")
-            .key(key)
-            .body(body.as_bytes().to_vec().into())
-            .send()
-            .await
-            .unwrap();
-    }
+    let ecr_registry = ecr_registry();
+    put_bundle(
+        &moto,
+        "sources",
+        &[
+            ("tools/beta/Dockerfile", "FROM scratch\nCOPY b.txt /b.txt\n"),
+            ("tools/beta/b.txt", "beta\n"),
+        ],
+    )
+    .await;
     let request = json!({"source_uri": "s3://sources/tools/beta/", "target_image": "tools/beta:1"});
     let untagged = json!({"source_uri": "s3://sources/tools/beta/", "target_image": "tools/beta"});
     let api = RuntimeApi::start("omx-build-prepare", vec![request.clone(), untagged]);
@@ -379,157 +269,6 @@ async fn build_prepare_bootstrap_digests_s3_sources_like_the_library() {
         "{refused}"
     );
     function.assert_still_serving();
-}
-
-/// A `bootstrap` running as Lambda starts it: in its task root, with only Lambda's environment
-/// (plus the endpoints of the emulators standing in for AWS). Killed when dropped.
-struct Bootstrap {
-    _task_root: tempfile::TempDir,
-    child: Child,
-    output: Arc<Mutex<Vec<u8>>>,
-}
-
-impl Bootstrap {
-    fn start(
-        artifacts: &Artifacts,
-        function: &str,
-        api: &RuntimeApi,
-        moto: &Moto,
-        extra_env: &[(&str, String)],
-    ) -> Bootstrap {
-        let task_root = artifacts.unpack(function);
-        let mut command = Command::new(task_root.path().join("bootstrap"));
-        command
-            .current_dir(task_root.path())
-            .env_clear()
-            .envs([
-                ("AWS_LAMBDA_RUNTIME_API", api.address().to_string()),
-                ("AWS_LAMBDA_FUNCTION_NAME", function.to_string()),
-                ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024".to_string()),
-                ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".to_string()),
-                (
-                    "AWS_LAMBDA_LOG_GROUP_NAME",
-                    format!("/aws/lambda/{function}"),
-                ),
-                (
-                    "AWS_LAMBDA_LOG_STREAM_NAME",
-                    "2026/01/01/[$LATEST]0".to_string(),
-                ),
-                ("LAMBDA_TASK_ROOT", task_root.path().display().to_string()),
-                ("_HANDLER", "bootstrap".to_string()),
-                ("AWS_REGION", REGION.to_string()),
-                ("AWS_DEFAULT_REGION", REGION.to_string()),
-                ("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE".to_string()),
-                (
-                    "AWS_SECRET_ACCESS_KEY",
-                    "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".to_string(),
-                ),
-                ("AWS_SESSION_TOKEN", "session-token".to_string()),
-                ("AWS_ENDPOINT_URL", moto.endpoint()),
-                // What the stacks' RustFunction sets.
-                ("OMX_REGION", REGION.to_string()),
-                ("OMX_ACCOUNT", MOTO_ACCOUNT_ID.to_string()),
-                ("RUST_LOG", "info".to_string()),
-            ])
-            .envs(
-                extra_env
-                    .iter()
-                    .map(|(name, value)| (*name, value.as_str())),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start the {function} bootstrap: {e}"));
-        let output = Arc::new(Mutex::new(Vec::new()));
-        let stdout = child.stdout.take().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        for mut stream in [
-            Box::new(stdout) as Box<dyn io::Read + Send>,
-            Box::new(stderr),
-        ] {
-            let output = Arc::clone(&output);
-            thread::spawn(move || {
-                let mut buffer = [0; 4096];
-                while let Ok(read @ 1..) = stream.read(&mut buffer) {
-                    output.lock().unwrap().extend_from_slice(&buffer[..read]);
-                }
-            });
-        }
-        Bootstrap {
-            _task_root: task_root,
-            child,
-            output,
-        }
-    }
-
-    fn logs(&self) -> String {
-        String::from_utf8_lossy(&self.output.lock().unwrap()).into_owned()
-    }
-
-    /// The function's next report; fails with its logs when it exits or takes too long.
-    fn next_report(&mut self, api: &RuntimeApi) -> Report {
-        let started = Instant::now();
-        while started.elapsed() < INVOCATION_TIMEOUT {
-            if let Some(report) = api.next_report(Duration::from_millis(200)) {
-                return report;
-            }
-            if let Some(status) = self.child.try_wait().unwrap() {
-                // Give the log readers a moment to drain the pipes.
-                thread::sleep(Duration::from_millis(100));
-                panic!(
-                    "the bootstrap exited ({status}); its output:\n{}",
-                    self.logs()
-                );
-            }
-        }
-        panic!(
-            "no answer within {INVOCATION_TIMEOUT:?}; the bootstrap's output:\n{}",
-            self.logs()
-        );
-    }
-
-    fn response(&mut self, api: &RuntimeApi, expected_id: &str) -> Value {
-        match self.next_report(api) {
-            Report::Response { request_id, body } if request_id == expected_id => body,
-            other => panic!(
-                "expected the response to {expected_id}, got {other:?}; output:\n{}",
-                self.logs()
-            ),
-        }
-    }
-
-    fn error(&mut self, api: &RuntimeApi, expected_id: &str) -> (Option<String>, Value) {
-        match self.next_report(api) {
-            Report::Error {
-                request_id,
-                error_type,
-                body,
-            } if request_id == expected_id => (error_type, body),
-            other => panic!(
-                "expected the error of {expected_id}, got {other:?}; output:\n{}",
-                self.logs()
-            ),
-        }
-    }
-
-    /// An invocation's error does not end the process: it goes back to waiting for work.
-    fn assert_still_serving(&mut self) {
-        thread::sleep(Duration::from_millis(300));
-        assert!(
-            self.child.try_wait().unwrap().is_none(),
-            "the bootstrap exited after its invocations; output:\n{}",
-            self.logs()
-        );
-    }
-}
-
-impl Drop for Bootstrap {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 const EM_X86_64: u16 = 62;

@@ -2,6 +2,9 @@
 //! real moto server (ECR control plane) and real `docker-registry` instances behind them: the
 //! ECR-standing registry's htpasswd holds moto's token, so the login flow is the real one.
 
+mod emulated_aws;
+
+use emulated_aws::{create_repository, ecr_registry, pull_through_cache_created, put_bundle};
 use omx_aws::testing::emulator_context;
 use omx_aws::AwsContext;
 use omx_core::policy::omics_grants;
@@ -11,9 +14,7 @@ use omx_lambda::{
     DEFAULT_MAX_LAMBDA_BYTES,
 };
 use omx_puller::TargetOptions;
-use omx_testenv::{
-    moto_ecr_password, Format, ImageFixture, LayerSpec, Moto, Registry, MOTO_ACCOUNT_ID,
-};
+use omx_testenv::{Format, ImageFixture, LayerSpec, Moto, Registry, MOTO_ACCOUNT_ID};
 use serde_json::json;
 
 async fn context(moto: &Moto) -> AwsContext {
@@ -56,9 +57,7 @@ async fn pull_image_copies_then_skips_and_reports_failures_as_items() {
     let (Some(moto), Some(source)) = (Moto::try_start(), Registry::try_start()) else {
         return;
     };
-    let ecr_registry = Registry::builder()
-        .basic_auth("AWS", moto_ecr_password(MOTO_ACCOUNT_ID))
-        .start();
+    let ecr_registry = ecr_registry();
     let digest = ImageFixture::single(&LayerSpec::distinct(31, 2, 50_000), Format::Oci)
         .push(&source, "team/tool:1");
     let handler = handler(&moto, &ecr_registry, DEFAULT_MAX_LAMBDA_BYTES).await;
@@ -108,9 +107,7 @@ async fn images_over_the_lambda_limit_are_handed_to_codebuild_untouched() {
     let (Some(moto), Some(source)) = (Moto::try_start(), Registry::try_start()) else {
         return;
     };
-    let ecr_registry = Registry::builder()
-        .basic_auth("AWS", moto_ecr_password(MOTO_ACCOUNT_ID))
-        .start();
+    let ecr_registry = ecr_registry();
     ImageFixture::index(
         &[("linux", "amd64"), ("linux", "arm64")],
         &LayerSpec::distinct(41, 1, 40_000),
@@ -142,19 +139,9 @@ async fn apply_policy_merges_the_omics_grant_for_create_repository_events() {
         return;
     };
     let context = context(&moto).await;
-    aws_sdk_ecr::Client::new(context.sdk_config())
-        .create_repository()
-        .repository_name("quay/biocontainers/tool")
-        .send()
-        .await
-        .unwrap();
+    create_repository(&moto, "quay/biocontainers/tool").await;
     // As ECR's pull-through cache reports the repository it created.
-    let event = json!({
-        "version": "0", "source": "aws.ecr", "detail-type": "AWS Service Event via CloudTrail",
-        "detail": {"eventSource": "ecr.amazonaws.com", "eventName": "CreateRepository",
-                   "eventType": "AwsServiceEvent",
-                   "responseElements": {"repository": {"repositoryName": "quay/biocontainers/tool"}}}
-    });
+    let event = pull_through_cache_created("quay/biocontainers/tool");
     let first = apply_policy(&context, &event).await.unwrap();
     assert_eq!(first.policy, "updated");
     let policy = context
@@ -178,31 +165,20 @@ async fn build_prepare_digests_s3_bundles_and_reports_bad_entries_as_items() {
     let Some(moto) = Moto::try_start() else {
         return;
     };
-    let ecr_registry = Registry::builder()
-        .basic_auth("AWS", moto_ecr_password(MOTO_ACCOUNT_ID))
-        .start();
+    let ecr_registry = ecr_registry();
     let context = context(&moto).await;
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(context.sdk_config())
-            .force_path_style(true)
-            .build(),
-    );
-    s3.create_bucket().bucket("sources").send().await.unwrap();
-    for (key, body) in [
-        (
-            "tools/alpha/Dockerfile",
-            "FROM scratch\nCOPY a.txt /a.txt\n",
-        ),
-        ("tools/alpha/a.txt", "alpha\n"),
-    ] {
-        s3.put_object()
-            .bucket("sources")
-            .key(key)
-            .body(body.as_bytes().to_vec().into())
-            .send()
-            .await
-            .unwrap();
-    }
+    put_bundle(
+        &moto,
+        "sources",
+        &[
+            (
+                "tools/alpha/Dockerfile",
+                "FROM scratch\nCOPY a.txt /a.txt\n",
+            ),
+            ("tools/alpha/a.txt", "alpha\n"),
+        ],
+    )
+    .await;
     let handler = BuildPrepareHandler::new(
         context,
         Some(MOTO_ACCOUNT_ID.to_string()),

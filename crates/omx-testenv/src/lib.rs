@@ -18,6 +18,7 @@
 //! assert!(registry.url().starts_with("http://127.0.0.1:"));
 //! ```
 
+pub mod aws_recorder;
 mod ecr;
 mod fixture;
 mod head;

@@ -6,8 +6,18 @@
 //! they are used up it holds the request open, as Lambda does while a function waits for work.
 //! Whatever the function posts (`.../invocation/<id>/response`, `.../invocation/<id>/error`,
 //! `.../init/error`, or anything else) is reported, in order, by [`RuntimeApi::next_report`].
+//!
+//! The same port also answers the Lambda service's `Invoke` API for this function (synchronous,
+//! `RequestResponse`), as Step Functions' `lambda:invoke` integration calls it:
+//! `POST /2015-03-31/functions/<name or ARN>/invocations` with the event as the body queues an
+//! invocation (request id `inv-1`, `inv-2`, ...) and answers with what the function posted: the
+//! response body with status 200, or its error document with status 200 and header
+//! `X-Amz-Function-Error: Handled` ("the runtime caught an error thrown by the function and
+//! formatted it into a JSON document", AWS Lambda API reference, Invoke). Those reports go to the
+//! caller, not to [`RuntimeApi::next_report`]. Several `bootstrap` processes may poll one stand-in,
+//! as several execution environments of one function poll theirs.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,6 +31,9 @@ use serde_json::Value;
 const NEXT_PATH: &str = "/2018-06-01/runtime/invocation/next";
 const INVOCATION_PREFIX: &str = "/2018-06-01/runtime/invocation/";
 const INIT_ERROR_PATH: &str = "/2018-06-01/runtime/init/error";
+const INVOKE_PREFIX: &str = "/2015-03-31/functions/";
+/// How long an `Invoke` waits for the function: its 15-minute timeout is far more than a test has.
+const INVOKE_TIMEOUT: Duration = Duration::from_secs(300);
 /// How often blocked threads look whether the stand-in was dropped.
 const POLL: Duration = Duration::from_millis(50);
 
@@ -45,12 +58,17 @@ pub struct RuntimeApi {
     address: String,
     reports: Receiver<Report>,
     stopped: Arc<AtomicBool>,
+    shared: Arc<Shared>,
 }
 
 struct Shared {
     function_name: String,
     events: Mutex<VecDeque<(String, Value)>>,
     reports: Mutex<Sender<Report>>,
+    /// `Invoke` calls waiting for their invocation's report, by request id.
+    invokers: Mutex<HashMap<String, Sender<Report>>>,
+    /// Every event an `Invoke` call queued, in order.
+    invoked: Mutex<Vec<Value>>,
     stopped: Arc<AtomicBool>,
 }
 
@@ -77,19 +95,37 @@ impl RuntimeApi {
                     .collect(),
             ),
             reports: Mutex::new(sender),
+            invokers: Mutex::new(HashMap::new()),
+            invoked: Mutex::new(Vec::new()),
             stopped: Arc::clone(&stopped),
         });
-        thread::spawn(move || accept_loop(&listener, &shared));
+        let serving = Arc::clone(&shared);
+        thread::spawn(move || accept_loop(&listener, &serving));
         RuntimeApi {
             address,
             reports,
             stopped,
+            shared,
         }
     }
 
     /// `127.0.0.1:PORT`, the value of `AWS_LAMBDA_RUNTIME_API`.
     pub fn address(&self) -> &str {
         &self.address
+    }
+
+    /// `http://127.0.0.1:PORT`: where the Lambda `Invoke` API of this function is served.
+    pub fn invoke_endpoint(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// The events `Invoke` calls passed to the function so far, in order.
+    pub fn invoked_events(&self) -> Vec<Value> {
+        self.shared
+            .invoked
+            .lock()
+            .expect("the invoked events")
+            .clone()
     }
 
     /// The function's next report, or `None` when none came within `wait`.
@@ -175,15 +211,21 @@ fn serve_connection(stream: TcpStream, shared: &Shared) -> io::Result<()> {
                 ];
                 respond(&mut writer, "200 OK", &headers, &event.to_string())?;
             }
+            ("POST", path) if path.starts_with(INVOKE_PREFIX) && path.ends_with("/invocations") => {
+                let (status, headers, body) = invoke(shared, &request.body);
+                respond(&mut writer, status, &headers, &body)?;
+                // A client that asked to close reads the answer until the connection ends.
+                if request
+                    .header("Connection")
+                    .is_some_and(|value| value.eq_ignore_ascii_case("close"))
+                {
+                    return Ok(());
+                }
+            }
             ("POST", path) => {
                 let report = report_of(&request, path);
                 let accepted = !matches!(report, Report::Unexpected { .. });
-                shared
-                    .reports
-                    .lock()
-                    .expect("the report channel")
-                    .send(report)
-                    .ok();
+                deliver(shared, report);
                 if accepted {
                     respond(&mut writer, "202 Accepted", &[], r#"{"status":"OK"}"#)?;
                 } else {
@@ -221,6 +263,72 @@ fn report_of(request: &Request, path: &str) -> Report {
     }
     Report::Unexpected {
         request: format!("POST {path}"),
+    }
+}
+
+/// Hands a report to the `Invoke` call waiting for it, else to [`RuntimeApi::next_report`].
+fn deliver(shared: &Shared, report: Report) {
+    let request_id = match &report {
+        Report::Response { request_id, .. } | Report::Error { request_id, .. } => Some(request_id),
+        _ => None,
+    };
+    let invoker =
+        request_id.and_then(|id| shared.invokers.lock().expect("the invokers").remove(id));
+    match invoker {
+        Some(invoker) => invoker.send(report).ok(),
+        None => shared
+            .reports
+            .lock()
+            .expect("the report channel")
+            .send(report)
+            .ok(),
+    };
+}
+
+/// A synchronous `Invoke`: queues the event and answers with the function's report.
+fn invoke(
+    shared: &Shared,
+    body: &[u8],
+) -> (&'static str, Vec<(&'static str, &'static str)>, String) {
+    let Ok(event) = serde_json::from_slice::<Value>(body) else {
+        // What Lambda answers to a payload that is not JSON.
+        let error = r#"{"Type":"User","message":"Could not parse request body into json"}"#;
+        return (
+            "400 Bad Request",
+            vec![("X-Amzn-ErrorType", "InvalidRequestContentException")],
+            error.to_string(),
+        );
+    };
+    let (sender, receiver) = mpsc::channel();
+    {
+        let mut invoked = shared.invoked.lock().expect("the invoked events");
+        invoked.push(event.clone());
+        let request_id = format!("inv-{}", invoked.len());
+        shared
+            .invokers
+            .lock()
+            .expect("the invokers")
+            .insert(request_id.clone(), sender);
+        shared
+            .events
+            .lock()
+            .expect("the event queue")
+            .push_back((request_id, event));
+    }
+    let executed = ("X-Amz-Executed-Version", "$LATEST");
+    match receiver.recv_timeout(INVOKE_TIMEOUT) {
+        Ok(Report::Response { body, .. }) => ("200 OK", vec![executed], body.to_string()),
+        Ok(Report::Error { body, .. }) => (
+            "200 OK",
+            vec![executed, ("X-Amz-Function-Error", "Handled")],
+            body.to_string(),
+        ),
+        // Lambda's answer when a function does not finish: an Unhandled timeout error.
+        _ => (
+            "200 OK",
+            vec![executed, ("X-Amz-Function-Error", "Unhandled")],
+            r#"{"errorType":"Sandbox.Timedout","errorMessage":"Task timed out"}"#.to_string(),
+        ),
     }
 }
 
