@@ -459,3 +459,71 @@ fn a_dual_stack_registry_host_names_the_private_uris() {
     assert!(target.starts_with(&format!("{dual_stack}/")), "{target}");
     assert_eq!(report["images"][0]["digest"], pushed);
 }
+
+/// `build` into ECR: the repository is created with our tag and the omics grant, the push meets
+/// ECR's rules (repository first, PutImage throttled), what ECR reports is what was built, and
+/// an unchanged source is skipped on the next run.
+#[test]
+fn build_into_ecr_creates_pushes_and_then_skips() {
+    let Some(world) = World::start(|ecr| ecr.put_image_rate(2.0)) else {
+        return;
+    };
+    let home = world.home.path();
+    let bundle = home.join("tools/alpha");
+    std::fs::create_dir_all(&bundle).unwrap();
+    std::fs::write(
+        bundle.join("Dockerfile"),
+        "FROM scratch\nCOPY hello.txt /hello.txt\n",
+    )
+    .unwrap();
+    std::fs::write(bundle.join("hello.txt"), "hello\n").unwrap();
+    let manifest = home.join("container_build_manifest.json");
+    std::fs::write(
+        &manifest,
+        json!({"manifest": [{"source_uri": "tools/alpha", "target_image": "team/alpha:omics"}]})
+            .to_string(),
+    )
+    .unwrap();
+    let registry = format!("ecr://{}/us-east-1", world.ecr.account());
+    let (store, work) = (home.join("store"), home.join("work"));
+    let args = [
+        "build",
+        manifest.to_str().unwrap(),
+        "--registry",
+        &registry,
+        "--engine",
+        "buildah",
+        "--storage-root",
+        store.to_str().unwrap(),
+        "--work-dir",
+        work.to_str().unwrap(),
+        "--format",
+        "json",
+    ];
+    let first = world.run(&args);
+    assert!(
+        first.status.success(),
+        "{}\n{}",
+        text(&first.stdout),
+        text(&first.stderr)
+    );
+    let built = report(&first);
+    assert_eq!(built["images"][0]["status"], "SUCCEEDED", "{built}");
+    let view = world.ecr.repository("team/alpha").expect("created");
+    assert!(view
+        .resource_tags
+        .contains(&("createdBy".into(), "omx-ecr-helper".into())));
+    assert!(omics_grants(view.policy.as_deref().unwrap_or("{}")));
+    let (_, described) = world.ecr.call(
+        "DescribeImages",
+        json!({"repositoryName": "team/alpha", "imageIds": [{"imageTag": "omics"}]}),
+    );
+    assert_eq!(
+        described["imageDetails"][0]["imageDigest"],
+        built["images"][0]["digest"]
+    );
+
+    let second = world.run(&args);
+    assert!(second.status.success(), "{}", text(&second.stderr));
+    assert_eq!(report(&second)["images"][0]["status"], "SKIPPED");
+}
