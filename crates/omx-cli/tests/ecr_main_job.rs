@@ -148,6 +148,7 @@ fn setup_pull_verify_map_on_ecr_with_expiring_tokens_and_throttling() {
     let cached_tag = single(1).push(&world.cache_upstream, "bio/by-tag:1");
     let cached_pinned = multi_arch(2).push(&world.cache_upstream, "bio/pinned:2");
     let cached_digest_only = single(3).push(&world.cache_upstream, "bio/digest-only:3");
+    let cached_multi = multi_arch(8).push(&world.cache_upstream, "bio/multi:1");
     let copied = single(4).push(&world.source, "team/tool:1");
     let copied_multi = multi_arch(5).push(&world.source, "team/multi:1");
     let fixed_new = single(6).push(&world.source, "team/fixed:1");
@@ -199,6 +200,7 @@ fn setup_pull_verify_map_on_ecr_with_expiring_tokens_and_throttling() {
         format!("{src}/team/multi:1"),
         format!("{src}/team/fixed:1"),
         format!("{src}/team/missing:9"),
+        format!("{cache}/bio/multi:1"),
     ];
     let manifest = world.manifest(&inputs);
     let manifest = manifest.to_str().unwrap();
@@ -227,6 +229,7 @@ fn setup_pull_verify_map_on_ecr_with_expiring_tokens_and_throttling() {
         (&inputs[4], "SUCCEEDED"),
         (&inputs[5], "FAILED"),
         (&inputs[6], "FAILED"),
+        (&inputs[7], "SUCCEEDED"),
     ] {
         let (status, message) = status_of(&first, input);
         assert_eq!(status, wanted, "{input}: {message}\n{}", text(&pull.stderr));
@@ -526,4 +529,61 @@ fn build_into_ecr_creates_pushes_and_then_skips() {
     let second = world.run(&args);
     assert!(second.status.success(), "{}", text(&second.stderr));
     assert_eq!(report(&second)["images"][0]["status"], "SKIPPED");
+}
+
+/// `--refresh` of a cached tag whose upstream moved says the cache is stale (ECR re-checks a
+/// cached tag at most once per 24 hours); without it the cached tag is skipped.
+#[test]
+fn refresh_of_a_stale_cached_tag_says_why_it_cannot_be_refreshed_now() {
+    let Some(world) = World::start(|ecr| ecr) else {
+        return;
+    };
+    let cache = world.cache_upstream.host();
+    let first = single(80).push(&world.cache_upstream, "bio/tool:1");
+    let namespaces = world.namespaces.to_str().unwrap().to_string();
+    let setup = world.run(&["setup", "--namespaces", &namespaces]);
+    assert!(setup.status.success(), "{}", text(&setup.stderr));
+    let manifest = world.manifest(&[format!("{cache}/bio/tool:1")]);
+    let registry = format!("ecr://{}/us-east-1", world.ecr.account());
+    let pull = |extra: &[&str]| {
+        let mut args = vec![
+            "pull",
+            manifest.to_str().unwrap(),
+            "--registry",
+            &registry,
+            "--namespaces",
+            &namespaces,
+            "--format",
+            "json",
+        ];
+        args.extend(extra);
+        world.run(&args)
+    };
+    let primed = pull(&[]);
+    assert!(primed.status.success(), "{}", text(&primed.stderr));
+    assert_eq!(
+        world.tag_digest("lab/bio/tool", "1").as_deref(),
+        Some(first.as_str())
+    );
+
+    let moved = single(81).push(&world.cache_upstream, "bio/tool:1");
+    assert_ne!(first, moved);
+    let skipped = pull(&[]);
+    assert!(skipped.status.success(), "{}", text(&skipped.stderr));
+    assert_eq!(report(&skipped)["images"][0]["status"], "SKIPPED");
+    let refreshed = pull(&["--refresh"]);
+    assert_eq!(
+        refreshed.status.code(),
+        Some(1),
+        "{}",
+        text(&refreshed.stderr)
+    );
+    let image = &report(&refreshed)["images"][0];
+    assert_eq!(image["status"], "FAILED");
+    let message = image["message"].as_str().unwrap();
+    assert!(message.contains("24 hours"), "{message}");
+    assert_eq!(
+        world.tag_digest("lab/bio/tool", "1").as_deref(),
+        Some(first.as_str())
+    );
 }
