@@ -243,6 +243,15 @@ fn setup_pull_verify_map_on_ecr_with_expiring_tokens_and_throttling() {
         world.tag_digest("lab/bio/pinned", "2").as_deref(),
         Some(cached_pinned.as_str())
     );
+    // An index primed by tag, its children (readable only after a delay) all cached.
+    assert_eq!(
+        world.tag_digest("lab/bio/multi", "1").as_deref(),
+        Some(cached_multi.as_str())
+    );
+    assert_eq!(
+        world.ecr.repository("lab/bio/multi").unwrap().digests.len(),
+        4
+    );
     let digest_only = world
         .ecr
         .repository("lab/bio/digest-only")

@@ -9,8 +9,8 @@ use omx_core::plan::{PlannedImage, PullPlan};
 use omx_core::report::{error_chain, ImageReport, ImageStatus, RunReport};
 use omx_core::{Digest, Reference, ReferenceError};
 use omx_registry::{
-    CopyEngine, CopyError, CopyReport, ManifestKind, ManifestRef, ProgressSink, RegistryError,
-    Repository,
+    CopyEngine, CopyError, CopyReport, Known, ManifestKind, ManifestRef, ProgressSink,
+    RegistryError, Repository,
 };
 
 use crate::target::ResolvedTarget;
@@ -211,11 +211,27 @@ impl Puller {
                 });
             }
         }
-        let Some(upstream) = client.head_manifest(&image.source).await? else {
-            return Err(PullError::SourceNotFound(image.source.to_string()));
+        // A dry run only asks whether the source exists (a HEAD, which registries' pull limits
+        // do not count); a copy fetches the manifest once and hands it to the engine.
+        let source_manifest = match self.options.dry_run {
+            true => None,
+            false => match client.get_manifest(&image.source).await {
+                Ok(manifest) => Some(manifest),
+                Err(error) if error.is_not_found() => {
+                    return Err(PullError::SourceNotFound(image.source.to_string()))
+                }
+                Err(error) => return Err(error.into()),
+            },
+        };
+        let upstream_digest = match &source_manifest {
+            Some(manifest) => manifest.digest.clone(),
+            None => match client.head_manifest(&image.source).await? {
+                Some(upstream) => upstream.digest,
+                None => return Err(PullError::SourceNotFound(image.source.to_string())),
+            },
         };
         if let (Some(existing), Some(ecr), Some(tag)) = (&existing, ecr, &image.target_tag) {
-            if existing.digest == upstream.digest {
+            if existing.digest == upstream_digest {
                 return Ok(Done {
                     status: ImageStatus::Skipped,
                     digest: Some(existing.digest.clone()),
@@ -228,7 +244,7 @@ impl Puller {
                 return Err(PullError::ImmutableTag {
                     target: image.target.clone(),
                     held: existing.digest.clone(),
-                    upstream: upstream.digest,
+                    upstream: upstream_digest,
                 });
             }
         }
@@ -243,11 +259,20 @@ impl Puller {
             });
         }
         self.prepare_copy_target(ecr, image).await?;
+        // The HEAD above asked for the name the engine writes unless the target is `tag@digest`
+        // (asked by digest, written by tag).
+        let same_name = api_target.tag().is_none() || api_target.digest().is_none();
+        let known = Known {
+            source: source_manifest,
+            target: same_name.then_some(existing),
+        };
         let report = self
             .engine
-            .copy(&image.source, api_target, progress)
+            .copy_known(&image.source, api_target, known, progress)
             .await?;
-        self.verify(api_target, &report.digest).await?;
+        if !report.confirmed_by_target {
+            self.verify(api_target, &report.digest).await?;
+        }
         Ok(Done {
             status: if report.up_to_date {
                 ImageStatus::Skipped

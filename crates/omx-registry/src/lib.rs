@@ -33,7 +33,7 @@ pub use auth::credentials::{
     DockerConfigCredentials, StaticCredentials,
 };
 pub use client::{ClientConfig, ManifestDescriptor, ManifestRef, RegistryClient, Repository};
-pub use copy::{CopyEngine, CopyError, CopyOptions, CopyReport, CopyWarning};
+pub use copy::{CopyEngine, CopyError, CopyOptions, CopyReport, CopyWarning, Known};
 pub use error::RegistryError;
 pub use manifest::{Descriptor, Manifest, ManifestKind};
 pub use omx_core::Secret;

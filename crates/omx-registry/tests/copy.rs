@@ -445,7 +445,8 @@ async fn chunked_uploads_preserve_digests() {
         .count();
     let image = &fixture.images()[0];
     let part = 5 * 1024 * 1024;
-    let parts = image.layers[0].size.div_ceil(part) + image.config.size.div_ceil(part);
+    // The config blob was read to learn the image's platform and goes up whole from memory.
+    let parts = image.layers[0].size.div_ceil(part);
     assert_eq!(patches as u64, parts, "{patches} PATCHes");
     assert_eq!(
         skopeo_raw_digest(&target, &target.host(), "big/app:1"),

@@ -12,6 +12,9 @@ use super::{RegistryClient, Repository};
 use crate::error::RegistryError;
 use crate::transport::{fail_retryable_status, retrying};
 
+/// A registry's base URL, found by the first request that needs it.
+pub(super) type BaseUrl = std::sync::Arc<tokio::sync::OnceCell<Url>>;
+
 /// The host serving a registry's API: Docker Hub's is not `docker.io`.
 pub fn api_host(registry: &str) -> &str {
     if registry == omx_core::reference::DOCKER_HUB {
@@ -67,22 +70,39 @@ impl RegistryClient {
     }
 
     /// `https://host/`, or `http://host/` for a host allowed plain HTTP that does not speak TLS.
+    /// Found once per registry and run, with one ping (`GET /v2/`) whose challenge teaches the
+    /// authenticator the registry's scheme: requests that need it together wait for it, and then
+    /// carry their authorization up front instead of each meeting a `401` first.
     async fn base_url(&self, registry: &str) -> Result<Url, RegistryError> {
-        if let Some(url) = self.base_urls().get(registry) {
-            return Ok(url.clone());
-        }
-        let host = api_host(registry);
-        let https = parse_base(&format!("https://{host}/"), registry)?;
-        let url = if self.allows_plain_http(registry) {
-            self.probe_plain_http(registry, host, https).await?
-        } else {
-            https
-        };
-        self.base_urls().insert(registry.to_string(), url.clone());
-        Ok(url)
+        let cell = self
+            .base_urls()
+            .entry(registry.to_string())
+            .or_default()
+            .clone();
+        cell.get_or_try_init(|| async {
+            let host = api_host(registry);
+            let https = parse_base(&format!("https://{host}/"), registry)?;
+            let (url, ping) = if self.allows_plain_http(registry) {
+                self.probe_plain_http(registry, host, https).await?
+            } else {
+                let ping = https.join("v2/").expect("static path");
+                let answer = self
+                    .get_unauthenticated(ping, &format!("connect to {registry}"))
+                    .await;
+                // A failed ping is no answer: the request that needed it reports its own error.
+                (https, answer.ok())
+            };
+            if let Some(ping) = ping.filter(|r| r.status() == StatusCode::UNAUTHORIZED) {
+                // An unsupported scheme is reported by the first request it refuses.
+                let _ = self.answer_challenge(&ping, registry, &[], None).await;
+            }
+            Ok(url)
+        })
+        .await
+        .cloned()
     }
 
-    fn base_urls(&self) -> std::sync::MutexGuard<'_, HashMap<String, Url>> {
+    fn base_urls(&self) -> std::sync::MutexGuard<'_, HashMap<String, BaseUrl>> {
         self.inner
             .base_urls
             .lock()
@@ -90,13 +110,14 @@ impl RegistryClient {
     }
 
     /// For a host allowed plain HTTP: does it serve plain HTTP, or TLS (as a loopback test
-    /// registry with its own CA does)? A TLS server answers a plain request with 400.
+    /// registry with its own CA does)? A TLS server answers a plain request with 400. Returns the
+    /// base URL and the ping's answer on it.
     async fn probe_plain_http(
         &self,
         registry: &str,
         host: &str,
         https: Url,
-    ) -> Result<Url, RegistryError> {
+    ) -> Result<(Url, Option<Response>), RegistryError> {
         let http = parse_base(&format!("http://{host}/"), registry)?;
         let ping = http.join("v2/").expect("static path");
         let what = format!("connect to {registry}");
@@ -111,12 +132,16 @@ impl RegistryClient {
         )
         .await;
         match answer {
-            Ok(response) if response.status() == StatusCode::BAD_REQUEST => Ok(https),
-            Ok(_) => Ok(http),
+            Ok(response) if response.status() == StatusCode::BAD_REQUEST => {
+                let tls_ping = https.join("v2/").expect("static path");
+                let answer = self.get_unauthenticated(tls_ping, &what).await.ok();
+                Ok((https, answer))
+            }
+            Ok(response) => Ok((http, Some(response))),
             Err(plain_error) => {
                 let tls_ping = https.join("v2/").expect("static path");
                 match self.get_unauthenticated(tls_ping, &what).await {
-                    Ok(_) => Ok(https),
+                    Ok(response) => Ok((https, Some(response))),
                     Err(_) => Err(plain_error),
                 }
             }

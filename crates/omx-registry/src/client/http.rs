@@ -221,7 +221,7 @@ impl RegistryClient {
 
     /// Hands a 401's `WWW-Authenticate` challenges to the authenticator, which forgets what
     /// `refused` carried and learns how to authenticate next time.
-    async fn answer_challenge(
+    pub(super) async fn answer_challenge(
         &self,
         response: &Response,
         registry: &str,

@@ -148,12 +148,14 @@ impl RegistryClient {
 
     /// Pushes `manifest`'s exact bytes and media type under `name` (a tag, or its own digest)
     /// and returns the digest. Its blobs and child manifests must already be in the repository.
+    /// Pushes `manifest` as `name`; `true` when the registry confirmed its digest
+    /// (`Docker-Content-Digest`), so that nothing needs to read it back.
     pub async fn put_manifest(
         &self,
         repository: &Repository,
         name: ManifestRef<'_>,
         manifest: &Manifest,
-    ) -> Result<Digest, RegistryError> {
+    ) -> Result<bool, RegistryError> {
         let what = format!("push manifest {}", name.display_in(repository));
         let scopes = [Scope::pull_push(&repository.path)];
         let url = self.manifest_url(repository, name).await?;
@@ -172,8 +174,7 @@ impl RegistryClient {
         let response = self
             .expect_success(response, &repository.registry, &what)
             .await?;
-        check_returned_digest(&response, &manifest.digest, &what)?;
-        Ok(manifest.digest.clone())
+        check_returned_digest(&response, &manifest.digest, &what)
     }
 
     /// `<base>/v2/<repository>/manifests/<tag or digest>`.

@@ -26,7 +26,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use omx_core::{Digest, Reference};
-use reqwest::Url;
 
 use crate::auth::credentials::{Anonymous, CredentialProvider};
 use crate::auth::Authenticator;
@@ -165,7 +164,7 @@ struct Inner {
     insecure_registries: Vec<String>,
     max_manifest_size: usize,
     /// Per registry, the base URL `endpoint.rs` settled on (probed once per client).
-    base_urls: Mutex<HashMap<String, Url>>,
+    base_urls: Mutex<HashMap<String, endpoint::BaseUrl>>,
 }
 
 impl fmt::Debug for RegistryClient {

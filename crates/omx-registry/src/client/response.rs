@@ -38,11 +38,13 @@ impl ContentHeaders {
 }
 
 /// A registry that reports a different digest for what we pushed has not stored our bytes.
+/// `Ok(true)` when the registry confirmed `expected`, `Ok(false)` when it named no digest (of
+/// that algorithm).
 pub(super) fn check_returned_digest(
     response: &Response,
     expected: &Digest,
     what: &str,
-) -> Result<(), RegistryError> {
+) -> Result<bool, RegistryError> {
     match ContentHeaders::of(response).digest {
         Some(actual) if actual.algorithm() == expected.algorithm() && &actual != expected => {
             Err(RegistryError::DigestMismatch {
@@ -51,7 +53,8 @@ pub(super) fn check_returned_digest(
                 actual,
             })
         }
-        _ => Ok(()),
+        Some(actual) => Ok(actual.algorithm() == expected.algorithm()),
+        None => Ok(false),
     }
 }
 

@@ -98,7 +98,7 @@ impl RegistryClient {
         let response = self
             .expect_success(response, &repository.registry, &what)
             .await?;
-        check_returned_digest(&response, digest, &what)
+        check_returned_digest(&response, digest, &what).map(drop)
     }
 
     /// Sends one chunk of a chunked upload and returns the URL for the next request.
@@ -186,7 +186,7 @@ impl RegistryClient {
         let response = self
             .expect_success(response, &repository.registry, &what)
             .await?;
-        check_returned_digest(&response, digest, &what)
+        check_returned_digest(&response, digest, &what).map(drop)
     }
 
     /// Abandons an upload session (best effort: the registry expires it anyway, so neither a

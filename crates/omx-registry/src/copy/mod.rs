@@ -22,11 +22,12 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use bytes::Bytes;
 use futures_util::future::{try_join_all, BoxFuture};
 use omx_core::{Digest, Reference};
 use tokio::sync::Semaphore;
 
-use crate::client::{ManifestRef, RegistryClient, Repository};
+use crate::client::{ManifestDescriptor, ManifestRef, RegistryClient, Repository};
 use crate::manifest::{Descriptor, Manifest, ManifestKind};
 use crate::platform::Platform;
 use crate::progress::{ImageId, ProgressEvent, ProgressSink};
@@ -39,6 +40,15 @@ pub use report::{CopyError, CopyReport, CopyWarning};
 const MAX_INDEX_DEPTH: usize = 4;
 /// Pushes of one manifest refused over its references (see `push_manifest`) before giving up.
 const MANIFEST_REFERENCE_ATTEMPTS: u32 = 4;
+
+/// What a caller already found out about one copy, so that the engine does not ask again.
+#[derive(Debug, Clone, Default)]
+pub struct Known {
+    /// The source's manifest or index, as fetched (verified) from the source reference.
+    pub source: Option<Manifest>,
+    /// What the target holds under the name the copy writes: `Some(None)` for nothing.
+    pub target: Option<Option<ManifestDescriptor>>,
+}
 
 /// How the engine copies.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,6 +110,9 @@ struct ImageJob<'a> {
     blobs_skipped: AtomicUsize,
     blobs_mounted: AtomicUsize,
     manifests_pushed: AtomicUsize,
+    /// Config blobs read from the source to learn an image's platform (verified, small): uploaded
+    /// from here rather than fetched again.
+    fetched_configs: std::sync::Mutex<HashMap<Digest, Bytes>>,
 }
 
 /// How the target's top-level manifest is named.
@@ -139,6 +152,18 @@ impl CopyEngine {
         target: &Reference,
         progress: &dyn ProgressSink,
     ) -> Result<CopyReport, CopyError> {
+        self.copy_known(source, target, Known::default(), progress)
+            .await
+    }
+
+    /// [`CopyEngine::copy`] with what the caller already knows about the source and target.
+    pub async fn copy_known(
+        &self,
+        source: &Reference,
+        target: &Reference,
+        known: Known,
+        progress: &dyn ProgressSink,
+    ) -> Result<CopyReport, CopyError> {
         let id = ImageId(self.next_image.fetch_add(1, Ordering::Relaxed));
         let image = source.to_string();
         let push_as = push_name(source, target);
@@ -164,8 +189,11 @@ impl CopyEngine {
             blobs_skipped: AtomicUsize::new(0),
             blobs_mounted: AtomicUsize::new(0),
             manifests_pushed: AtomicUsize::new(0),
+            fetched_configs: std::sync::Mutex::new(HashMap::new()),
         };
-        let result = self.copy_image(&job, source, &shown_target, push_as).await;
+        let result = self
+            .copy_image(&job, source, &shown_target, push_as, known)
+            .await;
         match &result {
             Ok(report) => progress.event(ProgressEvent::ImageDone {
                 image: id,
@@ -186,8 +214,13 @@ impl CopyEngine {
         source: &Reference,
         target: &Reference,
         push_as: PushAs,
+        known: Known,
     ) -> Result<CopyReport, CopyError> {
-        let top = self.client.get_manifest(source).await.map_err(|error| {
+        let fetched = match known.source {
+            Some(manifest) => Ok(manifest),
+            None => self.client.get_manifest(source).await,
+        };
+        let top = fetched.map_err(|error| {
             if error.is_not_found() {
                 CopyError::SourceNotFound {
                     image: job.image.clone(),
@@ -217,23 +250,28 @@ impl CopyEngine {
                 ManifestRef::Digest(&selected.digest)
             }
         };
-        let current = self
-            .client
-            .head_manifest_in(&job.target, target_name)
-            .await
-            .map_err(|source| CopyError::Push {
-                image: job.image.clone(),
-                target: job.target.to_string(),
-                source,
-            })?;
+        let current = match known.target {
+            Some(current) => current,
+            None => self
+                .client
+                .head_manifest_in(&job.target, target_name)
+                .await
+                .map_err(|source| CopyError::Push {
+                    image: job.image.clone(),
+                    target: job.target.to_string(),
+                    source,
+                })?,
+        };
         // The registry accepted a manifest under that name only once everything it refers to
         // was there, so the same digest means the same complete image: nothing to do (and
         // nothing to re-push, which immutable tags would refuse).
         let up_to_date = current.is_some_and(|current| current.digest == selected.digest);
-        if !up_to_date {
+        let confirmed_by_target = if up_to_date {
+            true
+        } else {
             self.copy_tree(job, &selected, 0).await?;
-            self.push_manifest(job, target_name, &selected).await?;
-        }
+            self.push_manifest(job, target_name, &selected).await?
+        };
         Ok(CopyReport {
             source: source.clone(),
             target: target.clone(),
@@ -246,6 +284,7 @@ impl CopyEngine {
             blobs_mounted: job.blobs_mounted.load(Ordering::Relaxed),
             manifests_pushed: job.manifests_pushed.load(Ordering::Relaxed),
             up_to_date,
+            confirmed_by_target,
             warnings,
         })
     }
@@ -295,14 +334,15 @@ impl CopyEngine {
             })
     }
 
+    /// Pushes one manifest; `true` when the registry confirmed its digest.
     async fn push_manifest(
         &self,
         job: &ImageJob<'_>,
         name: ManifestRef<'_>,
         manifest: &Manifest,
-    ) -> Result<(), CopyError> {
+    ) -> Result<bool, CopyError> {
         let mut attempt = 1;
-        loop {
+        let confirmed = loop {
             let pushed = {
                 let _permit = self
                     .push_permits
@@ -312,7 +352,7 @@ impl CopyEngine {
                 self.client.put_manifest(&job.target, name, manifest).await
             };
             match pushed {
-                Ok(_) => break,
+                Ok(confirmed) => break confirmed,
                 // distribution rewrites a repository's link file in place whenever content is
                 // linked again, so while another client links the same blob or manifest the
                 // link reads empty and a manifest that references it is refused. The content
@@ -340,12 +380,12 @@ impl CopyEngine {
                     })
                 }
             }
-        }
+        };
         job.manifests_pushed.fetch_add(1, Ordering::Relaxed);
         if let ManifestKind::Image(image) = &manifest.kind {
             self.record_references(job, image).await;
         }
-        Ok(())
+        Ok(confirmed)
     }
 }
 

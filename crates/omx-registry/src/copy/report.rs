@@ -28,6 +28,9 @@ pub struct CopyReport {
     pub manifests_pushed: usize,
     /// The target already had this exact image under this name; nothing was transferred.
     pub up_to_date: bool,
+    /// The target said it holds `digest` under the name written (the push's
+    /// `Docker-Content-Digest`, or the up-to-date check): reading it back would tell nothing new.
+    pub confirmed_by_target: bool,
     pub warnings: Vec<CopyWarning>,
 }
 

@@ -98,6 +98,10 @@ impl CopyEngine {
             .get_blob_bytes(&job.source, &config.digest, MAX_CONFIG_SIZE)
             .await
             .ok()?;
+        job.fetched_configs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(config.digest.clone(), bytes.clone());
         let parsed: ConfigPlatform = serde_json::from_slice(&bytes).ok()?;
         Some(Platform::from(parsed)).filter(|p| !p.os.is_empty() && !p.architecture.is_empty())
     }

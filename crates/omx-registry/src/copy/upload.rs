@@ -48,6 +48,20 @@ impl CopyEngine {
                 });
             }
         }
+        let fetched = job
+            .fetched_configs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&blob.digest)
+            .cloned();
+        if let Some(bytes) = fetched.filter(|bytes| bytes.len() as u64 == blob.size) {
+            // Read (and its digest checked) to learn the image's platform: sent from memory.
+            let size = bytes.len() as u64;
+            return self
+                .client
+                .put_blob_stream(&job.target, upload, &blob.digest, size, Body::from(bytes))
+                .await;
+        }
         let response = self.client.get_blob(&job.source, &blob.digest).await?;
         if let Some(length) = response.content_length().filter(|&len| len != blob.size) {
             return Err(RegistryError::SizeMismatch {

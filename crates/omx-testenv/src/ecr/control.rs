@@ -458,36 +458,50 @@ fn create_rule(state: &mut EcrState, input: &Value) -> Answer {
     answer
 }
 
-fn describe_rules(state: &mut EcrState, input: &Value) -> Answer {
-    let wanted: Option<Vec<&str>> = input["ecrRepositoryPrefixes"]
-        .as_array()
-        .map(|prefixes| prefixes.iter().filter_map(Value::as_str).collect());
-    let mut listed = Vec::new();
-    match wanted {
-        Some(prefixes) => {
-            for prefix in prefixes {
-                match state.rules.iter().find(|rule| rule.prefix == prefix) {
-                    Some(rule) => listed.push(rule_json(state, rule)),
-                    None => {
-                        return error(
-                            "PullThroughCacheRuleNotFoundException",
-                            format!(
-                                "The pull through cache rule with prefix '{prefix}' does not exist"
-                            ),
-                        )
-                    }
-                }
-            }
-        }
-        None => {
-            listed = state
-                .rules
+/// The items named in `input[field]` (each must exist, else `missing` answers for it), or all of
+/// them when the call names none: how the `Describe*` calls read their filters.
+fn selected<'a, T>(
+    items: &'a [T],
+    input: &Value,
+    field: &str,
+    key: impl Fn(&T) -> &str,
+    missing: impl Fn(&str) -> Answer,
+) -> Result<Vec<&'a T>, Answer> {
+    let Some(wanted) = input[field].as_array() else {
+        return Ok(items.iter().collect());
+    };
+    wanted
+        .iter()
+        .filter_map(Value::as_str)
+        .map(|name| {
+            items
                 .iter()
-                .map(|rule| rule_json(state, rule))
-                .collect()
+                .find(|item| key(item) == name)
+                .ok_or_else(|| missing(name))
+        })
+        .collect()
+}
+
+fn describe_rules(state: &mut EcrState, input: &Value) -> Answer {
+    let rules = selected(
+        &state.rules,
+        input,
+        "ecrRepositoryPrefixes",
+        |rule| &rule.prefix,
+        |prefix| {
+            error(
+                "PullThroughCacheRuleNotFoundException",
+                format!("The pull through cache rule with prefix '{prefix}' does not exist"),
+            )
+        },
+    );
+    match rules {
+        Ok(rules) => {
+            let listed: Vec<Value> = rules.iter().map(|rule| rule_json(state, rule)).collect();
+            ok(json!({"pullThroughCacheRules": listed}))
         }
+        Err(answer) => answer,
     }
-    ok(json!({"pullThroughCacheRules": listed}))
 }
 
 fn template_json(state: &EcrState, template: &CreationTemplate) -> Value {
@@ -542,34 +556,26 @@ fn update_template(state: &mut EcrState, input: &Value) -> Answer {
 }
 
 fn describe_templates(state: &mut EcrState, input: &Value) -> Answer {
-    let wanted: Option<Vec<&str>> = input["prefixes"]
-        .as_array()
-        .map(|prefixes| prefixes.iter().filter_map(Value::as_str).collect());
-    let mut listed = Vec::new();
-    match wanted {
-        Some(prefixes) => {
-            for prefix in prefixes {
-                match state.templates.iter().find(|t| t.prefix == prefix) {
-                    Some(template) => listed.push(template_json(state, template)),
-                    // What ECR answers for an unknown prefix (omx-aws reads it so).
-                    None => {
-                        return error(
-                            "TemplateNotFoundException",
-                            format!("The repository creation template with prefix '{prefix}' does not exist"),
-                        )
-                    }
-                }
-            }
+    let templates = selected(
+        &state.templates,
+        input,
+        "prefixes",
+        |template| &template.prefix,
+        // What ECR answers for an unknown prefix (omx-aws reads it so).
+        |prefix| {
+            error(
+                "TemplateNotFoundException",
+                format!("The repository creation template with prefix '{prefix}' does not exist"),
+            )
+        },
+    );
+    match templates {
+        Ok(templates) => {
+            let listed: Vec<Value> = templates.iter().map(|t| template_json(state, t)).collect();
+            ok(json!({"registryId": state.account, "repositoryCreationTemplates": listed}))
         }
-        None => {
-            listed = state
-                .templates
-                .iter()
-                .map(|t| template_json(state, t))
-                .collect()
-        }
+        Err(answer) => answer,
     }
-    ok(json!({"registryId": state.account, "repositoryCreationTemplates": listed}))
 }
 
 #[cfg(test)]
