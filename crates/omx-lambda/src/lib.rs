@@ -92,8 +92,9 @@ impl PullImageHandler {
             .ecr
             .clone()
             .expect("an ECR target has a control plane");
-        let credentials =
-            ChainCredentials::new(vec![Arc::new(EcrCredentials::new(ecr, target.ecr_hosts()))]);
+        let credentials = ChainCredentials::new(vec![Arc::new(
+            EcrCredentials::new(ecr, target.ecr_hosts()).with_other_registries(),
+        )]);
         let client = RegistryClient::new(ClientConfig {
             credentials: Arc::new(credentials),
             ..ClientConfig::default()
