@@ -36,11 +36,32 @@ where
         };
         // Throttling is waited out for the policy's window, however many attempts that takes;
         // any other failure has `max_attempts`.
-        let within_throttle_window = error.is_throttled()
-            && throttled_since
+        let waited = if error.is_throttled() {
+            throttled_since
                 .get_or_insert_with(tokio::time::Instant::now)
                 .elapsed()
-                < policy.throttle_window;
+        } else {
+            std::time::Duration::ZERO
+        };
+        let within_throttle_window = error.is_throttled() && waited < policy.throttle_window;
+        // A registry that asks for a longer wait than the run would spend (Docker Hub's spent
+        // pull limit, a long Retry-After) is not asked again until then.
+        // A Retry-After up to `max_retry_after` is always waited for; a throttled request may
+        // wait as long as its window has left.
+        let patience = if error.is_throttled() {
+            policy
+                .max_retry_after
+                .max(policy.throttle_window.saturating_sub(waited))
+        } else {
+            policy.max_retry_after
+        };
+        if let Some(wait) = error.retry_after().filter(|wait| *wait > patience) {
+            return Err(RegistryError::WaitTooLong {
+                what: what.to_string(),
+                wait,
+                last: Box::new(error),
+            });
+        }
         if attempts >= max_attempts && !within_throttle_window {
             return Err(RegistryError::RetriesExhausted {
                 what: what.to_string(),
@@ -80,13 +101,38 @@ pub(crate) async fn fail_retryable_status(
 /// An error for an unexpected response: `NotFound` for 404, else `Status` with the registry's
 /// own message and any `Retry-After`. (401/403 get their wording from the client, which knows
 /// whether credentials were sent.)
+/// For a `429` that says no pull is left (`RateLimit-Remaining: 0;w=<seconds>`), the window after
+/// which the budget is whole again: Docker Hub sends these headers with its pull-limit refusal
+/// and no `Retry-After` (docker/docs, "Docker Hub usage and limits").
+fn spent_pull_limit(
+    status: StatusCode,
+    headers: &reqwest::header::HeaderMap,
+) -> Option<std::time::Duration> {
+    if status != StatusCode::TOO_MANY_REQUESTS {
+        return None;
+    }
+    let remaining = headers.get("ratelimit-remaining")?.to_str().ok()?;
+    let (count, window) = remaining.split_once(';').unwrap_or((remaining, ""));
+    if count.trim() != "0" {
+        return None;
+    }
+    let seconds = window
+        .split(';')
+        .find_map(|part| part.trim().strip_prefix("w="))
+        .and_then(|w| w.trim().parse::<u64>().ok())
+        // Docker Hub's window is 6 hours when none is named.
+        .unwrap_or(21_600);
+    Some(std::time::Duration::from_secs(seconds))
+}
+
 pub(crate) async fn status_error(response: Response, what: &str) -> RegistryError {
     let status = response.status();
     let retry_after = response
         .headers()
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        .and_then(|v| parse_retry_after(v, SystemTime::now()))
+        .or_else(|| spent_pull_limit(status, response.headers()));
     let ErrorBody { detail, codes } = error_body(response).await;
     if status == StatusCode::NOT_FOUND {
         RegistryError::NotFound {
@@ -276,6 +322,66 @@ mod tests {
             codes: vec!["TOOMANYREQUESTS".into()],
             retry_after: None,
         }
+    }
+
+    #[test]
+    fn a_spent_docker_hub_pull_limit_reads_as_a_wait_for_its_window() {
+        let headers = |value: &str| {
+            let mut headers = reqwest::header::HeaderMap::new();
+            headers.insert("ratelimit-remaining", value.parse().unwrap());
+            headers
+        };
+        let spent = headers("0;w=21600");
+        assert_eq!(
+            spent_pull_limit(StatusCode::TOO_MANY_REQUESTS, &spent),
+            Some(std::time::Duration::from_secs(21_600))
+        );
+        assert_eq!(spent_pull_limit(StatusCode::OK, &spent), None);
+        let left = headers("17;w=21600");
+        assert_eq!(spent_pull_limit(StatusCode::TOO_MANY_REQUESTS, &left), None);
+        let no_window = headers("0");
+        assert_eq!(
+            spent_pull_limit(StatusCode::TOO_MANY_REQUESTS, &no_window),
+            Some(std::time::Duration::from_secs(21_600))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_longer_than_the_window_ends_retries_at_once() {
+        let policy = RetryPolicy {
+            throttle_window: std::time::Duration::from_secs(90),
+            ..RetryPolicy::default()
+        };
+        let mut calls = 0;
+        let result: Result<(), _> = retrying(
+            &policy,
+            "GET manifest",
+            |_, _| {},
+            || {
+                calls += 1;
+                async {
+                    Err(RegistryError::Status {
+                        what: "GET manifest".into(),
+                        status: StatusCode::TOO_MANY_REQUESTS,
+                        detail: "You have reached your unauthenticated pull rate limit".into(),
+                        codes: vec!["TOOMANYREQUESTS".into()],
+                        retry_after: Some(std::time::Duration::from_secs(6 * 3600)),
+                    })
+                }
+            },
+        )
+        .await;
+        assert_eq!(calls, 1);
+        let error = result.unwrap_err();
+        assert!(
+            matches!(error, RegistryError::WaitTooLong { .. }),
+            "{error:?}"
+        );
+        let text = omx_core::report::error_chain(&error);
+        assert!(
+            text.contains("6 h") && text.contains("pull rate limit"),
+            "{text}"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -316,3 +316,41 @@ async fn blob_lost_from_the_target_since_it_was_copied_is_uploaded_again() {
         );
     }
 }
+
+/// A registry that answers 429 asking to wait an hour (as Docker Hub does once a pull limit is
+/// spent) is not retried for seconds: the image fails at once with the wait, and the run's next
+/// image from that registry fails without asking it again.
+#[tokio::test]
+async fn a_registry_asking_to_wait_longer_than_the_window_is_not_asked_again() {
+    let source = Registry::start();
+    let target = Registry::start();
+    fixture(31).push(&source, "app/first:1");
+    fixture(32).push(&source, "app/second:1");
+    let proxy = FaultProxy::start(&source);
+    proxy.add_rule(FaultRule::new(Fault::too_many_requests(3600)).path_contains("/manifests/"));
+    let engine = default_engine();
+    let copy = |name: &str| {
+        let source = reference(&format!("{}/app/{name}:1", proxy.host()));
+        let target = reference(&format!("{}/app/{name}:1", target.host()));
+        let engine = &engine;
+        async move { engine.copy(&source, &target, &NoProgress).await }
+    };
+    let first = copy("first").await.unwrap_err();
+    let text = chain(&first);
+    assert!(text.contains("asks to wait 60 min"), "{text}");
+    let manifest_requests = |proxy: &FaultProxy| {
+        proxy
+            .requests()
+            .iter()
+            .filter(|(_, path, _)| path.contains("/manifests/"))
+            .count()
+    };
+    assert_eq!(manifest_requests(&proxy), 1, "one refusal, no retries");
+    let second = copy("second").await.unwrap_err();
+    assert!(
+        chain(&second).contains("asks to wait"),
+        "{}",
+        chain(&second)
+    );
+    assert_eq!(manifest_requests(&proxy), 1, "not asked again");
+}

@@ -69,14 +69,50 @@ impl<'a> Call<'a> {
 impl RegistryClient {
     /// Sends a repeatable request with authentication, retrying per the policy. Returns the
     /// final response whatever its status (other than 429/5xx, which are retried).
+    /// A registry that asked to wait longer than the run waits (a spent pull limit) is not
+    /// asked again until then: its other requests fail at once with what it said.
     pub(super) async fn send(&self, call: Call<'_>) -> Result<Response, RegistryError> {
-        retrying(
+        if let Some(refusal) = self.still_told_to_wait(call.registry, call.what) {
+            return Err(refusal);
+        }
+        let result = retrying(
             &self.inner.retry,
             call.what,
             |_, _| {},
             || self.send_once(&call),
         )
-        .await
+        .await;
+        if let Err(error @ RegistryError::WaitTooLong { wait, .. }) = &result {
+            self.told_to_wait().insert(
+                call.registry.to_string(),
+                (tokio::time::Instant::now() + *wait, error.to_string()),
+            );
+        }
+        result
+    }
+
+    fn told_to_wait(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (tokio::time::Instant, String)>>
+    {
+        self.inner
+            .told_to_wait
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn still_told_to_wait(&self, registry: &str, what: &str) -> Option<RegistryError> {
+        let told = self.told_to_wait();
+        let (until, said) = told.get(registry)?;
+        let wait = until.checked_duration_since(tokio::time::Instant::now())?;
+        Some(RegistryError::WaitTooLong {
+            what: what.to_string(),
+            wait,
+            last: Box::new(RegistryError::Protocol {
+                what: format!("an earlier request to {registry}"),
+                reason: said.clone(),
+            }),
+        })
     }
 
     /// One attempt of [`RegistryClient::send`]: with the authorization known for the scopes,

@@ -165,6 +165,8 @@ struct Inner {
     max_manifest_size: usize,
     /// Per registry, the base URL `endpoint.rs` settled on (probed once per client).
     base_urls: Mutex<HashMap<String, endpoint::BaseUrl>>,
+    /// Registries that asked to wait longer than the run waits: until when, and what they said.
+    told_to_wait: Mutex<HashMap<String, (tokio::time::Instant, String)>>,
 }
 
 impl fmt::Debug for RegistryClient {
@@ -219,6 +221,7 @@ impl RegistryClient {
                 insecure_registries: config.insecure_registries,
                 max_manifest_size: config.max_manifest_size,
                 base_urls: Mutex::new(HashMap::new()),
+                told_to_wait: Mutex::new(HashMap::new()),
             }),
         })
     }
