@@ -89,7 +89,13 @@ struct AuthState {
     /// instead of each asking the token server.
     token_fetches: HashMap<TokenKey, Arc<tokio::sync::Mutex<()>>>,
     credentials: HashMap<String, CachedCredential>,
+    /// `Authorization` values of expiring credentials forgotten after a `403`, newest last (a
+    /// few): a request refused with one of them while its renewal is fetched is sent again too.
+    expired: Vec<Vec<u8>>,
 }
+
+/// How many forgotten expiring credentials are remembered.
+const EXPIRED_REMEMBERED: usize = 8;
 
 pub(crate) struct Authenticator {
     http: reqwest::Client,
@@ -286,11 +292,17 @@ impl Authenticator {
                 Some(credential) if rejected.as_bytes() != credential.basic_header().as_bytes() => {
                     return true
                 }
-                Some(_) => state
-                    .credentials
-                    .remove(registry)
-                    .and_then(|cached| cached.credential),
-                None => return false,
+                Some(_) => {
+                    state.expired.push(rejected.as_bytes().to_vec());
+                    let excess = state.expired.len().saturating_sub(EXPIRED_REMEMBERED);
+                    state.expired.drain(..excess);
+                    state
+                        .credentials
+                        .remove(registry)
+                        .and_then(|cached| cached.credential)
+                }
+                // Forgotten by another request refused with the same one: its renewal is next.
+                None => return state.expired.iter().any(|e| e == rejected.as_bytes()),
             }
         };
         if let Some(credential) = forgotten {
@@ -486,10 +498,12 @@ mod tests {
     use futures_util::future::BoxFuture;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    /// Hands out ECR-style expiring credentials and counts how often it is asked.
+    /// Hands out ECR-style expiring credentials and counts how often it is asked, and told of a
+    /// refusal.
     struct Expiring {
         lifetime_from_now: Option<Duration>,
         calls: AtomicUsize,
+        refusals: AtomicUsize,
     }
 
     impl CredentialProvider for Expiring {
@@ -510,6 +524,15 @@ mod tests {
                 }))
             })
         }
+
+        fn refused<'a>(
+            &'a self,
+            _registry: &'a str,
+            _credential: &'a Credential,
+        ) -> BoxFuture<'a, ()> {
+            self.refusals.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async {})
+        }
     }
 
     fn authenticator(provider: Arc<Expiring>) -> Authenticator {
@@ -521,6 +544,7 @@ mod tests {
         let valid = Arc::new(Expiring {
             lifetime_from_now: Some(Duration::from_secs(12 * 3600)),
             calls: AtomicUsize::new(0),
+            refusals: AtomicUsize::new(0),
         });
         let auth = authenticator(valid.clone());
         for _ in 0..3 {
@@ -532,6 +556,7 @@ mod tests {
         let expired = Arc::new(Expiring {
             lifetime_from_now: None,
             calls: AtomicUsize::new(0),
+            refusals: AtomicUsize::new(0),
         });
         let auth = authenticator(expired.clone());
         let first = auth.credential("r").await.unwrap().unwrap();
@@ -547,6 +572,7 @@ mod tests {
         let provider = Arc::new(Expiring {
             lifetime_from_now: Some(Duration::from_secs(3600)),
             calls: AtomicUsize::new(0),
+            refusals: AtomicUsize::new(0),
         });
         let auth = authenticator(provider.clone());
         let scopes = [Scope::pull("a/b")];
@@ -588,6 +614,45 @@ mod tests {
         assert!(
             error.contains("unsupported authentication scheme (Negotiate)"),
             "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_403_refusing_an_expiring_credential_renews_it_once_for_every_request_refused() {
+        let provider = Arc::new(Expiring {
+            lifetime_from_now: Some(Duration::from_secs(12 * 3600)),
+            calls: AtomicUsize::new(0),
+            refusals: AtomicUsize::new(0),
+        });
+        let auth = authenticator(provider.clone());
+        let scopes = [Scope::pull("a/b")];
+        let basic = challenge::parse_challenges([r#"Basic realm="ecr""#]);
+        auth.handle_challenge("r", &scopes, &basic, None)
+            .await
+            .unwrap();
+        let old = auth.authorization("r", &scopes).await.unwrap().unwrap();
+        // Two requests refused together with the token that died early: both go again.
+        assert!(auth.handle_refusal("r", Some(&old)).await);
+        assert!(auth.handle_refusal("r", Some(&old)).await);
+        let renewed = auth.authorization("r", &scopes).await.unwrap().unwrap();
+        assert_ne!(renewed, old);
+        assert!(
+            auth.handle_refusal("r", Some(&old)).await,
+            "renewed meanwhile"
+        );
+        assert_eq!(provider.calls.load(Ordering::SeqCst), 2, "one renewal");
+        assert_eq!(
+            provider.refusals.load(Ordering::SeqCst),
+            1,
+            "the provider heard once"
+        );
+        // Without a credential, or with a static one, a 403 is final.
+        assert!(!auth.handle_refusal("r", None).await);
+        let other = HeaderValue::from_static("Basic c29tZW9uZTplbHNl");
+        assert!(
+            !authenticator(provider)
+                .handle_refusal("r", Some(&other))
+                .await
         );
     }
 
