@@ -6,6 +6,7 @@
 //! repository policy must say) are tested once, here, without any service running.
 
 pub mod digest;
+pub mod ecr_host;
 pub mod excerpt;
 pub mod manifest;
 pub mod mutability;
