@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::{Args, ValueEnum};
 use omx_core::manifest::parse_pull_manifest;
 use omx_core::namespace::NamespaceTable;
@@ -24,7 +23,8 @@ pub struct PullManifestArgs {
 
     /// Where images go: `ecr` (the account and region of the AWS credential chain),
     /// `ecr://ACCOUNT/REGION`, or the host[:port] of any OCI registry.
-    #[arg(long, default_value = "ecr", value_name = "REGISTRY")]
+    #[arg(long, default_value = "ecr", value_name = "REGISTRY",
+          value_parser = crate::exit::echoless(|text: &str| text.parse::<TargetRegistry>()))]
     pub registry: TargetRegistry,
 
     /// A JSON file of namespace rules that extend or override the built-in table, e.g.
@@ -43,7 +43,7 @@ impl PullManifestArgs {
         let text = read_input_file(path)?;
         table
             .with_user_rules(&text)
-            .map_err(|e| UnusableInput(format!("{}: {e}", path.display())).into())
+            .map_err(|e| UnusableInput(format!("{}: {e}", shown_path(path))).into())
     }
 
     /// Reads and plans the manifest against `registry`.
@@ -57,7 +57,7 @@ impl PullManifestArgs {
             (None, Some(path)) => {
                 let text = read_input_file(path)?;
                 parse_pull_manifest(&text)
-                    .map_err(|e| UnusableInput(format!("{}: {e}", path.display())))?
+                    .map_err(|e| UnusableInput(format!("{}: {e}", shown_path(path))))?
             }
             (None, None) => unreachable!("clap requires a manifest or --single"),
         };
@@ -83,11 +83,59 @@ impl PullManifestArgs {
     }
 }
 
-/// Reads a user-named input file; failing to read it makes the whole run unusable (exit 2).
+/// The most of an input file read: the manifests' own limit (the largest of our inputs). Far
+/// more than any real manifest, rule file or workflow file; it exists so that `/dev/zero`, a
+/// disk image or an endless pipe fail at once instead of filling memory.
+pub const MAX_INPUT_FILE_BYTES: usize = omx_core::manifest::MAX_MANIFEST_BYTES;
+
+/// Reads a user-named input file, at most [`MAX_INPUT_FILE_BYTES`]; failing to read it makes the
+/// whole run unusable (exit 2). Only regular files are read (symlinks to them too): a FIFO would
+/// block until someone writes, a device or `/proc` entry may never end, a directory is a mistake.
 pub fn read_input_file(path: &std::path::Path) -> anyhow::Result<String> {
-    std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read {}", path.display()))
-        .map_err(|e| UnusableInput(format!("{e:#}")).into())
+    use std::io::Read as _;
+    let shown = shown_path(path);
+    let unusable = |reason: String| UnusableInput(format!("cannot read {shown}: {reason}"));
+    let metadata = std::fs::metadata(path).map_err(|e| unusable(e.to_string()))?;
+    check_regular(&metadata).map_err(unusable)?;
+    let file = std::fs::File::open(path).map_err(|e| unusable(e.to_string()))?;
+    // The file opened may not be the one looked at (a rename in between): look again.
+    check_regular(&file.metadata().map_err(|e| unusable(e.to_string()))?).map_err(unusable)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_INPUT_FILE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| unusable(e.to_string()))?;
+    if bytes.len() > MAX_INPUT_FILE_BYTES {
+        return Err(unusable(format!(
+            "it is more than {MAX_INPUT_FILE_BYTES} bytes; the limit is {MAX_INPUT_FILE_BYTES}"
+        ))
+        .into());
+    }
+    String::from_utf8(bytes).map_err(|_| unusable("it is not valid UTF-8 text".to_string()).into())
+}
+
+fn check_regular(metadata: &std::fs::Metadata) -> Result<(), String> {
+    use std::os::unix::fs::FileTypeExt as _;
+    let kind = metadata.file_type();
+    let what = if kind.is_file() {
+        return Ok(());
+    } else if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    };
+    Err(format!("it is {what}, not a regular file"))
+}
+
+/// A user-named path as every message shows it: escaped, so that a name holding escape
+/// sequences or line breaks prints as one inert line.
+pub fn shown_path(path: &std::path::Path) -> String {
+    omx_core::excerpt::escape(&path.display().to_string()).into_owned()
 }
 
 /// Show what `pull` would do for a manifest, without touching any network.
