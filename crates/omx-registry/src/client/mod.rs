@@ -34,6 +34,7 @@ use crate::error::RegistryError;
 use crate::retry::RetryPolicy;
 
 pub use endpoint::{api_host, is_loopback_host};
+pub(crate) use response::ContentHeaders;
 pub(crate) use uploads::MountOutcome;
 
 /// Manifests larger than this are refused: real ones are a few KiB, and the whole manifest is
