@@ -118,9 +118,13 @@ fn value_end(text: &str) -> usize {
 }
 
 fn redact_word(word: &str) -> Cow<'_, str> {
-    // Punctuation that quotes the word in a message is not part of a userinfo.
-    let lead = word.len() - word.trim_start_matches(['"', '\'', '(', '<', '`']).len();
-    let (prefix, mut body) = (&word[..lead], word[lead..].to_string());
+    // Punctuation that quotes or ends the word in a message is not part of a userinfo or URL
+    // (`"user:pw@host:5000"` must not read as `name:tag@digest` because of its last quote).
+    let unopened = word.trim_start_matches(['"', '\'', '(', '<', '[', '`']);
+    let core = unopened.trim_end_matches(['"', '\'', ')', '>', ']', '`', ',', ';', '.', ':']);
+    let lead = word.len() - unopened.len();
+    let (prefix, suffix) = (&word[..lead], &word[lead + core.len()..]);
+    let mut body = core.to_string();
     if let Some(at) = body.find('?') {
         let query = &body[at + 1..];
         let end = query
@@ -135,10 +139,10 @@ fn redact_word(word: &str) -> Cow<'_, str> {
         body = format!("{redacted}{}", &body[head_end..]);
     }
     let body = redact_secret_parameters(&body);
-    if lead == 0 && body == word {
+    if body == core {
         Cow::Borrowed(word)
     } else {
-        Cow::Owned(format!("{prefix}{body}"))
+        Cow::Owned(format!("{prefix}{body}{suffix}"))
     }
 }
 
