@@ -10,7 +10,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 use common::*;
 use omx_core::Digest;
 use omx_registry::{ClientConfig, CopyOptions, NoProgress, RetryPolicy};
-use omx_testenv::{Fault, FaultProxy, FaultRule, Format, ImageFixture, LayerSpec, Registry};
+use omx_testenv::{
+    read_request, Fault, FaultProxy, FaultRule, Format, ImageFixture, LayerSpec, Registry,
+};
 use serde_json::json;
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -96,18 +98,9 @@ fn answer(
     routes: &HashMap<String, Served>,
     gets: &Mutex<HashMap<String, usize>>,
 ) -> std::io::Result<()> {
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 || line == "\r\n" {
-            break;
-        }
-    }
-    let mut parts = request_line.split_whitespace();
-    let method = parts.next().unwrap_or_default().to_string();
-    let path = parts.next().unwrap_or_default().to_string();
+    let Some((method, path)) = read_request(&mut BufReader::new(stream.try_clone()?))? else {
+        return Ok(());
+    };
     if method == "GET" {
         *gets.lock().unwrap().entry(path.clone()).or_default() += 1;
     }
