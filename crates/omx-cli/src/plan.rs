@@ -88,48 +88,19 @@ impl PullManifestArgs {
 /// disk image or an endless pipe fail at once instead of filling memory.
 pub const MAX_INPUT_FILE_BYTES: usize = omx_core::manifest::MAX_MANIFEST_BYTES;
 
-/// Reads a user-named input file, at most [`MAX_INPUT_FILE_BYTES`]; failing to read it makes the
-/// whole run unusable (exit 2). Only regular files are read (symlinks to them too): a FIFO would
-/// block until someone writes, a device or `/proc` entry may never end, a directory is a mistake.
+/// Reads a user-named input file, at most [`MAX_INPUT_FILE_BYTES`] and only a regular one (see
+/// [`omx_registry::input::read_user_file`]); failing to read it makes the whole run unusable
+/// (exit 2).
 pub fn read_input_file(path: &std::path::Path) -> anyhow::Result<String> {
-    use std::io::Read as _;
-    let shown = shown_path(path);
-    let unusable = |reason: String| UnusableInput(format!("cannot read {shown}: {reason}"));
-    let metadata = std::fs::metadata(path).map_err(|e| unusable(e.to_string()))?;
-    check_regular(&metadata).map_err(unusable)?;
-    let file = std::fs::File::open(path).map_err(|e| unusable(e.to_string()))?;
-    // The file opened may not be the one looked at (a rename in between): look again.
-    check_regular(&file.metadata().map_err(|e| unusable(e.to_string()))?).map_err(unusable)?;
-    let mut bytes = Vec::new();
-    file.take(MAX_INPUT_FILE_BYTES as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| unusable(e.to_string()))?;
-    if bytes.len() > MAX_INPUT_FILE_BYTES {
-        return Err(unusable(format!(
-            "it is more than {MAX_INPUT_FILE_BYTES} bytes; the limit is {MAX_INPUT_FILE_BYTES}"
-        ))
-        .into());
-    }
-    String::from_utf8(bytes).map_err(|_| unusable("it is not valid UTF-8 text".to_string()).into())
-}
-
-fn check_regular(metadata: &std::fs::Metadata) -> Result<(), String> {
-    use std::os::unix::fs::FileTypeExt as _;
-    let kind = metadata.file_type();
-    let what = if kind.is_file() {
-        return Ok(());
-    } else if kind.is_dir() {
-        "a directory"
-    } else if kind.is_fifo() {
-        "a FIFO (named pipe)"
-    } else if kind.is_char_device() || kind.is_block_device() {
-        "a device"
-    } else if kind.is_socket() {
-        "a socket"
-    } else {
-        "not a regular file"
+    let unusable = |reason: String| {
+        anyhow::Error::from(UnusableInput(format!(
+            "cannot read {}: {reason}",
+            shown_path(path)
+        )))
     };
-    Err(format!("it is {what}, not a regular file"))
+    let bytes = omx_registry::input::read_user_file(path, MAX_INPUT_FILE_BYTES)
+        .map_err(|e| unusable(e.to_string()))?;
+    String::from_utf8(bytes).map_err(|_| unusable("it is not valid UTF-8 text".to_string()))
 }
 
 /// A user-named path as every message shows it: escaped, so that a name holding escape

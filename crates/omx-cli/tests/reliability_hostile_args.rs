@@ -126,6 +126,41 @@ fn input_files_that_never_end_or_are_not_files_are_refused_quickly_with_bounded_
 }
 
 #[test]
+fn a_ca_certificate_or_docker_config_that_is_not_a_file_is_refused_without_blocking() {
+    let fifo_home = tempfile::tempdir().unwrap();
+    let docker = fifo_home.path().join(".docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    // A FIFO where the Docker config belongs: opening it would wait for a writer forever.
+    let made = Command::new("mkfifo")
+        .arg(docker.join("config.json"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let plain_home = tempfile::tempdir().unwrap();
+    let copy = ["copy", "127.0.0.1:9/a:1", "127.0.0.1:9/b:1"];
+    for (home, extra, reason) in [
+        (
+            &fifo_home,
+            vec![],
+            "a FIFO (named pipe), not a regular file",
+        ),
+        (
+            &plain_home,
+            vec!["--ca-cert", "/dev/zero"],
+            "a device, not a regular file",
+        ),
+    ] {
+        let args: Vec<&str> = copy.iter().copied().chain(extra).collect();
+        let (output, took) = omx_bounded(home.path(), &args);
+        let case = format!("{args:?}");
+        assert_eq!(exit_code(&output), 1, "{case}: {}", all_output(&output));
+        let stderr = text(&output.stderr);
+        assert_eq!(stderr.matches(reason).count(), 1, "{case}: {stderr}");
+        assert!(took < Duration::from_secs(5), "{case}: took {took:?}");
+    }
+}
+
+#[test]
 fn credentials_in_registry_arguments_are_never_echoed() {
     let home = tempfile::tempdir().unwrap();
     let manifest = write_manifest(home.path(), "m.json", &["ubuntu:20.04".to_string()]);

@@ -57,7 +57,8 @@ impl Credential {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialError {
-    #[error("cannot read Docker config {path}: {source}")]
+    // The reason is the source's to say: error chains print it once.
+    #[error("cannot read Docker config {}", path.display())]
     ReadConfig {
         path: PathBuf,
         #[source]
@@ -344,7 +345,12 @@ impl DockerConfigCredentials {
 
     /// Reads one config file; a missing file means no credentials.
     pub fn from_file(path: &Path) -> Result<DockerConfigCredentials, CredentialError> {
-        match std::fs::read_to_string(path) {
+        let read = crate::input::read_user_file(path, crate::input::MAX_CONFIG_FILE_BYTES)
+            .and_then(|bytes| {
+                String::from_utf8(bytes)
+                    .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8"))
+            });
+        match read {
             Ok(json) => Ok(DockerConfigCredentials::from_config(Some(
                 DockerConfig::parse(&json, path)?,
             ))),

@@ -185,12 +185,13 @@ impl RegistryClient {
             .read_timeout(config.read_timeout)
             .https_only(false);
         for path in &config.ca_certificates {
-            let pem = std::fs::read(path).map_err(|e| {
-                RegistryError::Config(format!(
-                    "cannot read CA certificate {}: {e}",
-                    path.display()
-                ))
-            })?;
+            let pem = crate::input::read_user_file(path, crate::input::MAX_CONFIG_FILE_BYTES)
+                .map_err(|e| {
+                    RegistryError::Config(format!(
+                        "cannot read CA certificate {}: {e}",
+                        path.display()
+                    ))
+                })?;
             let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
                 RegistryError::Config(format!(
                     "{} is not a PEM certificate file: {e}",
