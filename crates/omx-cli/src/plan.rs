@@ -92,15 +92,8 @@ pub const MAX_INPUT_FILE_BYTES: usize = omx_core::manifest::MAX_MANIFEST_BYTES;
 /// [`omx_registry::input::read_user_file`]); failing to read it makes the whole run unusable
 /// (exit 2).
 pub fn read_input_file(path: &std::path::Path) -> anyhow::Result<String> {
-    let unusable = |reason: String| {
-        anyhow::Error::from(UnusableInput(format!(
-            "cannot read {}: {reason}",
-            shown_path(path)
-        )))
-    };
-    let bytes = omx_registry::input::read_user_file(path, MAX_INPUT_FILE_BYTES)
-        .map_err(|e| unusable(e.to_string()))?;
-    String::from_utf8(bytes).map_err(|_| unusable("it is not valid UTF-8 text".to_string()))
+    omx_registry::input::read_user_text(path, MAX_INPUT_FILE_BYTES)
+        .map_err(|e| UnusableInput(format!("cannot read {}: {e}", shown_path(path))).into())
 }
 
 /// A user-named path as every message shows it: escaped, so that a name holding escape

@@ -27,6 +27,12 @@ pub fn read_user_file(path: &Path, limit: usize) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// [`read_user_file`] as UTF-8 text (invalid UTF-8 is an `InvalidData` error).
+pub fn read_user_text(path: &Path, limit: usize) -> io::Result<String> {
+    String::from_utf8(read_user_file(path, limit)?)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "it is not valid UTF-8 text"))
+}
+
 fn check_regular(metadata: &std::fs::Metadata) -> io::Result<()> {
     use std::os::unix::fs::FileTypeExt as _;
     let kind = metadata.file_type();

@@ -345,12 +345,7 @@ impl DockerConfigCredentials {
 
     /// Reads one config file; a missing file means no credentials.
     pub fn from_file(path: &Path) -> Result<DockerConfigCredentials, CredentialError> {
-        let read = crate::input::read_user_file(path, crate::input::MAX_CONFIG_FILE_BYTES)
-            .and_then(|bytes| {
-                String::from_utf8(bytes)
-                    .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8"))
-            });
-        match read {
+        match crate::input::read_user_text(path, crate::input::MAX_CONFIG_FILE_BYTES) {
             Ok(json) => Ok(DockerConfigCredentials::from_config(Some(
                 DockerConfig::parse(&json, path)?,
             ))),
