@@ -61,7 +61,11 @@ impl Login {
             let certs = dir.path().join("certs");
             std::fs::create_dir(&certs)?;
             for (position, certificate) in ca_certificates.iter().enumerate() {
-                let pem = std::fs::read(certificate).map_err(|error| {
+                let pem = omx_registry::input::read_user_file(
+                    certificate,
+                    omx_registry::input::MAX_CONFIG_FILE_BYTES,
+                )
+                .map_err(|error| {
                     io::Error::new(
                         error.kind(),
                         format!("CA certificate {}: {error}", certificate.display()),

@@ -145,7 +145,7 @@ pub struct BuildArgs {
 
     /// A registry endpoint (host[:port]) that receives the ECR registry API calls instead of
     /// the ECR host (emulators, VPC endpoints); private URIs still name the ECR host.
-    #[arg(long, value_name = "HOST")]
+    #[arg(long, value_name = "HOST", value_parser = crate::exit::echoless(crate::copy::ecr_registry_endpoint))]
     pub ecr_registry_endpoint: Option<String>,
 
     /// Credentials for a non-ECR target registry (ECR uses your AWS credentials).
@@ -261,7 +261,8 @@ pub async fn run(args: BuildArgs) -> anyhow::Result<Outcome> {
     crate::output::print_report(args.format, &report, render_report)?;
     if let Some(path) = &args.output_map {
         let text = serde_json::to_string_pretty(&output_map(&report))? + "\n";
-        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::write(path, text)
+            .with_context(|| format!("cannot write {}", crate::plan::shown_path(path)))?;
     }
     Ok(if report.all_ok() {
         Outcome::Success

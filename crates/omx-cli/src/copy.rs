@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use clap::Args;
 use omx_aws::AwsContext;
+use omx_core::excerpt::quoted;
 use omx_core::namespace::is_ecr_private_host;
-use omx_core::plan::TargetRegistry;
+use omx_core::plan::{check_registry_host, TargetRegistry};
 use omx_core::Reference;
 use omx_puller::{prepare_repository, EcrCredentials, ResolvedTarget, TargetOptions};
 use omx_registry::{
@@ -14,7 +15,7 @@ use omx_registry::{
     DockerConfigCredentials, Platform, RegistryClient, Secret, StaticCredentials,
 };
 
-use crate::exit::{Outcome, UnusableInput};
+use crate::exit::{echoless, Outcome, UnusableInput};
 use crate::progress::{Mode, TerminalProgress};
 
 /// Copy one image (a whole multi-arch index by default) between registries.
@@ -57,7 +58,7 @@ pub struct CopyArgs {
 
     /// A registry endpoint (host[:port]) that receives the registry API calls for an ECR
     /// destination instead of its ECR host (emulators, VPC endpoints).
-    #[arg(long, value_name = "HOST")]
+    #[arg(long, value_name = "HOST", value_parser = echoless(ecr_registry_endpoint))]
     pub ecr_registry_endpoint: Option<String>,
 
     #[command(flatten)]
@@ -73,7 +74,7 @@ pub struct CopyArgs {
 pub struct RegistryAccessArgs {
     /// A registry host (host or host:port) that may be reached over plain HTTP; repeatable.
     /// Loopback hosts always may.
-    #[arg(long = "insecure-registry", value_name = "HOST")]
+    #[arg(long = "insecure-registry", value_name = "HOST", value_parser = echoless(insecure_registry))]
     pub insecure_registries: Vec<String>,
 
     /// A PEM file of extra CA certificates to trust (added to the system roots); repeatable.
@@ -100,6 +101,29 @@ impl RegistryAccessArgs {
             ..defaults
         }
     }
+}
+
+/// `--insecure-registry`: a registry host[:port], also taken as an `http://` URL with a slash.
+pub(crate) fn insecure_registry(value: &str) -> Result<String, String> {
+    let host = value
+        .trim()
+        .trim_start_matches("http://")
+        .trim_start_matches("https://")
+        .trim_end_matches('/');
+    registry_host_argument("insecure-registry", host)?;
+    Ok(value.to_string())
+}
+
+/// `--ecr-registry-endpoint`: the host[:port] ECR's registry API calls go to instead.
+pub(crate) fn ecr_registry_endpoint(value: &str) -> Result<String, String> {
+    registry_host_argument("ecr-registry-endpoint", value.trim())?;
+    Ok(value.trim().to_string())
+}
+
+/// The error names the argument and quotes the value through the redaction of every echo.
+fn registry_host_argument(flag: &str, host: &str) -> Result<(), String> {
+    check_registry_host(host)
+        .map_err(|reason| format!("invalid --{flag} {}: {reason}", quoted(host)))
 }
 
 /// Keeps `USER:PASSWORD` secret from the moment it is read: clap echoes values it rejects, so

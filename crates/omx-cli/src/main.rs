@@ -58,7 +58,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = exit::parse_arguments();
     init_logging(cli.verbose);
     let result = match cli.command {
         Command::Pull(args) => pull::run(args).await,

@@ -89,13 +89,16 @@ pub fn run(args: MapArgs) -> anyhow::Result<Outcome> {
             Some(path) => {
                 let text = read_input_file(path)?;
                 let inputs: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-                    UnusableInput(format!("{}: not valid JSON: {e}", path.display()))
+                    UnusableInput(format!(
+                        "{}: not valid JSON: {e}",
+                        crate::plan::shown_path(path)
+                    ))
                 })?;
                 let (rewritten, rewrites) = rewrite_wdl_inputs(&inputs, &lookup);
                 if rewrites.is_empty() {
                     eprintln!(
                         "warning: no value of {} names an image of the manifest",
-                        path.display()
+                        crate::plan::shown_path(path)
                     );
                 }
                 json_text(&rewritten)?

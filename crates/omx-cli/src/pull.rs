@@ -42,7 +42,7 @@ pub struct PullArgs {
 
     /// A registry endpoint (host[:port]) that receives the ECR registry API calls instead of
     /// the ECR host (emulators, VPC endpoints); private URIs still name the ECR host.
-    #[arg(long, value_name = "HOST")]
+    #[arg(long, value_name = "HOST", value_parser = crate::exit::echoless(crate::copy::ecr_registry_endpoint))]
     pub ecr_registry_endpoint: Option<String>,
 
     /// Re-copy tags whose upstream now points at a different digest (default: an existing tag
@@ -174,7 +174,8 @@ fn write_output_map(
 ) -> anyhow::Result<()> {
     let map = OutputMap::from_run(plan, report, table);
     let text = serde_json::to_string_pretty(&map)? + "\n";
-    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+    std::fs::write(path, text)
+        .with_context(|| format!("cannot write {}", crate::plan::shown_path(path)))
 }
 
 fn status_word(status: ImageStatus) -> &'static str {

@@ -1,5 +1,6 @@
 //! `omx-ecr-helper scan`: the container images a workflow uses, as a pull manifest.
 
+use omx_core::excerpt::printable;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -60,7 +61,7 @@ pub fn run(args: ScanArgs) -> anyhow::Result<Outcome> {
         Some(path) => {
             let text = read_input_file(path)?;
             let inputs = WdlInputs::parse(path, &text)
-                .map_err(|e| UnusableInput(format!("{}: {e}", path.display())))?;
+                .map_err(|e| UnusableInput(format!("{}: {e}", crate::plan::shown_path(path))))?;
             Some(inputs)
         }
         None => None,
@@ -93,7 +94,7 @@ pub fn run(args: ScanArgs) -> anyhow::Result<Outcome> {
     };
     match &args.output {
         Some(path) => std::fs::write(path, output)
-            .with_context(|| format!("cannot write {}", path.display()))?,
+            .with_context(|| format!("cannot write {}", crate::plan::shown_path(path)))?,
         None => crate::output::write_stdout(&output)?,
     }
     Ok(if report.is_complete() {
@@ -195,21 +196,8 @@ fn warnings_by_file(warnings: &[Warning]) -> String {
         };
         out.push_str(&format!("  {line}: {}\n", warning.message));
     }
-    printable(&out)
-}
-
-/// `text` with every control character but the line breaks it is laid out with escaped
-/// (`\u{1b}`), so a workflow's text cannot move the cursor or recolour a terminal.
-fn printable(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            if c.is_control() && c != '\n' {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
+    // A workflow's text cannot move the cursor or recolour a terminal.
+    printable(&out).into_owned()
 }
 
 fn plural(count: usize) -> &'static str {

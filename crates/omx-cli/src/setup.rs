@@ -123,7 +123,7 @@ impl SetupArgs {
         let table = builtin
             .clone()
             .with_user_rules(&read_input_file(path)?)
-            .map_err(|e| UnusableInput(format!("{}: {e}", path.display())))?;
+            .map_err(|e| UnusableInput(format!("{}: {e}", crate::plan::shown_path(path))))?;
         // The user's rules come first in the table, the built-in ones after them.
         let user_rules = &table.rules()[..table.rules().len() - builtin.rules().len()];
         Ok(user_rules

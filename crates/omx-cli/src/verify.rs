@@ -35,7 +35,7 @@ pub struct VerifyArgs {
 
     /// A registry endpoint (host[:port]) that receives the ECR registry API calls instead of
     /// the ECR host (emulators, VPC endpoints); private URIs still name the ECR host.
-    #[arg(long, value_name = "HOST")]
+    #[arg(long, value_name = "HOST", value_parser = crate::exit::echoless(crate::copy::ecr_registry_endpoint))]
     pub ecr_registry_endpoint: Option<String>,
 
     /// Output format.
@@ -130,7 +130,11 @@ fn shell_word(word: &str) -> String {
     if plain {
         word.to_string()
     } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
+        // Escaped first: a path holding an escape sequence must not reach the terminal raw.
+        format!(
+            "'{}'",
+            omx_core::excerpt::escape(word).replace('\'', r"'\''")
+        )
     }
 }
 

@@ -9,7 +9,7 @@
 
 mod reliability_support;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::Output;
@@ -18,7 +18,9 @@ use std::sync::Arc;
 use std::thread;
 
 use omx_core::Digest;
-use omx_testenv::{Fault, FaultProxy, FaultRule, Format, ImageFixture, LayerSpec, Registry};
+use omx_testenv::{
+    read_request, Fault, FaultProxy, FaultRule, Format, ImageFixture, LayerSpec, Registry,
+};
 use reliability_support::*;
 use serde_json::{json, Value};
 
@@ -460,18 +462,10 @@ fn padded_manifest(length: usize) -> Vec<u8> {
 }
 
 fn answer(stream: TcpStream) -> std::io::Result<()> {
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 || line == "\r\n" {
-            break;
-        }
-    }
-    let mut parts = request_line.split_whitespace();
-    let method = parts.next().unwrap_or_default();
-    let path = parts.next().unwrap_or_default();
+    let Some((method, path)) = read_request(&mut BufReader::new(stream.try_clone()?))? else {
+        return Ok(());
+    };
+    let (method, path) = (method.as_str(), path.as_str());
     let head_only = method == "HEAD";
     let mut out = std::io::BufWriter::new(stream);
     let send = |out: &mut std::io::BufWriter<TcpStream>,

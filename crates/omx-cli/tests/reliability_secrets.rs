@@ -7,7 +7,7 @@
 
 mod reliability_support;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::Output;
@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 
 use omx_core::Digest;
-use omx_testenv::{base64_encode, Format, ImageFixture, LayerSpec, Registry};
+use omx_testenv::{base64_encode, read_request, Format, ImageFixture, LayerSpec, Registry};
 use reliability_support::*;
 use serde_json::json;
 
@@ -432,19 +432,9 @@ fn start_redirecting_registry() -> String {
                 let mut reader = BufReader::new(stream.try_clone()?);
                 let mut out = stream;
                 loop {
-                    let mut request_line = String::new();
-                    if reader.read_line(&mut request_line)? == 0 {
+                    let Some((method, path)) = read_request(&mut reader)? else {
                         return Ok(());
-                    }
-                    loop {
-                        let mut line = String::new();
-                        if reader.read_line(&mut line)? == 0 || line == "\r\n" {
-                            break;
-                        }
-                    }
-                    let mut parts = request_line.split_whitespace();
-                    let method = parts.next().unwrap_or_default().to_string();
-                    let path = parts.next().unwrap_or_default().to_string();
+                    };
                     let respond =
                         |out: &mut TcpStream, status: &str, headers: &str, body: &[u8]| {
                             write!(

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::excerpt::excerpt;
+use crate::secret::redact;
 
 /// Largest manifest file read, so a wrong path (a disk image, a log) fails fast with a clear message.
 pub const MAX_MANIFEST_BYTES: usize = 16 * 1024 * 1024;
@@ -43,11 +44,12 @@ pub struct EntryError {
 
 impl EntryError {
     /// An error about the entry at `index`, which the user wrote as `input` (kept whole only
-    /// when it is of a plausible length: see [`excerpt`]).
+    /// when it is of a plausible length: see [`excerpt`]; credentials in it [`redact`]ed, since
+    /// reports are shared).
     pub fn new(index: usize, input: &str, error: impl Into<String>) -> EntryError {
         EntryError {
             index,
-            input: excerpt(input).into_owned(),
+            input: excerpt(&redact(input)).into_owned(),
             error: error.into(),
         }
     }

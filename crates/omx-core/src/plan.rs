@@ -6,12 +6,13 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
+use crate::excerpt::quoted;
 use crate::manifest::{EntryError, PullEntry};
 use crate::namespace::{
     check_ecr_repository_name, ecr_registry_host, parse_ecr_private_host, parse_ecr_registry_host,
     EcrEndpoint, Method, NamespaceTable,
 };
-use crate::reference::{Reference, ReferenceError};
+use crate::reference::Reference;
 
 /// The registry images are copied into.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,7 +30,7 @@ pub enum TargetRegistry {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid --registry {input:?}: {reason}")]
+#[error("invalid --registry {}: {reason}", quoted(.input))]
 pub struct TargetRegistryError {
     input: String,
     reason: String,
@@ -81,15 +82,28 @@ impl FromStr for TargetRegistry {
                 "give ecr, ecr://ACCOUNT/REGION or a registry host[:port] without scheme or path",
             ));
         }
-        // A registry host must be a valid reference domain: test it the way references are read.
-        Reference::parse(&format!("{text}/probe"))
-            .ok()
-            .filter(|probe| probe.domain() == text)
-            .ok_or_else(|| fail("not a valid registry host[:port]"))?;
+        check_registry_host(text).map_err(fail)?;
         Ok(TargetRegistry::Oci {
             host: text.to_string(),
         })
     }
+}
+
+/// Whether `text` is a registry `host[:port]` (what every argument naming a registry takes),
+/// and if not, why.
+pub fn check_registry_host(text: &str) -> Result<(), &'static str> {
+    if text.contains('@') {
+        return Err(
+            "a registry host carries no credentials; give them with --src-creds or \
+                    --dest-creds, or log in (Docker config)",
+        );
+    }
+    // A registry host must be a valid reference domain: test it the way references are read.
+    Reference::parse(&format!("{text}/probe"))
+        .ok()
+        .filter(|probe| probe.domain() == text)
+        .map(|_| ())
+        .ok_or("not a valid registry host[:port]")
 }
 
 impl TargetRegistry {
@@ -174,11 +188,7 @@ pub fn plan_pull(
         let planned = match plan_entry(entry, table, registry) {
             Ok(planned) => planned,
             Err(error) => {
-                errors.push(EntryError::new(
-                    entry.index,
-                    &redact_credentials(&entry.input),
-                    error,
-                ));
+                errors.push(EntryError::new(entry.index, &entry.input, error));
                 continue;
             }
         };
@@ -260,14 +270,6 @@ fn plan_entry(
         aliases: vec![entry.input.trim().to_string()],
         warnings,
     })
-}
-
-/// The entry as it may be shown: a password written into a reference never reaches a report.
-fn redact_credentials(input: &str) -> String {
-    match Reference::parse(input) {
-        Err(ReferenceError::Credentials { redacted }) => redacted,
-        _ => input.to_string(),
-    }
 }
 
 fn serialize_display<S: serde::Serializer>(

@@ -25,6 +25,7 @@ use std::str::FromStr;
 
 use crate::digest::{Digest, DigestError};
 use crate::excerpt::quoted;
+use crate::secret::redact_userinfo;
 
 /// Docker Hub's canonical domain; `index.docker.io` and `registry-1.docker.io` normalize to it.
 pub const DOCKER_HUB: &str = "docker.io";
@@ -423,36 +424,6 @@ fn is_hex_identifier(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-/// If `input` has a `user[:password]@` before its registry host, the input with that part
-/// replaced by `***`.
-///
-/// A digest never contains `/`, so an `@` with a `/` after it can only end a userinfo. Without
-/// a path, `user:password@host[:port]` is told from `name:tag@digest` by what follows the `@`:
-/// a host, not `algorithm:hex`.
-fn redact_userinfo(input: &str) -> Option<String> {
-    let at = input.rfind('@')?;
-    let (before, after) = (&input[..at], &input[at + 1..]);
-    let has_userinfo = after.contains('/') || (before.contains(':') && !looks_like_digest(after));
-    if !has_userinfo {
-        return None;
-    }
-    let userinfo_start = input.find("://").map_or(0, |i| i + 3).min(at);
-    Some(format!("{}***{}", &input[..userinfo_start], &input[at..]))
-}
-
-/// `algorithm:hex` in shape (not necessarily valid), as opposed to `host[:port]`.
-fn looks_like_digest(s: &str) -> bool {
-    let Some((algorithm, hex)) = s.split_once(':') else {
-        return false;
-    };
-    let algorithm_shaped = algorithm.starts_with(|c: char| c.is_ascii_alphabetic())
-        && algorithm
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '_'));
-    let port_shaped = hex.len() <= 5 && hex.bytes().all(|b| b.is_ascii_digit());
-    algorithm_shaped && !hex.is_empty() && !port_shaped
-}
-
 fn validate_domain(input: &str, domain: &str) -> Result<(), ReferenceError> {
     let invalid = |reason: &'static str| ReferenceError::InvalidDomain {
         input: input.to_string(),
@@ -589,24 +560,5 @@ mod tests {
         ] {
             assert!(!path_component_well_separated(bad), "{bad}");
         }
-    }
-
-    #[test]
-    fn userinfo_is_recognised_with_or_without_a_path() {
-        assert_eq!(
-            redact_userinfo("user:hunter2@example.com/x").as_deref(),
-            Some("***@example.com/x")
-        );
-        assert_eq!(
-            redact_userinfo("https://user:p@ss/word@example.com:5000/x:1").as_deref(),
-            Some("https://***@example.com:5000/x:1")
-        );
-        assert_eq!(
-            redact_userinfo("user:hunter2@localhost:5000").as_deref(),
-            Some("***@localhost:5000")
-        );
-        assert_eq!(redact_userinfo("x:1@sha256:abcdef"), None);
-        assert_eq!(redact_userinfo("x@sha256:abcdef"), None);
-        assert_eq!(redact_userinfo("quay.io/x/y"), None);
     }
 }

@@ -48,7 +48,9 @@ impl RunReport {
 }
 
 /// An error and its causes on one line (`outer: cause: root cause`), as reports show them; a
-/// cause whose text its parent already repeats is not said twice.
+/// cause whose text its parent already repeats is not said twice. Reports are shared and shown
+/// on terminals: credentials in the chain (a URL's query, a userinfo) are redacted and control
+/// characters escaped, whichever layer let them in.
 pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut message = error.to_string();
     let mut source = error.source();
@@ -60,7 +62,7 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
         }
         source = cause.source();
     }
-    message
+    crate::excerpt::escape(&crate::secret::redact(&message)).into_owned()
 }
 
 #[cfg(test)]

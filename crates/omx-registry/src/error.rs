@@ -49,6 +49,11 @@ pub enum RegistryError {
     },
     #[error("{what}: {reason}")]
     SizeMismatch { what: String, reason: String },
+    /// The source itself describes the content otherwise than the descriptor that names it (a
+    /// blob's `Content-Length` or `Docker-Content-Digest`, a manifest served under another
+    /// digest): not damage in transit, so asking again gets the same answer.
+    #[error("{what}: {reason}")]
+    DescriptorMismatch { what: String, reason: String },
     /// The registry broke the protocol (no `Location`, malformed header...).
     #[error("{what}: {reason}")]
     Protocol { what: String, reason: String },
@@ -101,6 +106,14 @@ fn detail_suffix(detail: &str) -> String {
 impl RegistryError {
     /// Whether trying the same operation again may succeed: broken connections, rate limiting,
     /// server errors and content damaged in transit. Exhausted retries are final.
+    ///
+    /// The rule for content that does not match its descriptor: a mismatch only the bytes show
+    /// (a digest or length that differs while the source's headers agree with the descriptor)
+    /// may be a flipped byte or a cut connection on the way, and is retried; a mismatch the
+    /// source declares itself ([`RegistryError::DescriptorMismatch`]) is what it serves every
+    /// time, and is not. Other answers are final unless the status is 429 or a 5xx: a 4xx says
+    /// the request itself is wrong (the 400s a manifest push gets while distribution relinks a
+    /// blob are handled, with a bounded re-check, by the copy engine, not here).
     pub fn is_retryable(&self) -> bool {
         match self {
             RegistryError::Transport { source, .. } => !is_tls_rejection(source),

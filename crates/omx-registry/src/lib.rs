@@ -22,6 +22,7 @@ pub mod auth;
 pub mod client;
 pub mod copy;
 pub mod error;
+pub mod input;
 pub mod manifest;
 pub mod platform;
 pub mod progress;

@@ -77,3 +77,15 @@ pub(crate) fn read_head(reader: &mut impl BufRead) -> io::Result<Option<Head>> {
         headers,
     }))
 }
+
+/// The method and path of the next request on a connection, its headers read and dropped;
+/// `None` when the client closed the connection. For the small hand-written servers of tests
+/// that answer what a real registry would not.
+pub fn read_request(reader: &mut impl BufRead) -> io::Result<Option<(String, String)>> {
+    Ok(read_head(reader)?.map(|head| {
+        let mut parts = head.start_line.split_whitespace();
+        let method = parts.next().unwrap_or_default().to_string();
+        let path = parts.next().unwrap_or_default().to_string();
+        (method, path)
+    }))
+}

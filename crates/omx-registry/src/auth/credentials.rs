@@ -57,7 +57,8 @@ impl Credential {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialError {
-    #[error("cannot read Docker config {path}: {source}")]
+    // The reason is the source's to say: error chains print it once.
+    #[error("cannot read Docker config {}", path.display())]
     ReadConfig {
         path: PathBuf,
         #[source]
@@ -344,7 +345,7 @@ impl DockerConfigCredentials {
 
     /// Reads one config file; a missing file means no credentials.
     pub fn from_file(path: &Path) -> Result<DockerConfigCredentials, CredentialError> {
-        match std::fs::read_to_string(path) {
+        match crate::input::read_user_text(path, crate::input::MAX_CONFIG_FILE_BYTES) {
             Ok(json) => Ok(DockerConfigCredentials::from_config(Some(
                 DockerConfig::parse(&json, path)?,
             ))),

@@ -24,6 +24,7 @@ use crate::retry::RetryPolicy;
 use crate::transport::{error_detail, fail_retryable_status, retrying};
 use challenge::Challenge;
 use credentials::{Credential, CredentialProvider};
+use omx_core::excerpt::quoted;
 use omx_core::Secret;
 
 /// A token scope such as `repository:library/ubuntu:pull` or `repository:ns/app:pull,push`.
@@ -384,7 +385,7 @@ impl Authenticator {
         })?;
         let what = format!(
             "token for {registry} from {}",
-            url.host_str().unwrap_or(realm)
+            url.host_str().map_or_else(|| quoted(realm), str::to_string)
         );
         let (http, url, credential, what_ref) = (&self.http, &url, &credential, &what);
         let response = retrying(
@@ -448,8 +449,8 @@ impl Authenticator {
 
 /// The token endpoint URL: the realm with `service` and one `scope` parameter per scope.
 fn token_url(realm: &str, service: Option<&str>, scopes: &[Scope]) -> Result<Url, String> {
-    let mut url =
-        Url::parse(realm).map_err(|e| format!("token realm {realm:?} is not a URL: {e}"))?;
+    let mut url = Url::parse(realm)
+        .map_err(|e| format!("token realm {} is not a URL: {e}", quoted(realm)))?;
     {
         let mut query = url.query_pairs_mut();
         if let Some(service) = service {

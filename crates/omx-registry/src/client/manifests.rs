@@ -117,6 +117,17 @@ impl RegistryClient {
             digest: header_digest,
             content_type,
         } = ContentHeaders::of(&response);
+        // A registry that names another digest for the manifest asked for by digest (a child
+        // whose index entry is wrong) will do so again: final, unlike a body damaged on the
+        // way, which the digest check below catches and the caller retries.
+        if let (ManifestRef::Digest(asked), Some(served)) = (&manifest, &header_digest) {
+            if served.algorithm() == asked.algorithm() && served != *asked {
+                return Err(RegistryError::DescriptorMismatch {
+                    what: what.to_string(),
+                    reason: format!("the registry serves manifest {served} under this digest"),
+                });
+            }
+        }
         let body = read_body_up_to(response, what, limit, too_large).await?;
         let expected = match manifest {
             ManifestRef::Digest(digest) => Some(digest.clone()),

@@ -33,6 +33,7 @@ use crate::error::RegistryError;
 use crate::retry::RetryPolicy;
 
 pub use endpoint::{api_host, is_loopback_host};
+pub(crate) use response::ContentHeaders;
 pub(crate) use uploads::MountOutcome;
 
 /// Manifests larger than this are refused: real ones are a few KiB, and the whole manifest is
@@ -185,12 +186,13 @@ impl RegistryClient {
             .read_timeout(config.read_timeout)
             .https_only(false);
         for path in &config.ca_certificates {
-            let pem = std::fs::read(path).map_err(|e| {
-                RegistryError::Config(format!(
-                    "cannot read CA certificate {}: {e}",
-                    path.display()
-                ))
-            })?;
+            let pem = crate::input::read_user_file(path, crate::input::MAX_CONFIG_FILE_BYTES)
+                .map_err(|e| {
+                    RegistryError::Config(format!(
+                        "cannot read CA certificate {}: {e}",
+                        path.display()
+                    ))
+                })?;
             let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
                 RegistryError::Config(format!(
                     "{} is not a PEM certificate file: {e}",

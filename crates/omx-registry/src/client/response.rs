@@ -14,7 +14,7 @@ use crate::transport::resolve_location;
 const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
 
 /// The headers a registry describes a manifest or blob with, as sent.
-pub(super) struct ContentHeaders {
+pub(crate) struct ContentHeaders {
     /// `Docker-Content-Digest`, when present and a valid digest.
     pub digest: Option<Digest>,
     /// `Content-Type` verbatim (parameters included), when present and readable.
@@ -22,7 +22,7 @@ pub(super) struct ContentHeaders {
 }
 
 impl ContentHeaders {
-    pub(super) fn of(response: &Response) -> ContentHeaders {
+    pub(crate) fn of(response: &Response) -> ContentHeaders {
         let headers = response.headers();
         ContentHeaders {
             digest: headers

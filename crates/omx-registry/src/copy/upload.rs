@@ -15,7 +15,7 @@ use reqwest::{Body, Url};
 
 use super::stream::{verified_stream, StreamAborted, StreamCheck};
 use super::{CopyEngine, ImageJob};
-use crate::client::Repository;
+use crate::client::{ContentHeaders, Repository};
 use crate::error::RegistryError;
 use crate::manifest::Descriptor;
 use crate::progress::ProgressEvent;
@@ -37,14 +37,19 @@ impl CopyEngine {
         upload: &Url,
     ) -> Result<(), RegistryError> {
         let what = format!("blob {} from {}", blob.digest, job.source);
+        // What the descriptor and the source's own headers say is the same on every attempt:
+        // a contradiction there is a `DescriptorMismatch`, which is not retried. Only what the
+        // bytes alone reveal (checked while they stream) may be damage in transit.
         if blob.size == 0 {
             // Nothing will stream past the verifier, so check the empty content's digest now.
             let empty = blob.digest.verifier().finish();
             if empty != blob.digest {
-                return Err(RegistryError::DigestMismatch {
+                return Err(RegistryError::DescriptorMismatch {
                     what,
-                    expected: blob.digest.clone(),
-                    actual: empty,
+                    reason: format!(
+                        "the manifest says 0 bytes, whose digest is {empty}, not {}",
+                        blob.digest
+                    ),
                 });
             }
         }
@@ -64,11 +69,22 @@ impl CopyEngine {
         }
         let response = self.client.get_blob(&job.source, &blob.digest).await?;
         if let Some(length) = response.content_length().filter(|&len| len != blob.size) {
-            return Err(RegistryError::SizeMismatch {
+            return Err(RegistryError::DescriptorMismatch {
                 what,
                 reason: format!(
                     "the source serves {length} bytes but the manifest says {}",
                     blob.size
+                ),
+            });
+        }
+        if let Some(served) = ContentHeaders::of(&response).digest.filter(|served| {
+            served.algorithm() == blob.digest.algorithm() && *served != blob.digest
+        }) {
+            return Err(RegistryError::DescriptorMismatch {
+                what,
+                reason: format!(
+                    "the source serves it as {served}, not as the {} the manifest names",
+                    blob.digest
                 ),
             });
         }
