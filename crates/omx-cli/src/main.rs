@@ -74,12 +74,23 @@ async fn main() -> ExitCode {
     exit::report(result)
 }
 
+/// Crates whose own tracing is for debugging them, not for a person running a command: the AWS
+/// SDK warns about every instance-metadata probe on a machine that has none, and the HTTP stack
+/// logs connection details. Their messages show at `-v`/`-vv` or when RUST_LOG asks for them.
+const LIBRARY_LOGS: &[&str] = &["aws_", "hyper", "h2", "rustls", "reqwest", "tower"];
+
 fn init_logging(verbose: u8) {
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
-        0 => "warn,omx=info",
-        1 => "debug",
-        _ => "trace",
+        0 => {
+            let quiet: Vec<String> = LIBRARY_LOGS
+                .iter()
+                .map(|target| format!("{target}=off"))
+                .collect();
+            format!("warn,omx=info,{}", quiet.join(","))
+        }
+        1 => "debug".to_string(),
+        _ => "trace".to_string(),
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()
