@@ -67,12 +67,6 @@ pub trait BuildProgress: Send + Sync {
     fn done(&self, report: &ImageReport);
 }
 
-impl From<ReferenceError> for BuildError {
-    fn from(error: ReferenceError) -> BuildError {
-        BuildError::Reference(error)
-    }
-}
-
 /// Why one image was not built, or not built right.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -88,9 +82,8 @@ pub enum BuildError {
     Registry(#[from] RegistryError),
     #[error(transparent)]
     Credential(#[from] CredentialError),
-    // The cause is part of the message, not a `source`: a chain printer would say it twice.
     #[error("the target is not a valid image reference: {0}")]
-    Reference(ReferenceError),
+    Reference(#[from] ReferenceError),
     #[error("the bundle has no Dockerfile at {0} (--dockerfile names another path in the bundle)")]
     NoDockerfile(String),
     #[error("{step} failed ({status}); build log: {}", log.display())]

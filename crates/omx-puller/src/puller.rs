@@ -37,12 +37,6 @@ impl Default for PullOptions {
     }
 }
 
-impl From<ReferenceError> for PullError {
-    fn from(error: ReferenceError) -> PullError {
-        PullError::Reference(error)
-    }
-}
-
 /// Why one image could not be brought over.
 #[derive(Debug, thiserror::Error)]
 pub enum PullError {
@@ -52,9 +46,8 @@ pub enum PullError {
     Copy(#[from] CopyError),
     #[error(transparent)]
     Registry(#[from] RegistryError),
-    // The cause is part of the message, not a `source`: a chain printer would say it twice.
     #[error("the target reference is invalid: {0}")]
-    Reference(ReferenceError),
+    Reference(#[from] ReferenceError),
     #[error("source image {0} does not exist")]
     SourceNotFound(String),
     #[error("verification failed: {target} serves {found}, expected {expected}")]

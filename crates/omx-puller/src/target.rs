@@ -18,20 +18,13 @@ pub struct TargetOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
-    // The cause is part of the message, not a `source`: a chain printer would say it twice.
     #[error("cannot use ECR as the target: {0}")]
-    Aws(AwsError),
+    Aws(#[from] AwsError),
     #[error(
         "--registry names region {given} but the AWS configuration is for {configured}; \
          pass --region {given} or use a profile of that region"
     )]
     RegionMismatch { given: String, configured: String },
-}
-
-impl From<AwsError> for TargetError {
-    fn from(error: AwsError) -> TargetError {
-        TargetError::Aws(error)
-    }
 }
 
 /// The target registry of a run, with everything needed to talk to it.
