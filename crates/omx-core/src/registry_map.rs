@@ -143,6 +143,7 @@ mod tests {
             digest: None,
             status,
             message: String::new(),
+            bytes_copied: None,
         };
         let run = RunReport {
             images: vec![

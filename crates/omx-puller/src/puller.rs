@@ -6,7 +6,7 @@ use futures_util::stream::{self, StreamExt};
 use omx_aws::{AwsError, Ecr};
 use omx_core::namespace::Method;
 use omx_core::plan::{PlannedImage, PullPlan};
-use omx_core::report::{error_chain, ImageReport, ImageStatus, RunReport};
+use omx_core::report::{error_chain, human_bytes, ImageReport, ImageStatus, RunReport};
 use omx_core::{Digest, Reference, ReferenceError};
 use omx_registry::{
     CopyEngine, CopyError, CopyReport, ManifestKind, ManifestRef, ProgressSink, RegistryError,
@@ -90,6 +90,8 @@ struct Done {
     status: ImageStatus,
     digest: Option<Digest>,
     message: String,
+    /// Blob bytes uploaded, when this run copied.
+    bytes_copied: Option<u64>,
 }
 
 impl Puller {
@@ -138,9 +140,9 @@ impl Puller {
         progress: &dyn ProgressSink,
     ) -> ImageReport {
         let outcome = self.bring(image, progress).await;
-        let (status, digest, mut message) = match outcome {
-            Ok(done) => (done.status, done.digest, done.message),
-            Err(error) => (ImageStatus::Failed, None, error_chain(&error)),
+        let (status, digest, mut message, bytes_copied) = match outcome {
+            Ok(done) => (done.status, done.digest, done.message, done.bytes_copied),
+            Err(error) => (ImageStatus::Failed, None, error_chain(&error), None),
         };
         for warning in &image.warnings {
             message.push_str("; warning: ");
@@ -153,6 +155,7 @@ impl Puller {
             digest,
             status,
             message,
+            bytes_copied,
         }
     }
 
@@ -207,6 +210,7 @@ impl Puller {
                 return Ok(Done {
                     status: ImageStatus::Skipped,
                     digest: Some(existing.digest.clone()),
+                    bytes_copied: None,
                     message: "already present".to_string(),
                 });
             }
@@ -219,6 +223,7 @@ impl Puller {
                 return Ok(Done {
                     status: ImageStatus::Skipped,
                     digest: Some(existing.digest.clone()),
+                    bytes_copied: None,
                     message: "up to date with upstream".to_string(),
                 });
             }
@@ -236,6 +241,7 @@ impl Puller {
             return Ok(Done {
                 status: ImageStatus::Planned,
                 digest: None,
+                bytes_copied: None,
                 message: match existing {
                     Some(_) => "dry run: would check upstream and copy if it moved".to_string(),
                     None => "dry run: would copy".to_string(),
@@ -256,6 +262,7 @@ impl Puller {
             },
             message: describe_copy(&report),
             digest: Some(report.digest),
+            bytes_copied: Some(report.bytes_copied),
         })
     }
 
@@ -305,6 +312,7 @@ impl Puller {
                 return Ok(Done {
                     status: ImageStatus::Skipped,
                     digest: Some(digest.clone()),
+                    bytes_copied: None,
                     message: "already cached".to_string(),
                 });
             }
@@ -313,6 +321,7 @@ impl Puller {
             return Ok(Done {
                 status: ImageStatus::Planned,
                 digest: None,
+                bytes_copied: None,
                 message: "dry run: would prime through the pull-through cache".to_string(),
             });
         }
@@ -370,6 +379,7 @@ impl Puller {
                 ImageStatus::Succeeded
             },
             digest: Some(primed.digest),
+            bytes_copied: None,
             message: if refreshed {
                 "already cached, same as upstream".to_string()
             } else {
@@ -469,8 +479,12 @@ fn describe_copy(report: &CopyReport) -> String {
         return "up to date with upstream".to_string();
     }
     let mut message = format!(
-        "copied {} blob(s), {} byte(s); {} already present, {} mounted",
-        report.blobs_copied, report.bytes_copied, report.blobs_skipped, report.blobs_mounted
+        "copied {} blob{} ({}); {} already present, {} mounted",
+        report.blobs_copied,
+        if report.blobs_copied == 1 { "" } else { "s" },
+        human_bytes(report.bytes_copied),
+        report.blobs_skipped,
+        report.blobs_mounted
     );
     for warning in &report.warnings {
         message.push_str("; warning: ");
