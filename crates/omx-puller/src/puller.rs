@@ -37,6 +37,9 @@ impl Default for PullOptions {
     }
 }
 
+/// What a dry run's message says of an image it could not check.
+pub const COULD_NOT_CHECK: &str = "could not check";
+
 /// Why one image could not be brought over.
 #[derive(Debug, thiserror::Error)]
 pub enum PullError {
@@ -142,6 +145,19 @@ impl Puller {
         let outcome = self.bring(image, progress).await;
         let (status, digest, mut message, bytes_copied) = match outcome {
             Ok(done) => (done.status, done.digest, done.message, done.bytes_copied),
+            // A dry run plans every image and checks what it can: a registry or AWS that cannot
+            // be asked leaves the image planned, with what could not be checked and why.
+            Err(error @ (PullError::Aws(_) | PullError::Registry(_) | PullError::Copy(_)))
+                if self.options.dry_run =>
+            {
+                let why = error_chain(&error);
+                (
+                    ImageStatus::Planned,
+                    None,
+                    format!("dry run: would bring it over; {COULD_NOT_CHECK}: {why}"),
+                    None,
+                )
+            }
             Err(error) => (ImageStatus::Failed, None, error_chain(&error), None),
         };
         for warning in &image.warnings {

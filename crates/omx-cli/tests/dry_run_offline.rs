@@ -1,0 +1,92 @@
+//! `pull --dry-run` with every registry out of reach: the plan and the output map need no
+//! network, so the map is the one a real run would write, each image says it could not be
+//! checked, and 100 images take well under a second.
+
+use std::net::TcpListener;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// A loopback port that refuses connections.
+fn closed_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn a_dry_run_offline_writes_the_full_map_quickly_and_says_what_it_could_not_check() {
+    let home = tempfile::tempdir().unwrap();
+    let source = format!("127.0.0.1:{}", closed_port());
+    let target = format!("127.0.0.1:{}", closed_port());
+    let inputs: Vec<String> = (0..100)
+        .map(|n| format!("{source}/team/tool{n}:1"))
+        .collect();
+    let manifest = home.path().join("manifest.json");
+    std::fs::write(&manifest, json!({ "manifest": inputs }).to_string()).unwrap();
+    let map_file = home.path().join("map.json");
+
+    let started = Instant::now();
+    let output = Command::new(env!("CARGO_BIN_EXE_omx-ecr-helper"))
+        .args([
+            "pull",
+            manifest.to_str().unwrap(),
+            "--registry",
+            &target,
+            "--dry-run",
+            "--output-map",
+            map_file.to_str().unwrap(),
+            "--format",
+            "json",
+        ])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home.path())
+        .output()
+        .unwrap();
+    let elapsed = started.elapsed();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(elapsed < Duration::from_secs(1), "took {elapsed:?}");
+
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let images = report["images"].as_array().unwrap();
+    assert_eq!(images.len(), 100);
+    for image in images {
+        assert_eq!(image["status"], "PLANNED", "{image}");
+        let message = image["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("dry run: would bring it over; could not check: "),
+            "{message}"
+        );
+        assert!(
+            message.contains(&target),
+            "names what it could not reach: {message}"
+        );
+    }
+    assert!(
+        stderr.contains("dry run: 100 of 100 images could not be checked"),
+        "{stderr}"
+    );
+
+    let map: Value = serde_json::from_str(&std::fs::read_to_string(&map_file).unwrap()).unwrap();
+    let mapped = map["images"].as_array().unwrap();
+    assert_eq!(mapped.len(), 100, "{map}");
+    assert_eq!(
+        mapped[7]["target"],
+        format!(
+            "{target}/127.0.0.1-{}/team/tool7:1",
+            &source["127.0.0.1:".len()..]
+        )
+    );
+    assert_eq!(
+        map["containerRegistryMap"]["imageMappings"]
+            .as_array()
+            .unwrap()
+            .len(),
+        100
+    );
+}
