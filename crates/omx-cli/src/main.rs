@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod build;
+mod completions;
 mod copy;
 mod exit;
 mod map;
@@ -25,13 +26,9 @@ mod verify;
 /// there (pull-through cache where ECR supports it, a native registry-to-registry copy otherwise),
 /// builds images from Dockerfile bundles, and tells you the private URI of every image.
 #[derive(Parser)]
-#[command(
-    name = "omx-ecr-helper",
-    version,
-    about,
-    long_about,
-    max_term_width = 100
-)]
+// `about` and `long_about` come from the doc comment above (naming them here would put the
+// package description in `-h` and the man page's NAME instead).
+#[command(name = "omx-ecr-helper", version, max_term_width = 100)]
 struct Cli {
     /// More log output (-v: debug, -vv: trace). RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -54,6 +51,8 @@ enum Command {
     Verify(verify::VerifyArgs),
     Setup(setup::SetupArgs),
     Submit(submit::SubmitArgs),
+    Completions(completions::CompletionsArgs),
+    Man(completions::ManArgs),
 }
 
 #[tokio::main]
@@ -70,6 +69,8 @@ async fn main() -> ExitCode {
         Command::Map(args) => map::run(args),
         Command::Verify(args) => verify::run(args).await,
         Command::Setup(args) => setup::run(args).await,
+        Command::Completions(args) => completions::completions(args),
+        Command::Man(args) => completions::man(args),
     };
     exit::report(result)
 }
