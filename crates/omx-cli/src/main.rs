@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 mod build;
 mod completions;
 mod copy;
+mod doctor;
 mod exit;
 mod map;
 mod output;
@@ -51,6 +52,7 @@ enum Command {
     Verify(verify::VerifyArgs),
     Setup(setup::SetupArgs),
     Submit(submit::SubmitArgs),
+    Doctor(doctor::DoctorArgs),
     Completions(completions::CompletionsArgs),
     Man(completions::ManArgs),
 }
@@ -69,6 +71,7 @@ async fn main() -> ExitCode {
         Command::Map(args) => map::run(args),
         Command::Verify(args) => verify::run(args).await,
         Command::Setup(args) => setup::run(args).await,
+        Command::Doctor(args) => doctor::run(args).await,
         Command::Completions(args) => completions::completions(args),
         Command::Man(args) => completions::man(args),
     };
