@@ -17,6 +17,7 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::Credentials;
 use omx_aws::testing::recorded::{ecr, failure};
 use omx_aws::{AwsError, Ecr};
+use omx_testenv::refusing_port;
 use serde_json::json;
 
 /// No message a person reads may look like a `Debug` dump of an SDK type.
@@ -172,15 +173,6 @@ async fn other_service_errors_keep_code_and_message() {
     replay.assert_requests_match(&[]);
 }
 
-/// A port on loopback that nothing listens on.
-fn closed_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// An ECR adapter on `endpoint` with `credentials`, one attempt per call.
 fn ecr_at(endpoint: &str, credentials: SharedCredentialsProvider, timeout: Duration) -> Ecr {
     let config = SdkConfig::builder()
@@ -213,7 +205,7 @@ async fn no_credentials_in_the_chain_names_the_sources_tried_and_the_fix() {
     // The SDK's own chain machinery: the environment has nothing, and instance metadata is a
     // loopback port that refuses, as on any machine outside EC2.
     let imds = aws_config::imds::Client::builder()
-        .endpoint(format!("http://127.0.0.1:{}", closed_port()))
+        .endpoint(format!("http://127.0.0.1:{}", refusing_port()))
         .unwrap()
         .max_attempts(1)
         .build();
@@ -228,7 +220,7 @@ async fn no_credentials_in_the_chain_names_the_sources_tried_and_the_fix() {
         ImdsCredentialsProvider::builder().imds_client(imds).build(),
     );
     let ecr = ecr_at(
-        &format!("http://127.0.0.1:{}", closed_port()),
+        &format!("http://127.0.0.1:{}", refusing_port()),
         SharedCredentialsProvider::new(chain),
         Duration::from_secs(10),
     );
@@ -248,7 +240,7 @@ async fn an_expired_sso_session_says_to_log_in_again() {
         ))
     });
     let ecr = ecr_at(
-        &format!("http://127.0.0.1:{}", closed_port()),
+        &format!("http://127.0.0.1:{}", refusing_port()),
         SharedCredentialsProvider::new(provider),
         Duration::from_secs(10),
     );
@@ -262,7 +254,7 @@ async fn an_expired_sso_session_says_to_log_in_again() {
 
 #[tokio::test]
 async fn a_refused_connection_names_the_endpoint() {
-    let endpoint = format!("http://127.0.0.1:{}", closed_port());
+    let endpoint = format!("http://127.0.0.1:{}", refusing_port());
     let ecr = ecr_at(&endpoint, example_credentials(), Duration::from_secs(10));
     let error = ecr.tag_mutability("quay/tool").await.unwrap_err();
     let message = assert_readable(&error);

@@ -5,10 +5,9 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::process::Output;
 
-use omx_testenv::{EcrStandIn, Format, ImageFixture, LayerSpec, Moto, Registry};
+use omx_testenv::{refusing_port, EcrStandIn, Format, ImageFixture, LayerSpec, Moto, Registry};
 use serde_json::{json, Value};
 
 fn checks(output: &Output) -> Vec<(String, String, String)> {
@@ -60,10 +59,7 @@ fn doctor_passes_on_a_ready_machine_and_names_what_is_missing() {
         .to_string(),
     )
     .unwrap();
-    // A loopback port nothing listens on once the listener is gone.
-    let refusing = TcpListener::bind("127.0.0.1:0").unwrap();
-    let unreachable = format!("127.0.0.1:{}", refusing.local_addr().unwrap().port());
-    drop(refusing);
+    let unreachable = format!("127.0.0.1:{}", refusing_port());
     let manifest = home.path().join("manifest.json");
     std::fs::write(
         &manifest,
@@ -128,12 +124,7 @@ fn doctor_passes_on_a_ready_machine_and_names_what_is_missing() {
 #[test]
 fn doctor_on_a_machine_without_aws_says_what_to_set_up() {
     let home = tempfile::tempdir().unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_omx-ecr-helper"))
-        .args(["doctor"])
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home.path())
-        .env("AWS_EC2_METADATA_DISABLED", "true")
+    let output = common::fresh_machine(&["doctor"], home.path())
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(1));

@@ -2,26 +2,19 @@
 //! network, so the map is the one a real run would write, each image says it could not be
 //! checked, and 100 images take well under a second.
 
-use std::net::TcpListener;
-use std::process::Command;
+mod common;
+
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use omx_testenv::refusing_port;
 
-/// A loopback port that refuses connections.
-fn closed_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use serde_json::{json, Value};
 
 #[test]
 fn a_dry_run_offline_writes_the_full_map_quickly_and_says_what_it_could_not_check() {
     let home = tempfile::tempdir().unwrap();
-    let source = format!("127.0.0.1:{}", closed_port());
-    let target = format!("127.0.0.1:{}", closed_port());
+    let source = format!("127.0.0.1:{}", refusing_port());
+    let target = format!("127.0.0.1:{}", refusing_port());
     let inputs: Vec<String> = (0..100)
         .map(|n| format!("{source}/team/tool{n}:1"))
         .collect();
@@ -30,8 +23,8 @@ fn a_dry_run_offline_writes_the_full_map_quickly_and_says_what_it_could_not_chec
     let map_file = home.path().join("map.json");
 
     let started = Instant::now();
-    let output = Command::new(env!("CARGO_BIN_EXE_omx-ecr-helper"))
-        .args([
+    let output = common::fresh_machine(
+        &[
             "pull",
             manifest.to_str().unwrap(),
             "--registry",
@@ -41,12 +34,11 @@ fn a_dry_run_offline_writes_the_full_map_quickly_and_says_what_it_could_not_chec
             map_file.to_str().unwrap(),
             "--format",
             "json",
-        ])
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home.path())
-        .output()
-        .unwrap();
+        ],
+        home.path(),
+    )
+    .output()
+    .unwrap();
     let elapsed = started.elapsed();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");

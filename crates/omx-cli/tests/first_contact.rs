@@ -3,38 +3,16 @@
 //! about instance metadata and no `Debug` dumps. Instance metadata is a loopback port that
 //! refuses, which reproduces the SDK's probing outside EC2 without leaving the machine.
 
-use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
+
+use std::process::Output;
+
+use common::fresh_machine;
 
 const MANIFEST: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../examples/container_image_manifest.json"
 );
-
-fn closed_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The binary with nothing of the host's environment but PATH, a fresh HOME, and instance
-/// metadata on a refusing loopback port.
-fn fresh_machine(home: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_omx-ecr-helper"));
-    command
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .env(
-            "AWS_EC2_METADATA_SERVICE_ENDPOINT",
-            format!("http://127.0.0.1:{}/", closed_port()),
-        );
-    command
-}
 
 /// Stderr of a run that failed with exit code 1, checked to be a single readable line.
 fn one_line_error(output: Output) -> String {
@@ -51,7 +29,7 @@ fn one_line_error(output: Output) -> String {
 #[test]
 fn no_region_is_one_line_that_says_so_once() {
     let home = tempfile::tempdir().unwrap();
-    let output = fresh_machine(home.path(), &["pull", MANIFEST])
+    let output = fresh_machine(&["pull", MANIFEST], home.path())
         .output()
         .unwrap();
     let line = one_line_error(output);
@@ -65,7 +43,7 @@ fn no_region_is_one_line_that_says_so_once() {
 #[test]
 fn no_credentials_is_one_line_naming_the_sources_and_the_fix() {
     let home = tempfile::tempdir().unwrap();
-    let output = fresh_machine(home.path(), &["pull", MANIFEST])
+    let output = fresh_machine(&["pull", MANIFEST], home.path())
         .env("AWS_REGION", "us-east-1")
         .output()
         .unwrap();
@@ -82,7 +60,7 @@ fn no_credentials_is_one_line_naming_the_sources_and_the_fix() {
 #[test]
 fn the_whole_chain_is_there_at_verbose() {
     let home = tempfile::tempdir().unwrap();
-    let output = fresh_machine(home.path(), &["-v", "pull", MANIFEST])
+    let output = fresh_machine(&["-v", "pull", MANIFEST], home.path())
         .env("AWS_REGION", "us-east-1")
         .output()
         .unwrap();
@@ -120,7 +98,7 @@ fn an_expired_sso_session_says_to_log_in_again() {
         r#"{"accessToken": "expired", "expiresAt": "2020-01-01T00:00:00Z", "region": "us-east-1", "startUrl": "https://example.awsapps.com/start"}"#,
     )
     .unwrap();
-    let output = fresh_machine(home.path(), &["pull", MANIFEST])
+    let output = fresh_machine(&["pull", MANIFEST], home.path())
         .env("AWS_PROFILE", "work")
         .output()
         .unwrap();

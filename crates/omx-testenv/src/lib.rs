@@ -37,7 +37,7 @@ pub use fixture::{
     docker, layout_root_digest, oci, push_layout, push_with_skopeo, Descriptor, FixtureImage,
     Format, ImageFixture, LayerSpec, PushTarget,
 };
-pub use http::{base64_encode, basic_auth_header, http_request, HttpResponse};
+pub use http::{base64_encode, basic_auth_header, http_request, refusing_port, HttpResponse};
 pub use moto::{moto_ecr_password, Moto, MOTO_ACCOUNT_ID};
 pub use proxy::{Fault, FaultProxy, FaultRule, RequestRecord};
 pub use registry::{Registry, RegistryBuilder};
