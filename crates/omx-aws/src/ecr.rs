@@ -69,6 +69,22 @@ impl Ecr {
         )
     }
 
+    /// This client making each call once, without the SDK's retries: for looks that are worth
+    /// an answer now or a "could not check" (a dry run), never a wait.
+    pub fn single_attempt(&self) -> Ecr {
+        let config = self
+            .client
+            .config()
+            .to_builder()
+            .retry_config(aws_sdk_ecr::config::retry::RetryConfig::disabled())
+            .build();
+        Ecr {
+            client: aws_sdk_ecr::Client::from_conf(config),
+            endpoint: self.endpoint.clone(),
+            token: Arc::clone(&self.token),
+        }
+    }
+
     /// Wraps an existing SDK client (tests build one with a recorded HTTP exchange).
     pub fn from_client(client: aws_sdk_ecr::Client) -> Ecr {
         let region = client.config().region().map(|region| region.to_string());

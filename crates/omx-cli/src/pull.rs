@@ -90,7 +90,7 @@ pub struct PullArgs {
 const DRY_RUN_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub async fn run(args: PullArgs) -> anyhow::Result<Outcome> {
-    let (table, target, plan) = args
+    let (table, mut target, plan) = args
         .input
         .resolve_and_plan(&TargetOptions {
             region: args.region.clone(),
@@ -98,10 +98,13 @@ pub async fn run(args: PullArgs) -> anyhow::Result<Outcome> {
             ecr_registry_endpoint: args.ecr_registry_endpoint.clone(),
         })
         .await?;
+    // A dry run asks AWS and each registry once and moves on: nothing it finds out is worth
+    // waiting through retries for, and it must stay quick when they are out of reach.
+    if args.dry_run {
+        target.ecr = target.ecr.as_ref().map(omx_aws::Ecr::single_attempt);
+    }
     let mut client_config = target_client_config(&target, args.dest_creds.as_ref(), &args.access)?;
     if args.dry_run {
-        // A dry run asks each registry once and moves on: nothing it finds out is worth waiting
-        // through retries for, and it must stay quick when the registries are out of reach.
         client_config.retry.max_attempts = 1;
         client_config.retry.throttle_window = Duration::ZERO;
         client_config.connect_timeout = DRY_RUN_CONNECT_TIMEOUT;

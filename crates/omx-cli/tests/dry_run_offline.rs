@@ -82,3 +82,59 @@ fn a_dry_run_offline_writes_the_full_map_quickly_and_says_what_it_could_not_chec
         100
     );
 }
+
+#[test]
+fn a_dry_run_into_ecr_with_aws_out_of_reach_is_as_quick() {
+    let home = tempfile::tempdir().unwrap();
+    let inputs: Vec<String> = (0..50)
+        .map(|n| format!("quay.io/biocontainers/tool{n}:1"))
+        .chain((0..50).map(|n| format!("127.0.0.1:{}/team/tool{n}:1", refusing_port())))
+        .collect();
+    let manifest = home.path().join("manifest.json");
+    std::fs::write(&manifest, json!({ "manifest": inputs }).to_string()).unwrap();
+    let map_file = home.path().join("map.json");
+    let aws = format!("http://127.0.0.1:{}", refusing_port());
+    let registry_endpoint = format!("127.0.0.1:{}", refusing_port());
+
+    let started = Instant::now();
+    let output = common::fresh_machine(
+        &[
+            "pull",
+            manifest.to_str().unwrap(),
+            "--registry",
+            "ecr://123456789012/us-east-1",
+            "--ecr-registry-endpoint",
+            &registry_endpoint,
+            "--dry-run",
+            "--output-map",
+            map_file.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+        home.path(),
+    )
+    .env("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
+    .env(
+        "AWS_SECRET_ACCESS_KEY",
+        "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    )
+    .env("AWS_ENDPOINT_URL", &aws)
+    .output()
+    .unwrap();
+    let elapsed = started.elapsed();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(elapsed < Duration::from_secs(1), "took {elapsed:?}");
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let cached = report["images"][0]["message"].as_str().unwrap();
+    assert!(
+        cached.contains(&format!("could not check: DescribeImages for image quay/biocontainers/tool0:1 failed: cannot reach {aws}")),
+        "{cached}"
+    );
+    let map: Value = serde_json::from_str(&std::fs::read_to_string(&map_file).unwrap()).unwrap();
+    assert_eq!(map["images"].as_array().unwrap().len(), 100);
+    assert_eq!(
+        map["containerRegistryMap"]["registryMappings"][0]["upstreamRegistryUrl"],
+        "quay.io"
+    );
+}
