@@ -296,3 +296,39 @@ fn no_region_says_how_to_set_one() {
     assert!(message.starts_with("no AWS region is configured: pass --region"));
     assert!(message.contains("AWS_REGION"), "{message}");
 }
+
+#[tokio::test]
+async fn a_credential_provider_that_fails_is_named_with_the_fix() {
+    let provider = provide_credentials_fn(|| async {
+        Err(CredentialsError::provider_timed_out(Duration::from_secs(5)))
+    });
+    let ecr = ecr_at(
+        &format!("http://127.0.0.1:{}", refusing_port()),
+        SharedCredentialsProvider::new(provider),
+        Duration::from_secs(10),
+    );
+    let error = ecr.tag_mutability("quay/tool").await.unwrap_err();
+    assert_eq!(
+        assert_readable(&error),
+        "could not load AWS credentials: the credential provider gave no answer within 5s: check \
+         the profile, or run `aws configure`, set AWS_PROFILE to a configured profile, or run \
+         `aws sso login`"
+    );
+}
+
+#[tokio::test]
+async fn an_answer_that_cannot_be_read_names_the_call_without_a_dump() {
+    let (ecr, replay) = ecr(vec![omx_aws::testing::recorded::exchange(
+        "DescribeRepositories",
+        describe_repository(),
+        200,
+        json!("not the object DescribeRepositories answers"),
+    )]);
+    let error = ecr.tag_mutability("quay/tool").await.unwrap_err();
+    let message = assert_readable(&error);
+    assert!(
+        message.starts_with("DescribeRepositories for repository quay/tool failed: "),
+        "{message}"
+    );
+    replay.assert_requests_match(&[]);
+}
