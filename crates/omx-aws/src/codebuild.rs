@@ -8,12 +8,14 @@ use aws_sdk_codebuild::types::{
     EnvironmentVariable, EnvironmentVariableType, SourceType, StatusType,
 };
 
+use crate::endpoint::{self, Endpoint};
 use crate::error::AwsError;
 
 /// A CodeBuild client of one region.
 #[derive(Debug, Clone)]
 pub struct CodeBuild {
     client: aws_sdk_codebuild::Client,
+    endpoint: Endpoint,
 }
 
 /// What to build: an existing project run on an S3 source, with overrides.
@@ -87,12 +89,19 @@ pub struct BuildInfo {
 impl CodeBuild {
     /// A client for `config`'s region, credentials and endpoint (`AWS_ENDPOINT_URL_CODEBUILD`...).
     pub fn new(config: &SdkConfig) -> CodeBuild {
-        CodeBuild::from_client(aws_sdk_codebuild::Client::new(config))
+        CodeBuild {
+            client: aws_sdk_codebuild::Client::new(config),
+            endpoint: Endpoint::from_config(&endpoint::CODEBUILD, config),
+        }
     }
 
     /// Wraps an existing SDK client.
     pub fn from_client(client: aws_sdk_codebuild::Client) -> CodeBuild {
-        CodeBuild { client }
+        let region = client.config().region().map(|region| region.to_string());
+        CodeBuild {
+            endpoint: Endpoint::regional(&endpoint::CODEBUILD, region.as_deref()),
+            client,
+        }
     }
 
     /// `StartBuild` of `request.project` with an S3 source override.
@@ -121,7 +130,7 @@ impl CodeBuild {
             .set_buildspec_override(request.buildspec.clone())
             .send()
             .await
-            .map_err(|error| AwsError::from_sdk(OPERATION, &target, error))?;
+            .map_err(|error| AwsError::from_sdk(&self.endpoint, OPERATION, &target, error))?;
         let build = output
             .build_value()
             .ok_or_else(|| AwsError::unexpected(OPERATION, &target, "no build"))?;
@@ -138,7 +147,7 @@ impl CodeBuild {
             .ids(id)
             .send()
             .await
-            .map_err(|error| AwsError::from_sdk(OPERATION, &target, error))?;
+            .map_err(|error| AwsError::from_sdk(&self.endpoint, OPERATION, &target, error))?;
         let build = output
             .builds()
             .iter()

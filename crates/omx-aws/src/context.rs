@@ -4,6 +4,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use tokio::sync::OnceCell;
 
 use crate::ecr::Ecr;
+use crate::endpoint::{self, Endpoint};
 use crate::error::AwsError;
 
 /// The AWS configuration of one run: region, credentials and endpoints, plus the caller's account
@@ -73,7 +74,10 @@ impl AwsContext {
                     .get_caller_identity()
                     .send()
                     .await
-                    .map_err(|error| AwsError::from_sdk(OPERATION, TARGET, error))?;
+                    .map_err(|error| {
+                        let endpoint = Endpoint::from_config(&endpoint::STS, &self.config);
+                        AwsError::from_sdk(&endpoint, OPERATION, TARGET, error)
+                    })?;
                 identity
                     .account()
                     .map(str::to_string)

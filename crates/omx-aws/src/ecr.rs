@@ -13,6 +13,7 @@ use omx_core::policy::{
 use omx_core::Digest;
 use tokio::sync::Mutex;
 
+use crate::endpoint::{self, Endpoint};
 use crate::error::AwsError;
 use crate::token::EcrToken;
 
@@ -40,13 +41,17 @@ pub struct RepositoryState {
 #[derive(Debug, Clone)]
 pub struct Ecr {
     pub(crate) client: aws_sdk_ecr::Client,
+    pub(crate) endpoint: Endpoint,
     token: Arc<Mutex<Option<EcrToken>>>,
 }
 
 impl Ecr {
     /// A client for `config`'s region, credentials and endpoint.
     pub fn new(config: &SdkConfig) -> Ecr {
-        Ecr::from_client(aws_sdk_ecr::Client::new(config))
+        Ecr::with_endpoint(
+            aws_sdk_ecr::Client::new(config),
+            Endpoint::from_config(&endpoint::ECR, config),
+        )
     }
 
     /// A client like this one (credentials, endpoint settings) for another region, with its own
@@ -58,13 +63,39 @@ impl Ecr {
             .to_builder()
             .region(aws_types::region::Region::new(region.to_string()))
             .build();
-        Ecr::from_client(aws_sdk_ecr::Client::from_conf(config))
+        Ecr::with_endpoint(
+            aws_sdk_ecr::Client::from_conf(config),
+            self.endpoint.in_region(region),
+        )
+    }
+
+    /// This client making each call once, without the SDK's retries: for looks that are worth
+    /// an answer now or a "could not check" (a dry run), never a wait.
+    pub fn single_attempt(&self) -> Ecr {
+        let config = self
+            .client
+            .config()
+            .to_builder()
+            .retry_config(aws_sdk_ecr::config::retry::RetryConfig::disabled())
+            .build();
+        Ecr {
+            client: aws_sdk_ecr::Client::from_conf(config),
+            endpoint: self.endpoint.clone(),
+            token: Arc::clone(&self.token),
+        }
     }
 
     /// Wraps an existing SDK client (tests build one with a recorded HTTP exchange).
     pub fn from_client(client: aws_sdk_ecr::Client) -> Ecr {
+        let region = client.config().region().map(|region| region.to_string());
+        let endpoint = Endpoint::regional(&endpoint::ECR, region.as_deref());
+        Ecr::with_endpoint(client, endpoint)
+    }
+
+    fn with_endpoint(client: aws_sdk_ecr::Client, endpoint: Endpoint) -> Ecr {
         Ecr {
             client,
+            endpoint,
             token: Arc::new(Mutex::new(None)),
         }
     }
@@ -101,7 +132,12 @@ impl Ecr {
             {
                 self.existing_repository(name).await
             }
-            Err(error) => Err(AwsError::from_sdk("CreateRepository", target, error)),
+            Err(error) => Err(AwsError::from_sdk(
+                &self.endpoint,
+                "CreateRepository",
+                target,
+                error,
+            )),
         }
     }
 
@@ -118,7 +154,9 @@ impl Ecr {
             .set_tags(Some(vec![created_by_tag()]))
             .send()
             .await
-            .map_err(|error| AwsError::from_sdk("TagResource", &state.uri, error))?;
+            .map_err(|error| {
+                AwsError::from_sdk(&self.endpoint, "TagResource", &state.uri, error)
+            })?;
         Ok(())
     }
 
@@ -130,7 +168,9 @@ impl Ecr {
             .repository_names(name)
             .send()
             .await
-            .map_err(|error| AwsError::from_sdk("DescribeRepositories", &target, error))?;
+            .map_err(|error| {
+                AwsError::from_sdk(&self.endpoint, "DescribeRepositories", &target, error)
+            })?;
         let repository = described.repositories().first().ok_or_else(|| {
             AwsError::unexpected("DescribeRepositories", &target, "no repository listed")
         })?;
@@ -141,7 +181,9 @@ impl Ecr {
             .resource_arn(&arn)
             .send()
             .await
-            .map_err(|error| AwsError::from_sdk("ListTagsForResource", &target, error))?;
+            .map_err(|error| {
+                AwsError::from_sdk(&self.endpoint, "ListTagsForResource", &target, error)
+            })?;
         let (key, value) = CREATED_BY_TAG;
         let tagged = tags
             .tags()
@@ -174,6 +216,7 @@ impl Ecr {
             }
             Err(error) => {
                 return Err(AwsError::from_sdk(
+                    &self.endpoint,
                     "DescribeRepositories",
                     repository_target(name),
                     error,
@@ -215,6 +258,7 @@ impl Ecr {
                 Ok(None)
             }
             Err(error) => Err(AwsError::from_sdk(
+                &self.endpoint,
                 "GetRepositoryPolicy",
                 repository_target(name),
                 error,
@@ -239,7 +283,9 @@ impl Ecr {
                 .policy_text(policy)
                 .send()
                 .await
-                .map_err(|error| AwsError::from_sdk("SetRepositoryPolicy", target, error))?;
+                .map_err(|error| {
+                    AwsError::from_sdk(&self.endpoint, "SetRepositoryPolicy", target, error)
+                })?;
         }
         Ok(change)
     }
@@ -255,7 +301,12 @@ impl Ecr {
             {
                 Ok(None)
             }
-            Err(error) => Err(AwsError::from_sdk("GetRegistryPolicy", REGISTRY, error)),
+            Err(error) => Err(AwsError::from_sdk(
+                &self.endpoint,
+                "GetRegistryPolicy",
+                REGISTRY,
+                error,
+            )),
         }
     }
 
@@ -281,7 +332,9 @@ impl Ecr {
                 .policy_text(policy)
                 .send()
                 .await
-                .map_err(|error| AwsError::from_sdk("PutRegistryPolicy", REGISTRY, error))?;
+                .map_err(|error| {
+                    AwsError::from_sdk(&self.endpoint, "PutRegistryPolicy", REGISTRY, error)
+                })?;
         }
         Ok(change)
     }
@@ -310,7 +363,7 @@ impl Ecr {
             {
                 return Ok(None)
             }
-            Err(error) => return Err(AwsError::from_sdk(OPERATION, target, error)),
+            Err(error) => return Err(AwsError::from_sdk(&self.endpoint, OPERATION, target, error)),
         };
         let Some(image) = described.image_details().first() else {
             return Ok(None);
@@ -358,7 +411,7 @@ impl Ecr {
             .get_authorization_token()
             .send()
             .await
-            .map_err(|error| AwsError::from_sdk(OPERATION, REGISTRY, error))?;
+            .map_err(|error| AwsError::from_sdk(&self.endpoint, OPERATION, REGISTRY, error))?;
         let data = output
             .authorization_data()
             .first()

@@ -13,6 +13,7 @@
 mod codebuild;
 mod context;
 mod ecr;
+mod endpoint;
 mod error;
 mod pull_through;
 mod s3;

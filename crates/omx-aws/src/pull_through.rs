@@ -115,7 +115,14 @@ impl Ecr {
             {
                 return Ok(None)
             }
-            Err(error) => return Err(AwsError::from_sdk(OPERATION, rule_target(prefix), error)),
+            Err(error) => {
+                return Err(AwsError::from_sdk(
+                    &self.endpoint,
+                    OPERATION,
+                    rule_target(prefix),
+                    error,
+                ))
+            }
         };
         let Some(rule) = described
             .pull_through_cache_rules()
@@ -196,6 +203,7 @@ impl Ecr {
                 Ok(compare_rules(existing, &wanted))
             }
             Err(error) => Err(AwsError::from_sdk(
+                &self.endpoint,
                 "CreatePullThroughCacheRule",
                 rule_target(prefix),
                 error,
@@ -260,6 +268,7 @@ impl Ecr {
                         .await
                 }
                 Err(error) => Err(AwsError::from_sdk(
+                    &self.endpoint,
                     "CreateRepositoryCreationTemplate",
                     target,
                     error,
@@ -329,6 +338,7 @@ impl Ecr {
                 Ok(None)
             }
             Err(error) => Err(AwsError::from_sdk(
+                &self.endpoint,
                 "DescribeRepositoryCreationTemplates",
                 template_target(prefix),
                 error,
@@ -365,6 +375,7 @@ impl Ecr {
             .await
             .map_err(|error| {
                 AwsError::from_sdk(
+                    &self.endpoint,
                     "UpdateRepositoryCreationTemplate",
                     template_target(prefix),
                     error,

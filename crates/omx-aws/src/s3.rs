@@ -2,9 +2,9 @@
 
 use aws_config::SdkConfig;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_types::service_config::ServiceConfigKey;
 use bytes::Bytes;
 
+use crate::endpoint::{self, Endpoint};
 use crate::error::AwsError;
 
 /// An S3 client of one region.
@@ -16,6 +16,7 @@ use crate::error::AwsError;
 #[derive(Debug, Clone)]
 pub struct S3 {
     client: aws_sdk_s3::Client,
+    endpoint: Endpoint,
 }
 
 /// One object found under a prefix.
@@ -30,16 +31,24 @@ pub struct S3Object {
 impl S3 {
     /// A client for `config`'s region, credentials and endpoint.
     pub fn new(config: &SdkConfig) -> S3 {
+        let endpoint = Endpoint::from_config(&endpoint::S3, config);
         let mut builder = aws_sdk_s3::config::Builder::from(config);
-        if endpoint_overridden(config) {
+        if endpoint.configured {
             builder = builder.force_path_style(true);
         }
-        S3::from_client(aws_sdk_s3::Client::from_conf(builder.build()))
+        S3 {
+            client: aws_sdk_s3::Client::from_conf(builder.build()),
+            endpoint,
+        }
     }
 
     /// Wraps an existing SDK client.
     pub fn from_client(client: aws_sdk_s3::Client) -> S3 {
-        S3 { client }
+        let region = client.config().region().map(|region| region.to_string());
+        S3 {
+            endpoint: Endpoint::regional(&endpoint::S3, region.as_deref()),
+            client,
+        }
     }
 
     /// Every object whose key starts with `prefix`, in key order, following `ListObjectsV2`
@@ -71,7 +80,8 @@ impl S3 {
             .send();
         let mut objects = Vec::new();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|error| AwsError::from_sdk(OPERATION, &target, error))?;
+            let page = page
+                .map_err(|error| AwsError::from_sdk(&self.endpoint, OPERATION, &target, error))?;
             for object in page.contents() {
                 let key = object.key().ok_or_else(|| {
                     AwsError::unexpected(OPERATION, &target, "an object without key")
@@ -100,7 +110,7 @@ impl S3 {
             .key(key)
             .send()
             .await
-            .map_err(|error| AwsError::from_sdk("GetObject", &target, error))?;
+            .map_err(|error| AwsError::from_sdk(&self.endpoint, "GetObject", &target, error))?;
         Ok(ObjectReader {
             size: output
                 .content_length()
@@ -140,24 +150,6 @@ impl ObjectReader {
     }
 }
 
-/// Whether S3 requests go to a configured endpoint rather than AWS's: the same sources, in the
-/// same order, as the SDK's own S3 configuration reads.
-fn endpoint_overridden(config: &SdkConfig) -> bool {
-    if config.endpoint_url().is_some() {
-        return true;
-    }
-    let key = ServiceConfigKey::builder()
-        .service_id("S3")
-        .env("AWS_ENDPOINT_URL")
-        .profile("endpoint_url")
-        .build()
-        .expect("service id, env and profile are set");
-    config
-        .service_config()
-        .and_then(|service| service.load_config(key))
-        .is_some()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,12 +181,12 @@ mod tests {
             .to_builder()
             .endpoint_url("http://127.0.0.1:1")
             .build();
-        assert!(endpoint_overridden(&overridden));
+        assert!(Endpoint::from_config(&endpoint::S3, &overridden).configured);
         // Only when nothing in the environment names an endpoint is the plain config plain.
         if std::env::var_os("AWS_ENDPOINT_URL").is_none()
             && std::env::var_os("AWS_ENDPOINT_URL_S3").is_none()
         {
-            assert!(!endpoint_overridden(&plain));
+            assert!(!Endpoint::from_config(&endpoint::S3, &plain).configured);
         }
     }
 

@@ -3,12 +3,14 @@
 use aws_config::SdkConfig;
 use aws_sdk_sfn::types::ExecutionStatus as SdkStatus;
 
+use crate::endpoint::{self, Endpoint};
 use crate::error::AwsError;
 
 /// The Step Functions client of one region.
 #[derive(Debug, Clone)]
 pub struct StepFunctions {
     client: aws_sdk_sfn::Client,
+    endpoint: Endpoint,
 }
 
 /// Where an execution stands.
@@ -37,6 +39,7 @@ impl StepFunctions {
     pub fn new(config: &SdkConfig) -> StepFunctions {
         StepFunctions {
             client: aws_sdk_sfn::Client::new(config),
+            endpoint: Endpoint::from_config(&endpoint::STEP_FUNCTIONS, config),
         }
     }
 
@@ -44,8 +47,9 @@ impl StepFunctions {
     pub async fn state_machine_arn(&self, name: &str) -> Result<Option<String>, AwsError> {
         let mut pages = self.client.list_state_machines().into_paginator().send();
         while let Some(page) = pages.next().await {
-            let page =
-                page.map_err(|error| AwsError::from_sdk("ListStateMachines", name, error))?;
+            let page = page.map_err(|error| {
+                AwsError::from_sdk(&self.endpoint, "ListStateMachines", name, error)
+            })?;
             if let Some(found) = page.state_machines().iter().find(|m| m.name() == name) {
                 return Ok(Some(found.state_machine_arn().to_string()));
             }
@@ -69,7 +73,9 @@ impl StepFunctions {
             .input(input)
             .send()
             .await
-            .map_err(|error| AwsError::from_sdk("StartExecution", state_machine_arn, error))?;
+            .map_err(|error| {
+                AwsError::from_sdk(&self.endpoint, "StartExecution", state_machine_arn, error)
+            })?;
         Ok(started.execution_arn().to_string())
     }
 
@@ -90,8 +96,9 @@ impl StepFunctions {
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page = page
-                .map_err(|error| AwsError::from_sdk("GetExecutionHistory", execution_arn, error))?;
+            let page = page.map_err(|error| {
+                AwsError::from_sdk(&self.endpoint, "GetExecutionHistory", execution_arn, error)
+            })?;
             let exited = page
                 .events()
                 .iter()
@@ -111,7 +118,9 @@ impl StepFunctions {
             .execution_arn(execution_arn)
             .send()
             .await
-            .map_err(|error| AwsError::from_sdk("DescribeExecution", execution_arn, error))?;
+            .map_err(|error| {
+                AwsError::from_sdk(&self.endpoint, "DescribeExecution", execution_arn, error)
+            })?;
         let status = match described.status() {
             SdkStatus::Running | SdkStatus::PendingRedrive => ExecutionStatus::Running,
             SdkStatus::Succeeded => ExecutionStatus::Succeeded,

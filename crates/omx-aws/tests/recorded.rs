@@ -162,8 +162,8 @@ async fn access_denied_on_a_rule_lookup_is_an_error_naming_operation_rule_and_co
     let message = error.to_string();
     assert!(
         message.starts_with(
-            "DescribePullThroughCacheRules for pull-through cache rule docker-hub failed: \
-             AccessDeniedException: User: arn:aws:iam::123456789012:user/ci is not authorized"
+            "DescribePullThroughCacheRules for pull-through cache rule docker-hub was denied: \
+             arn:aws:iam::123456789012:user/ci may not perform ecr:DescribePullThroughCacheRules"
         ),
         "{message}"
     );
@@ -362,8 +362,9 @@ async fn throttling_while_reading_a_repository_policy_is_an_error_and_nothing_is
     assert_eq!(error.code(), Some("ThrottlingException"));
     assert_eq!(
         error.to_string(),
-        "GetRepositoryPolicy for repository dockerhub/library/ubuntu failed: \
-         ThrottlingException: Rate exceeded"
+        "GetRepositoryPolicy for repository dockerhub/library/ubuntu was throttled by AWS \
+         (ThrottlingException) through every retry: run again in a minute, or with fewer images \
+         at a time"
     );
     replay.assert_requests_match(&[]);
 }

@@ -229,6 +229,7 @@ impl Builder {
             digest,
             status,
             message,
+            bytes_copied: None,
         }
     }
 

@@ -496,6 +496,7 @@ mod tests {
             digest: None,
             status,
             message: String::new(),
+            bytes_copied: None,
         };
         let report = RunReport {
             images: vec![

@@ -23,13 +23,16 @@ pub enum Outcome {
 #[error("{0}")]
 pub struct UnusableInput(pub String);
 
-/// Prints an error chain and maps the outcome to the process exit code.
+/// Prints an error chain (each cause once: wrappers that quote their cause do not repeat it) and
+/// maps the outcome to the process exit code.
 pub fn report(result: anyhow::Result<Outcome>) -> ExitCode {
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::PartialFailure) => ExitCode::from(1),
         Err(error) => {
-            eprintln!("error: {}", shown(&format!("{error:#}")));
+            // The chain is redacted and escaped, and says each cause once.
+            let chain: &(dyn std::error::Error + 'static) = error.as_ref();
+            eprintln!("error: {}", omx_core::report::error_chain(chain));
             if error.downcast_ref::<UnusableInput>().is_some() {
                 ExitCode::from(2)
             } else {

@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod build;
+mod completions;
 mod copy;
+mod doctor;
 mod exit;
 mod map;
 mod output;
@@ -25,13 +27,9 @@ mod verify;
 /// there (pull-through cache where ECR supports it, a native registry-to-registry copy otherwise),
 /// builds images from Dockerfile bundles, and tells you the private URI of every image.
 #[derive(Parser)]
-#[command(
-    name = "omx-ecr-helper",
-    version,
-    about,
-    long_about,
-    max_term_width = 100
-)]
+// `about` and `long_about` come from the doc comment above (naming them here would put the
+// package description in `-h` and the man page's NAME instead).
+#[command(name = "omx-ecr-helper", version, max_term_width = 100)]
 struct Cli {
     /// More log output (-v: debug, -vv: trace). RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -54,6 +52,9 @@ enum Command {
     Verify(verify::VerifyArgs),
     Setup(setup::SetupArgs),
     Submit(submit::SubmitArgs),
+    Doctor(doctor::DoctorArgs),
+    Completions(completions::CompletionsArgs),
+    Man(completions::ManArgs),
 }
 
 #[tokio::main]
@@ -70,16 +71,30 @@ async fn main() -> ExitCode {
         Command::Map(args) => map::run(args),
         Command::Verify(args) => verify::run(args).await,
         Command::Setup(args) => setup::run(args).await,
+        Command::Doctor(args) => doctor::run(args).await,
+        Command::Completions(args) => completions::completions(args),
+        Command::Man(args) => completions::man(args),
     };
     exit::report(result)
 }
 
+/// Crates whose own tracing is for debugging them, not for a person running a command: the AWS
+/// SDK warns about every instance-metadata probe on a machine that has none, and the HTTP stack
+/// logs connection details. Their messages show at `-v`/`-vv` or when RUST_LOG asks for them.
+const LIBRARY_LOGS: &[&str] = &["aws_", "hyper", "h2", "rustls", "reqwest", "tower"];
+
 fn init_logging(verbose: u8) {
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
-        0 => "warn,omx=info",
-        1 => "debug",
-        _ => "trace",
+        0 => {
+            let quiet: Vec<String> = LIBRARY_LOGS
+                .iter()
+                .map(|target| format!("{target}=off"))
+                .collect();
+            format!("warn,omx=info,{}", quiet.join(","))
+        }
+        1 => "debug".to_string(),
+        _ => "trace".to_string(),
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()

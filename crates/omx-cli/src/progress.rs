@@ -2,10 +2,13 @@
 //! several run), plain log lines when stderr is not a terminal, or nothing with `--quiet`.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::io::IsTerminal as _;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
-use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
+use omx_core::report::{human_bytes, human_rate};
 use omx_core::Digest;
 use omx_registry::{ImageId, ProgressEvent, ProgressSink};
 
@@ -53,6 +56,7 @@ struct ImageState {
     label: String,
     bar: Option<ProgressBar>,
     tally: Tally,
+    started: Instant,
 }
 
 /// Byte and blob accounting for one image.
@@ -111,13 +115,18 @@ impl Tally {
         self.mounted += 1;
     }
 
-    /// `3 blobs copied (12.0 MiB), 2 already present, 1 mounted`.
-    pub fn summary(&self) -> String {
+    /// `3 blobs copied (12.0 MiB at 112 MiB/s), 2 already present, 1 mounted`, for a copy that
+    /// took `elapsed`.
+    pub fn summary(&self, elapsed: Duration) -> String {
+        let mut copied = human_bytes(self.finished);
+        if self.finished > 0 && !elapsed.is_zero() {
+            let rate = self.finished as f64 / elapsed.as_secs_f64();
+            let _ = write!(copied, " at {}", human_rate(rate));
+        }
         format!(
-            "{} blob{} copied ({}), {} already present, {} mounted",
+            "{} blob{} copied ({copied}), {} already present, {} mounted",
             self.copied,
             if self.copied == 1 { "" } else { "s" },
-            HumanBytes(self.finished),
             self.skipped,
             self.mounted
         )
@@ -125,8 +134,9 @@ impl Tally {
 }
 
 /// Numbers first, the (long) image names last, so they may be cut at the terminal's edge.
-const BAR_TEMPLATE: &str =
-    "[{bar:25}] {bytes:>10}/{total_bytes:<10} {binary_bytes_per_sec:>12} eta {eta:>3} {wide_msg}";
+/// Sizes and the rate are ours (`68.0 MiB`, `112 MiB/s`) rather than indicatif's, so bars, lines
+/// and messages write numbers the same way.
+const BAR_TEMPLATE: &str = "[{bar:25}] {done:>9}/{size:<9} {rate:>10} eta {eta:>3} {wide_msg}";
 
 impl TerminalProgress {
     pub fn new(mode: Mode) -> TerminalProgress {
@@ -175,6 +185,24 @@ impl TerminalProgress {
     fn bar(&self, style: &str) -> ProgressBar {
         let style = ProgressStyle::with_template(style)
             .expect("the progress template is valid")
+            .with_key(
+                "done",
+                |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = w.write_str(&human_bytes(state.pos()));
+                },
+            )
+            .with_key(
+                "size",
+                |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = w.write_str(&human_bytes(state.len().unwrap_or(0)));
+                },
+            )
+            .with_key(
+                "rate",
+                |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = w.write_str(&human_rate(state.per_sec()));
+                },
+            )
             .progress_chars("=> ");
         ProgressBar::new(0).with_style(style)
     }
@@ -214,6 +242,7 @@ impl TerminalProgress {
                 label,
                 bar,
                 tally: Tally::default(),
+                started: Instant::now(),
             },
         );
         if self.mode == Mode::Bars && state.overall.is_none() && state.images.len() > 1 {
@@ -261,7 +290,7 @@ impl ProgressSink for TerminalProgress {
                         if up_to_date {
                             format!("up to date {} {digest}", entry.label)
                         } else {
-                            let summary = entry.tally.summary();
+                            let summary = entry.tally.summary(entry.started.elapsed());
                             format!("copied {} ({summary}) {digest}", entry.label)
                         }
                     })
@@ -357,8 +386,13 @@ mod tests {
         assert_eq!(tally.total(), 700);
         assert_eq!(tally.position(), 700);
         assert_eq!(
-            tally.summary(),
-            "1 blob copied (600 B), 1 already present, 1 mounted"
+            tally.summary(Duration::from_millis(500)),
+            "1 blob copied (600 B at 1.2 KiB/s), 1 already present, 1 mounted"
+        );
+        tally.finished(&digest(2), 71_303_168 - 600);
+        assert_eq!(
+            tally.summary(Duration::from_secs(1)),
+            "2 blobs copied (68.0 MiB at 68 MiB/s), 1 already present, 1 mounted"
         );
     }
 

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
@@ -50,7 +51,8 @@ pub struct PullArgs {
     #[arg(long)]
     pub refresh: bool,
 
-    /// Plan and check what already exists; create, copy and change nothing.
+    /// Plan and check what already exists; create, copy and change nothing. Checks are tried
+    /// once each; what could not be checked is said, and --output-map is written all the same.
     #[arg(long)]
     pub dry_run: bool,
 
@@ -84,8 +86,11 @@ pub struct PullArgs {
     pub quiet: bool,
 }
 
+/// How long a dry run waits for a registry to accept a connection.
+const DRY_RUN_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
 pub async fn run(args: PullArgs) -> anyhow::Result<Outcome> {
-    let (table, target, plan) = args
+    let (table, mut target, plan) = args
         .input
         .resolve_and_plan(&TargetOptions {
             region: args.region.clone(),
@@ -93,13 +98,20 @@ pub async fn run(args: PullArgs) -> anyhow::Result<Outcome> {
             ecr_registry_endpoint: args.ecr_registry_endpoint.clone(),
         })
         .await?;
+    // A dry run asks AWS and each registry once and moves on: nothing it finds out is worth
+    // waiting through retries for, and it must stay quick when they are out of reach.
+    if args.dry_run {
+        target.ecr = target.ecr.as_ref().map(omx_aws::Ecr::single_attempt);
+    }
+    let mut client_config = target_client_config(&target, args.dest_creds.as_ref(), &args.access)?;
+    if args.dry_run {
+        client_config.retry.max_attempts = 1;
+        client_config.retry.throttle_window = Duration::ZERO;
+        client_config.connect_timeout = DRY_RUN_CONNECT_TIMEOUT;
+    }
     let puller = Puller::new(
         CopyEngine::new(
-            RegistryClient::new(target_client_config(
-                &target,
-                args.dest_creds.as_ref(),
-                &args.access,
-            )?)?,
+            RegistryClient::new(client_config)?,
             CopyOptions {
                 jobs: usize::from(args.jobs),
                 platform: args.platform.clone(),
@@ -122,6 +134,20 @@ pub async fn run(args: PullArgs) -> anyhow::Result<Outcome> {
     let on_done = |report: &ImageReport| progress.println(&status_line(report));
     let report = puller.run(&plan, &progress, &on_done).await;
     progress.finish();
+    if args.dry_run {
+        let unchecked = report
+            .images
+            .iter()
+            .filter(|image| image.message.contains(omx_puller::COULD_NOT_CHECK))
+            .count();
+        if unchecked > 0 {
+            progress.println(&format!(
+                "dry run: {unchecked} of {} images could not be checked (see their messages); \
+                 they are planned and in the map as if they will be brought over",
+                report.images.len()
+            ));
+        }
+    }
 
     crate::output::print_report(args.format, &report, render_report)?;
     if let Some(path) = &args.output_map {

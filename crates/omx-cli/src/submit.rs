@@ -228,6 +228,7 @@ fn batch_reports(
             digest: None,
             status: ImageStatus::Failed,
             message: why.clone(),
+            bytes_copied: None,
         }));
     }
     // Back in manifest order (the results of a failed execution list only some entries).
@@ -301,6 +302,7 @@ fn item_report(item: &Value) -> ImageReport {
         digest: item["digest"].as_str().and_then(|d| d.parse().ok()),
         status: serde_json::from_value(item["status"].clone()).unwrap_or(ImageStatus::Failed),
         message: text("message"),
+        bytes_copied: None,
     }
 }
 

@@ -168,6 +168,18 @@ fn pull_into_ecr_creates_tagged_granted_repositories_then_skips_everything() {
         digests,
         vec![tool_1.as_str(), tool_2.as_str(), multi.as_str()]
     );
+    // Exact bytes for programs, rounded sizes for people.
+    let copied = &first["images"][0];
+    assert!(copied["bytes_copied"].as_u64().unwrap() > 0, "{copied}");
+    let message = copied["message"].as_str().unwrap();
+    assert!(message.starts_with("copied "), "{message}");
+    assert!(
+        [" B)", " KiB)", " MiB)"]
+            .iter()
+            .any(|unit| message.contains(unit)),
+        "{message}"
+    );
+    assert!(first["images"][3].get("bytes_copied").is_none());
     let failure = first["images"][3]["message"].as_str().unwrap();
     assert!(
         failure.contains("team/missing:9") && failure.contains("does not exist"),

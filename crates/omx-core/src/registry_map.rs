@@ -29,13 +29,19 @@ pub struct MappedImage {
 }
 
 impl OutputMap {
-    /// The images of `plan` whose report (same order) says they are in place.
+    /// The images of `plan` whose report (same order) says they are in place, or, in a dry run,
+    /// would be (`PLANNED`): a dry run writes the map the real run would.
     pub fn from_run(plan: &PullPlan, report: &RunReport, table: &NamespaceTable) -> OutputMap {
         let in_place: Vec<(&PlannedImage, &crate::report::ImageReport)> = plan
             .images
             .iter()
             .zip(&report.images)
-            .filter(|(_, r)| matches!(r.status, ImageStatus::Succeeded | ImageStatus::Skipped))
+            .filter(|(_, r)| {
+                matches!(
+                    r.status,
+                    ImageStatus::Succeeded | ImageStatus::Skipped | ImageStatus::Planned
+                )
+            })
             .collect();
         let planned: Vec<&PlannedImage> = in_place.iter().map(|(image, _)| *image).collect();
         OutputMap {
@@ -143,6 +149,7 @@ mod tests {
             digest: None,
             status,
             message: String::new(),
+            bytes_copied: None,
         };
         let run = RunReport {
             images: vec![

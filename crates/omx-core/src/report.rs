@@ -26,7 +26,12 @@ pub struct ImageReport {
     /// The manifest digest in the target registry, once known.
     pub digest: Option<Digest>,
     pub status: ImageStatus,
+    /// A person's summary; sizes in it are rounded (`68.0 MiB`).
     pub message: String,
+    /// Exact blob bytes uploaded by this run, when it copied (JSON readers get the number the
+    /// message rounds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_copied: Option<u64>,
 }
 
 /// A whole run: every planned image, and the entries that could not be planned.
@@ -65,6 +70,37 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
     crate::excerpt::escape(&crate::secret::redact(&message)).into_owned()
 }
 
+/// Binary units, as registries and Docker count layer sizes.
+const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+
+/// `value` in the largest unit it reaches, and that unit.
+fn scaled(value: f64) -> (f64, &'static str) {
+    let mut value = value.max(0.0);
+    let mut unit = 0;
+    // 1023.96 KiB would print as "1024.0 KiB": move up before rounding reaches the next unit.
+    while value >= 1023.95 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    (value, UNITS[unit])
+}
+
+/// A size for people: `512 B`, `68.0 MiB`, `1.2 GiB`. Exact counts belong in JSON.
+pub fn human_bytes(bytes: u64) -> String {
+    match scaled(bytes as f64) {
+        (_, "B") => format!("{bytes} B"),
+        (value, unit) => format!("{value:.1} {unit}"),
+    }
+}
+
+/// A transfer rate for people: `9.5 MiB/s`, `112 MiB/s` (three digits are plenty for a rate).
+pub fn human_rate(bytes_per_second: f64) -> String {
+    match scaled(bytes_per_second) {
+        (value, unit) if value < 9.95 && unit != "B" => format!("{value:.1} {unit}/s"),
+        (value, unit) => format!("{value:.0} {unit}/s"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,5 +121,39 @@ mod tests {
     fn error_chains_read_as_one_line_without_saying_a_cause_twice() {
         assert_eq!(error_chain(&Outer(Inner)), "outer: inner cause");
         assert_eq!(error_chain(&Repeating(Inner)), "copy failed: inner cause");
+    }
+
+    #[test]
+    fn sizes_and_rates_read_like_a_person_would_write_them() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1024), "1.0 KiB");
+        assert_eq!(human_bytes(71_303_168), "68.0 MiB");
+        assert_eq!(human_bytes(1_048_575), "1.0 MiB");
+        assert_eq!(human_bytes(5 << 40), "5.0 TiB");
+        assert_eq!(human_rate(112.0 * 1_048_576.0), "112 MiB/s");
+        assert_eq!(human_rate(9.5 * 1_048_576.0), "9.5 MiB/s");
+        assert_eq!(human_rate(999.0), "999 B/s");
+        assert_eq!(human_rate(f64::NAN.max(0.0)), "0 B/s");
+    }
+
+    #[test]
+    fn bytes_copied_is_in_json_only_when_known() {
+        let mut report = ImageReport {
+            input: "a".into(),
+            source: "a".into(),
+            target: "b".into(),
+            digest: None,
+            status: ImageStatus::Succeeded,
+            message: "copied 1 blob (68.0 MiB)".into(),
+            bytes_copied: None,
+        };
+        let json = serde_json::to_value(&report).unwrap();
+        assert!(json.get("bytes_copied").is_none());
+        report.bytes_copied = Some(71_303_168);
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["bytes_copied"], 71_303_168);
+        let back: ImageReport = serde_json::from_value(json).unwrap();
+        assert_eq!(back, report);
     }
 }

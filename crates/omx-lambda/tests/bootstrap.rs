@@ -140,7 +140,7 @@ async fn pull_image_bootstrap_copies_skips_and_refuses_bad_payloads() {
     assert!(
         copied["message"]
             .as_str()
-            .is_some_and(|message| message.starts_with("copied 3 blob(s)")),
+            .is_some_and(|message| message.starts_with("copied 3 blobs (")),
         "two layers and the config: {copied}"
     );
     let skipped = function.response(&api, "req-2");

@@ -19,7 +19,9 @@ mod target;
 mod verify;
 
 pub use ecr_credentials::EcrCredentials;
-pub use puller::{prepare_repository, reports_in_order, PullError, PullOptions, Puller};
+pub use puller::{
+    prepare_repository, reports_in_order, PullError, PullOptions, Puller, COULD_NOT_CHECK,
+};
 pub use setup::{
     check_credential_arn, setup_registry, Action, Resource, SetupOptions, SetupReport, SetupStep,
     Upstream, PTC_SECRET_PREFIX,

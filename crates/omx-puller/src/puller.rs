@@ -6,7 +6,7 @@ use futures_util::stream::{self, StreamExt};
 use omx_aws::{AwsError, Ecr};
 use omx_core::namespace::Method;
 use omx_core::plan::{PlannedImage, PullPlan};
-use omx_core::report::{error_chain, ImageReport, ImageStatus, RunReport};
+use omx_core::report::{error_chain, human_bytes, ImageReport, ImageStatus, RunReport};
 use omx_core::{Digest, Reference, ReferenceError};
 use omx_registry::{
     CopyEngine, CopyError, CopyReport, Known, ManifestKind, ManifestRef, ProgressSink,
@@ -36,6 +36,9 @@ impl Default for PullOptions {
         }
     }
 }
+
+/// What a dry run's message says of an image it could not check.
+pub const COULD_NOT_CHECK: &str = "could not check";
 
 /// Why one image could not be brought over.
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +93,8 @@ struct Done {
     status: ImageStatus,
     digest: Option<Digest>,
     message: String,
+    /// Blob bytes uploaded, when this run copied.
+    bytes_copied: Option<u64>,
 }
 
 impl Puller {
@@ -138,9 +143,22 @@ impl Puller {
         progress: &dyn ProgressSink,
     ) -> ImageReport {
         let outcome = self.bring(image, progress).await;
-        let (status, digest, mut message) = match outcome {
-            Ok(done) => (done.status, done.digest, done.message),
-            Err(error) => (ImageStatus::Failed, None, error_chain(&error)),
+        let (status, digest, mut message, bytes_copied) = match outcome {
+            Ok(done) => (done.status, done.digest, done.message, done.bytes_copied),
+            // A dry run plans every image and checks what it can: a registry or AWS that cannot
+            // be asked leaves the image planned, with what could not be checked and why.
+            Err(error @ (PullError::Aws(_) | PullError::Registry(_) | PullError::Copy(_)))
+                if self.options.dry_run =>
+            {
+                let why = error_chain(&error);
+                (
+                    ImageStatus::Planned,
+                    None,
+                    format!("dry run: would bring it over; {COULD_NOT_CHECK}: {why}"),
+                    None,
+                )
+            }
+            Err(error) => (ImageStatus::Failed, None, error_chain(&error), None),
         };
         for warning in &image.warnings {
             message.push_str("; warning: ");
@@ -153,6 +171,7 @@ impl Puller {
             digest,
             status,
             message,
+            bytes_copied,
         }
     }
 
@@ -207,6 +226,7 @@ impl Puller {
                 return Ok(Done {
                     status: ImageStatus::Skipped,
                     digest: Some(existing.digest.clone()),
+                    bytes_copied: None,
                     message: "already present".to_string(),
                 });
             }
@@ -235,6 +255,7 @@ impl Puller {
                 return Ok(Done {
                     status: ImageStatus::Skipped,
                     digest: Some(existing.digest.clone()),
+                    bytes_copied: None,
                     message: "up to date with upstream".to_string(),
                 });
             }
@@ -252,6 +273,7 @@ impl Puller {
             return Ok(Done {
                 status: ImageStatus::Planned,
                 digest: None,
+                bytes_copied: None,
                 message: match existing {
                     Some(_) => "dry run: would check upstream and copy if it moved".to_string(),
                     None => "dry run: would copy".to_string(),
@@ -281,6 +303,7 @@ impl Puller {
             },
             message: describe_copy(&report),
             digest: Some(report.digest),
+            bytes_copied: Some(report.bytes_copied),
         })
     }
 
@@ -330,6 +353,7 @@ impl Puller {
                 return Ok(Done {
                     status: ImageStatus::Skipped,
                     digest: Some(digest.clone()),
+                    bytes_copied: None,
                     message: "already cached".to_string(),
                 });
             }
@@ -338,6 +362,7 @@ impl Puller {
             return Ok(Done {
                 status: ImageStatus::Planned,
                 digest: None,
+                bytes_copied: None,
                 message: "dry run: would prime through the pull-through cache".to_string(),
             });
         }
@@ -395,6 +420,7 @@ impl Puller {
                 ImageStatus::Succeeded
             },
             digest: Some(primed.digest),
+            bytes_copied: None,
             message: if refreshed {
                 "already cached, same as upstream".to_string()
             } else {
@@ -494,8 +520,12 @@ fn describe_copy(report: &CopyReport) -> String {
         return "up to date with upstream".to_string();
     }
     let mut message = format!(
-        "copied {} blob(s), {} byte(s); {} already present, {} mounted",
-        report.blobs_copied, report.bytes_copied, report.blobs_skipped, report.blobs_mounted
+        "copied {} blob{} ({}); {} already present, {} mounted",
+        report.blobs_copied,
+        if report.blobs_copied == 1 { "" } else { "s" },
+        human_bytes(report.bytes_copied),
+        report.blobs_skipped,
+        report.blobs_mounted
     );
     for warning in &report.warnings {
         message.push_str("; warning: ");

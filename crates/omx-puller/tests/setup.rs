@@ -325,8 +325,7 @@ async fn a_failed_step_stops_its_prefix_only() {
     );
     assert!(
         report.steps[0].detail.starts_with(
-            "CreateRepositoryCreationTemplate for repository creation template quay failed: \
-             AccessDeniedException"
+            "CreateRepositoryCreationTemplate for repository creation template quay was denied: "
         ),
         "{}",
         report.steps[0].detail

@@ -170,6 +170,15 @@ pub fn base64_encode(input: &[u8]) -> String {
     encoded
 }
 
+/// A loopback port nothing listens on (it was free a moment ago): connections to it are refused,
+/// as to a registry or service that is down, without leaving the machine.
+pub fn refusing_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -33,3 +33,20 @@ pub fn command(args: &[&str], moto: &Moto, home: &Path) -> Command {
         .env_remove("RUST_LOG");
     command
 }
+
+/// The binary on a machine with nothing of AWS set up: no variables but PATH, a fresh HOME, and
+/// instance metadata on a refusing loopback port (the SDK probes it outside EC2 too).
+#[allow(dead_code)] // not every test binary that includes this module runs it this way
+pub fn fresh_machine(args: &[&str], home: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_omx-ecr-helper"));
+    command
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env(
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+            format!("http://127.0.0.1:{}/", omx_testenv::refusing_port()),
+        );
+    command
+}
