@@ -497,7 +497,7 @@ fn build_into_ecr_creates_pushes_and_then_skips() {
     )
     .unwrap();
     let registry = format!("ecr://{}/us-east-1", world.ecr.account());
-    let (store, work) = (home.join("store"), home.join("work"));
+    let (store, work, logs) = (home.join("store"), home.join("work"), home.join("logs"));
     let args = [
         "build",
         manifest.to_str().unwrap(),
@@ -509,6 +509,8 @@ fn build_into_ecr_creates_pushes_and_then_skips() {
         store.to_str().unwrap(),
         "--work-dir",
         work.to_str().unwrap(),
+        "--log-dir",
+        logs.to_str().unwrap(),
         "--format",
         "json",
     ];
