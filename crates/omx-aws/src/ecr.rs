@@ -205,23 +205,15 @@ impl Ecr {
             .repository_names(name)
             .send()
             .await;
-        let described = match described {
-            Ok(described) => described,
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_repository_not_found_exception()) =>
-            {
-                return Ok(None)
-            }
-            Err(error) => {
-                return Err(AwsError::from_sdk(
-                    &self.endpoint,
-                    "DescribeRepositories",
-                    repository_target(name),
-                    error,
-                ))
-            }
+        let Some(described) = AwsError::absent_as_none(
+            &self.endpoint,
+            "DescribeRepositories",
+            repository_target(name),
+            described,
+            |e| e.is_repository_not_found_exception(),
+        )?
+        else {
+            return Ok(None);
         };
         Ok(described
             .repositories()
@@ -242,28 +234,20 @@ impl Ecr {
     /// The policy text of repository `name`, `None` when it has none. Any other failure (the
     /// repository is missing, access denied, throttling) is an error, never taken for "no policy".
     pub async fn repository_policy(&self, name: &str) -> Result<Option<String>, AwsError> {
-        match self
+        let answer = self
             .client
             .get_repository_policy()
             .repository_name(name)
             .send()
-            .await
-        {
-            Ok(output) => Ok(output.policy_text().map(str::to_string)),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_repository_policy_not_found_exception()) =>
-            {
-                Ok(None)
-            }
-            Err(error) => Err(AwsError::from_sdk(
-                &self.endpoint,
-                "GetRepositoryPolicy",
-                repository_target(name),
-                error,
-            )),
-        }
+            .await;
+        let answer = AwsError::absent_as_none(
+            &self.endpoint,
+            "GetRepositoryPolicy",
+            repository_target(name),
+            answer,
+            |e| e.is_repository_policy_not_found_exception(),
+        )?;
+        Ok(answer.and_then(|output| output.policy_text().map(str::to_string)))
     }
 
     /// Makes sure repository `name` lets HealthOmics pull, merging our statement into its policy
@@ -292,22 +276,12 @@ impl Ecr {
 
     /// The registry (account-level) policy, `None` when there is none.
     pub async fn registry_policy(&self) -> Result<Option<String>, AwsError> {
-        match self.client.get_registry_policy().send().await {
-            Ok(output) => Ok(output.policy_text().map(str::to_string)),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_registry_policy_not_found_exception()) =>
-            {
-                Ok(None)
-            }
-            Err(error) => Err(AwsError::from_sdk(
-                &self.endpoint,
-                "GetRegistryPolicy",
-                REGISTRY,
-                error,
-            )),
-        }
+        let answer = self.client.get_registry_policy().send().await;
+        let answer =
+            AwsError::absent_as_none(&self.endpoint, "GetRegistryPolicy", REGISTRY, answer, |e| {
+                e.is_registry_policy_not_found_exception()
+            })?;
+        Ok(answer.and_then(|output| output.policy_text().map(str::to_string)))
     }
 
     /// Makes sure the registry policy lets HealthOmics create repositories under `prefix` and
@@ -354,16 +328,12 @@ impl Ecr {
             .image_ids(ImageIdentifier::builder().image_tag(tag).build())
             .send()
             .await;
-        let described = match described {
-            Ok(described) => described,
-            Err(error)
-                if error.as_service_error().is_some_and(|e| {
-                    e.is_image_not_found_exception() || e.is_repository_not_found_exception()
-                }) =>
-            {
-                return Ok(None)
-            }
-            Err(error) => return Err(AwsError::from_sdk(&self.endpoint, OPERATION, target, error)),
+        let Some(described) =
+            AwsError::absent_as_none(&self.endpoint, OPERATION, &target, described, |e| {
+                e.is_image_not_found_exception() || e.is_repository_not_found_exception()
+            })?
+        else {
+            return Ok(None);
         };
         let Some(image) = described.image_details().first() else {
             return Ok(None);

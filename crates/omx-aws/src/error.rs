@@ -130,6 +130,27 @@ impl AwsError {
         }
     }
 
+    /// An SDK call's answer for a lookup: the service error that `absent` recognises (no such
+    /// repository, policy, rule...) is `None`; any other failure is translated, never taken for
+    /// "absent".
+    pub(crate) fn absent_as_none<T, E, R>(
+        endpoint: &Endpoint,
+        operation: &'static str,
+        target: impl Into<String>,
+        result: Result<T, SdkError<E, R>>,
+        absent: impl Fn(&E) -> bool,
+    ) -> Result<Option<T>, AwsError>
+    where
+        E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
+        R: fmt::Debug + Send + Sync + 'static,
+    {
+        match result {
+            Ok(answer) => Ok(Some(answer)),
+            Err(error) if error.as_service_error().is_some_and(&absent) => Ok(None),
+            Err(error) => Err(AwsError::from_sdk(endpoint, operation, target, error)),
+        }
+    }
+
     /// Translates an SDK error of `operation` (about `target`, sent to `endpoint`).
     pub(crate) fn from_sdk<E, R>(
         endpoint: &Endpoint,

@@ -106,23 +106,15 @@ impl Ecr {
             .ecr_repository_prefixes(prefix)
             .send()
             .await;
-        let described = match described {
-            Ok(described) => described,
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_pull_through_cache_rule_not_found_exception()) =>
-            {
-                return Ok(None)
-            }
-            Err(error) => {
-                return Err(AwsError::from_sdk(
-                    &self.endpoint,
-                    OPERATION,
-                    rule_target(prefix),
-                    error,
-                ))
-            }
+        let Some(described) = AwsError::absent_as_none(
+            &self.endpoint,
+            OPERATION,
+            rule_target(prefix),
+            described,
+            |e| e.is_pull_through_cache_rule_not_found_exception(),
+        )?
+        else {
+            return Ok(None);
         };
         let Some(rule) = described
             .pull_through_cache_rules()
@@ -323,27 +315,22 @@ impl Ecr {
             .prefixes(prefix)
             .send()
             .await;
-        match described {
-            Ok(described) => Ok(described
+        // `TemplateNotFoundException` is not in the model's error list for this operation, but
+        // it is what ECR answers for an unknown prefix.
+        let described = AwsError::absent_as_none(
+            &self.endpoint,
+            "DescribeRepositoryCreationTemplates",
+            template_target(prefix),
+            described,
+            |e| e.meta().code() == Some("TemplateNotFoundException"),
+        )?;
+        Ok(described.and_then(|described| {
+            described
                 .repository_creation_templates()
                 .iter()
                 .find(|template| template.prefix() == Some(prefix))
-                .cloned()),
-            // Not in the model's error list for this operation, but what ECR answers for an
-            // unknown prefix.
-            Err(error)
-                if error.as_service_error().and_then(|e| e.meta().code())
-                    == Some("TemplateNotFoundException") =>
-            {
-                Ok(None)
-            }
-            Err(error) => Err(AwsError::from_sdk(
-                &self.endpoint,
-                "DescribeRepositoryCreationTemplates",
-                template_target(prefix),
-                error,
-            )),
-        }
+                .cloned()
+        }))
     }
 
     async fn complete_creation_template(
