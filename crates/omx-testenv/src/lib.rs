@@ -28,6 +28,7 @@ mod moto;
 mod process;
 mod proxy;
 mod registry;
+mod server;
 mod token;
 mod tools;
 

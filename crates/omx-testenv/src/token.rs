@@ -25,6 +25,7 @@ use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use serde_json::json;
 
 use crate::head::read_head;
+use crate::server::accept_each;
 
 /// The `service` the registry names in its challenge and expects as the token's audience.
 pub const TOKEN_SERVICE: &str = "omx-testenv";
@@ -131,7 +132,18 @@ impl TokenServer {
         let acceptor_shared = Arc::clone(&shared);
         let acceptor = thread::Builder::new()
             .name("token-server-accept".to_string())
-            .spawn(move || accept_loop(listener, acceptor_shared))
+            .spawn(move || {
+                accept_each(
+                    listener,
+                    "token-server-conn",
+                    acceptor_shared,
+                    |shared| &shared.stopping,
+                    |stream, shared| {
+                        // An I/O error just ends this client connection.
+                        let _ = serve_connection(stream, shared);
+                    },
+                )
+            })
             .expect("cannot spawn the token server thread");
         TokenServer {
             shared,
@@ -240,23 +252,6 @@ fn make_signing_files(openssl: &Path, dir: &Path) -> (Vec<u8>, Vec<u8>, PathBuf)
         read("cert.der"),
         token_dir.join("cert.pem"),
     )
-}
-
-fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    for stream in listener.incoming() {
-        if shared.stopping.load(Ordering::SeqCst) {
-            return;
-        }
-        let Ok(stream) = stream else { continue };
-        let connection_shared = Arc::clone(&shared);
-        // A connection thread that cannot be spawned drops its client, which sees a reset.
-        let _ = thread::Builder::new()
-            .name("token-server-conn".to_string())
-            .spawn(move || {
-                // An I/O error just ends this client connection, as it would on a real server.
-                let _ = serve_connection(stream, &connection_shared);
-            });
-    }
 }
 
 /// Answers one request and closes the connection: token requests are rare enough that

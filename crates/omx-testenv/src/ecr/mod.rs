@@ -36,6 +36,7 @@ pub use state::{Counters, RepositoryOrigin};
 
 use crate::http::http_request;
 use crate::registry::Registry;
+use crate::server::accept_each;
 use state::EcrState;
 use wire::Connection;
 
@@ -160,7 +161,17 @@ impl EcrBuilder {
         let accept_shared = Arc::clone(&shared);
         let acceptor = thread::Builder::new()
             .name("ecr-stand-in".to_string())
-            .spawn(move || accept_loop(listener, accept_shared))
+            .spawn(move || {
+                accept_each(
+                    listener,
+                    "ecr-stand-in-conn",
+                    accept_shared,
+                    |shared| &shared.stopping,
+                    |stream, shared| {
+                        let _ = serve(&stream, shared);
+                    },
+                )
+            })
             .expect("cannot spawn the ECR stand-in");
         Some(EcrStandIn {
             shared,
@@ -434,22 +445,6 @@ impl Drop for EcrStandIn {
         if let Some(acceptor) = self.acceptor.take() {
             let _ = acceptor.join();
         }
-    }
-}
-
-fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    for stream in listener.incoming() {
-        if shared.stopping.load(Ordering::SeqCst) {
-            return;
-        }
-        let Ok(stream) = stream else { continue };
-        let connection_shared = Arc::clone(&shared);
-        // An I/O error ends that client connection only, as on a real server.
-        let _ = thread::Builder::new()
-            .name("ecr-stand-in-conn".to_string())
-            .spawn(move || {
-                let _ = serve(&stream, &connection_shared);
-            });
     }
 }
 

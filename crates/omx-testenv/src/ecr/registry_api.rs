@@ -150,6 +150,20 @@ pub(crate) fn handle(
     }
 }
 
+/// Answers `NAME_UNKNOWN` (and returns its status) when repository `name` does not exist: ECR's
+/// answer to any read, upload or delete in a repository it does not have.
+pub(crate) fn refuse_unknown_repository(
+    shared: &Shared,
+    connection: &mut Connection,
+    request: &Request,
+    name: &str,
+) -> io::Result<Option<u16>> {
+    if shared.state().repositories.contains_key(name) {
+        return Ok(None);
+    }
+    name_unknown(shared, connection, request, name).map(Some)
+}
+
 pub(crate) fn name_unknown(
     shared: &Shared,
     connection: &mut Connection,
@@ -197,8 +211,8 @@ fn pass_through(
     request: &Request,
     name: &str,
 ) -> io::Result<u16> {
-    if !shared.state().repositories.contains_key(name) {
-        return name_unknown(shared, connection, request, name);
+    if let Some(status) = refuse_unknown_repository(shared, connection, request, name)? {
+        return Ok(status);
     }
     let (status, _) = forward(
         connection,

@@ -3,7 +3,9 @@
 
 use std::io;
 
-use super::registry_api::{backing, ensure_push_repository, name_unknown, strip_upload_uuid};
+use super::registry_api::{
+    backing, ensure_push_repository, name_unknown, refuse_unknown_repository, strip_upload_uuid,
+};
 use super::state::RepositoryOrigin;
 use super::wire::{forward, Connection, Request};
 use super::Shared;
@@ -100,8 +102,8 @@ pub(crate) fn upload_part(
     request: &Request,
     name: &str,
 ) -> io::Result<u16> {
-    if !shared.state().repositories.contains_key(name) {
-        return name_unknown(shared, connection, request, name);
+    if let Some(status) = refuse_unknown_repository(shared, connection, request, name)? {
+        return Ok(status);
     }
     let upload = request.path.clone();
     if previous_part_too_small(shared, &upload) {
@@ -150,8 +152,8 @@ pub(crate) fn complete_upload(
     request: &Request,
     name: &str,
 ) -> io::Result<u16> {
-    if !shared.state().repositories.contains_key(name) {
-        return name_unknown(shared, connection, request, name);
+    if let Some(status) = refuse_unknown_repository(shared, connection, request, name)? {
+        return Ok(status);
     }
     let upload = request.path.clone();
     let carries_a_part = !matches!(request.framing()?, Framing::Empty | Framing::Length(0));
