@@ -12,6 +12,7 @@ mod exit;
 mod map;
 mod output;
 mod plan;
+mod prepare;
 mod progress;
 mod pull;
 mod scan;
@@ -49,6 +50,7 @@ enum Command {
     Build(build::BuildArgs),
     Scan(scan::ScanArgs),
     Map(map::MapArgs),
+    Prepare(prepare::PrepareArgs),
     Verify(verify::VerifyArgs),
     Setup(setup::SetupArgs),
     Submit(submit::SubmitArgs),
@@ -69,6 +71,7 @@ async fn main() -> ExitCode {
         Command::Copy(args) => copy::run(args).await,
         Command::Scan(args) => scan::run(args),
         Command::Map(args) => map::run(args),
+        Command::Prepare(args) => prepare::run(args).await,
         Command::Verify(args) => verify::run(args).await,
         Command::Setup(args) => setup::run(args).await,
         Command::Doctor(args) => doctor::run(args).await,

@@ -149,7 +149,7 @@ fn json_text(value: &impl serde::Serialize) -> anyhow::Result<String> {
 }
 
 /// Every container the scan found, placed on the processes it belongs to.
-fn nextflow_config(scan: &ScanReport, lookup: &ImageLookup) -> NextflowConfig {
+pub(crate) fn nextflow_config(scan: &ScanReport, lookup: &ImageLookup) -> NextflowConfig {
     let mut config = NextflowConfig::default();
     let mut texts: std::collections::HashMap<PathBuf, Option<String>> = Default::default();
     for finding in &scan.findings {

@@ -31,6 +31,11 @@ pub struct PullManifestArgs {
     /// {"rules": [{"hosts": ["community.wave.seqera.io"], "namespace": "wave"}]}
     #[arg(long, value_name = "FILE")]
     pub namespaces: Option<PathBuf>,
+
+    /// The manifest's text, when a command made it rather than read it (`prepare` scans a
+    /// workflow); `manifest` then names where it is (or would be) written, for messages.
+    #[arg(skip)]
+    pub made: Option<String>,
 }
 
 impl PullManifestArgs {
@@ -55,7 +60,10 @@ impl PullManifestArgs {
                     .map_err(|e| UnusableInput(format!("--single: {e}")))?
             }
             (None, Some(path)) => {
-                let text = read_input_file(path)?;
+                let text = match &self.made {
+                    Some(text) => text.clone(),
+                    None => read_input_file(path)?,
+                };
                 parse_pull_manifest(&text)
                     .map_err(|e| UnusableInput(format!("{}: {e}", shown_path(path))))?
             }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
+use omx_core::namespace::NamespaceTable;
 use omx_core::plan::PullPlan;
 use omx_core::registry_map::OutputMap;
 use omx_core::report::{ImageReport, ImageStatus, RunReport};
@@ -33,18 +34,24 @@ pub struct PullArgs {
     #[command(flatten)]
     pub input: PullManifestArgs,
 
-    /// AWS region of the ECR target (default: the credential chain's region).
-    #[arg(long)]
-    pub region: Option<String>,
+    #[command(flatten)]
+    pub run: PullRunArgs,
 
-    /// AWS profile to use.
-    #[arg(long)]
-    pub profile: Option<String>,
+    /// Output format of the final report.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
 
-    /// A registry endpoint (host[:port]) that receives the ECR registry API calls instead of
-    /// the ECR host (emulators, VPC endpoints); private URIs still name the ECR host.
-    #[arg(long, value_name = "HOST", value_parser = crate::exit::echoless(crate::copy::ecr_registry_endpoint))]
-    pub ecr_registry_endpoint: Option<String>,
+    /// Write every image's private URI and a HealthOmics containerRegistryMap to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub output_map: Option<PathBuf>,
+}
+
+/// How a pull runs, whatever gives it the manifest (`pull` reads a file, `prepare` scans a
+/// workflow).
+#[derive(Args, Debug, Clone)]
+pub struct PullRunArgs {
+    #[command(flatten)]
+    pub aws: AwsTargetArgs,
 
     /// Re-copy tags whose upstream now points at a different digest (default: an existing tag
     /// is skipped).
@@ -66,14 +73,6 @@ pub struct PullArgs {
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,
 
-    /// Output format of the final report.
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    pub format: Format,
-
-    /// Write every image's private URI and a HealthOmics containerRegistryMap to FILE.
-    #[arg(long, value_name = "FILE")]
-    pub output_map: Option<PathBuf>,
-
     /// Credentials for a non-ECR target registry (ECR uses your AWS credentials).
     #[arg(long, value_name = "USER:PASSWORD", value_parser = parse_secret)]
     pub dest_creds: Option<Secret>,
@@ -86,18 +85,64 @@ pub struct PullArgs {
     pub quiet: bool,
 }
 
+/// Where the AWS side of a command points.
+#[derive(Args, Debug, Clone)]
+pub struct AwsTargetArgs {
+    /// AWS region of the ECR target (default: the credential chain's region).
+    #[arg(long)]
+    pub region: Option<String>,
+
+    /// AWS profile to use.
+    #[arg(long)]
+    pub profile: Option<String>,
+
+    /// A registry endpoint (host[:port]) that receives the ECR registry API calls instead of
+    /// the ECR host (emulators, VPC endpoints); private URIs still name the ECR host.
+    #[arg(long, value_name = "HOST", value_parser = crate::exit::echoless(crate::copy::ecr_registry_endpoint))]
+    pub ecr_registry_endpoint: Option<String>,
+}
+
+impl AwsTargetArgs {
+    pub fn target_options(&self) -> TargetOptions {
+        TargetOptions {
+            region: self.region.clone(),
+            profile: self.profile.clone(),
+            ecr_registry_endpoint: self.ecr_registry_endpoint.clone(),
+        }
+    }
+}
+
 /// How long a dry run waits for a registry to accept a connection.
 const DRY_RUN_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub async fn run(args: PullArgs) -> anyhow::Result<Outcome> {
-    let (table, mut target, plan) = args
-        .input
-        .resolve_and_plan(&TargetOptions {
-            region: args.region.clone(),
-            profile: args.profile.clone(),
-            ecr_registry_endpoint: args.ecr_registry_endpoint.clone(),
-        })
-        .await?;
+    let PullRun {
+        table,
+        plan,
+        report,
+    } = execute(&args.input, &args.run).await?;
+    crate::output::print_report(args.format, &report, render_report)?;
+    if let Some(path) = &args.output_map {
+        write_output_map(path, &plan, &report, &table)?;
+    }
+    Ok(if report.all_ok() {
+        Outcome::Success
+    } else {
+        Outcome::PartialFailure
+    })
+}
+
+/// What a pull did: the plan it followed (with the namespace table that made it) and the report
+/// of every image, in the plan's order.
+pub struct PullRun {
+    pub table: NamespaceTable,
+    pub plan: PullPlan,
+    pub report: RunReport,
+}
+
+/// Plans the manifest `input` names and brings its images over, with progress on the terminal.
+pub async fn execute(input: &PullManifestArgs, args: &PullRunArgs) -> anyhow::Result<PullRun> {
+    let (table, mut target, plan) = input.resolve_and_plan(&args.aws.target_options()).await?;
     // A dry run asks AWS and each registry once and moves on: nothing it finds out is worth
     // waiting through retries for, and it must stay quick when they are out of reach.
     if args.dry_run {
@@ -149,14 +194,10 @@ pub async fn run(args: PullArgs) -> anyhow::Result<Outcome> {
         }
     }
 
-    crate::output::print_report(args.format, &report, render_report)?;
-    if let Some(path) = &args.output_map {
-        write_output_map(path, &plan, &report, &table)?;
-    }
-    Ok(if report.all_ok() {
-        Outcome::Success
-    } else {
-        Outcome::PartialFailure
+    Ok(PullRun {
+        table,
+        plan,
+        report,
     })
 }
 
@@ -196,7 +237,7 @@ fn write_output_map(
     path: &std::path::Path,
     plan: &PullPlan,
     report: &RunReport,
-    table: &omx_core::namespace::NamespaceTable,
+    table: &NamespaceTable,
 ) -> anyhow::Result<()> {
     let map = OutputMap::from_run(plan, report, table);
     let text = serde_json::to_string_pretty(&map)? + "\n";
@@ -204,7 +245,7 @@ fn write_output_map(
         .with_context(|| format!("cannot write {}", crate::plan::shown_path(path)))
 }
 
-fn status_word(status: ImageStatus) -> &'static str {
+pub(crate) fn status_word(status: ImageStatus) -> &'static str {
     match status {
         ImageStatus::Skipped => "skipped",
         ImageStatus::Succeeded => "done",

@@ -104,7 +104,7 @@ pub fn run(args: ScanArgs) -> anyhow::Result<Outcome> {
     })
 }
 
-fn render_manifest(report: &ScanReport) -> anyhow::Result<String> {
+pub(crate) fn render_manifest(report: &ScanReport) -> anyhow::Result<String> {
     let manifest = serde_json::json!({ "manifest": report.manifest() });
     Ok(format!("{}\n", serde_json::to_string_pretty(&manifest)?))
 }

@@ -47,20 +47,12 @@ pub struct VerifyArgs {
 }
 
 pub async fn run(args: VerifyArgs) -> anyhow::Result<Outcome> {
-    // The registry is looked at in its own region; a --region that differs is where workflows
-    // run, which the region check then reports for every image.
-    let (table, target, plan) = args
-        .input
-        .resolve_and_plan(&TargetOptions {
-            region: args.region.clone(),
-            profile: args.profile.clone(),
-            ecr_registry_endpoint: args.ecr_registry_endpoint.clone(),
-        })
-        .await?;
-    let client = RegistryClient::new(target_client_config(&target, None, &args.access)?)?;
-    let verifier = Verifier::new(client, target, table, args.region.clone());
-    let report = verifier.verify(&plan).await;
-
+    let options = TargetOptions {
+        region: args.region.clone(),
+        profile: args.profile.clone(),
+        ecr_registry_endpoint: args.ecr_registry_endpoint.clone(),
+    };
+    let report = check(&args.input, &options, args.region.clone(), &args.access).await?;
     crate::output::print_report(args.format, &report, |value| {
         render(value, &FixCommands::of(&args))
     })?;
@@ -71,8 +63,23 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<Outcome> {
     })
 }
 
+/// Checks every image of the manifest `input` names. The registry is looked at in its own
+/// region; a `workflow_region` that differs is where workflows run, which the region check then
+/// reports for every image.
+pub async fn check(
+    input: &PullManifestArgs,
+    options: &TargetOptions,
+    workflow_region: Option<String>,
+    access: &RegistryAccessArgs,
+) -> anyhow::Result<VerifyReport> {
+    let (table, target, plan) = input.resolve_and_plan(options).await?;
+    let client = RegistryClient::new(target_client_config(&target, None, access)?)?;
+    let verifier = Verifier::new(client, target, table, workflow_region);
+    Ok(verifier.verify(&plan).await)
+}
+
 /// The commands that fix failed checks, spelled for the input this run was given.
-struct FixCommands {
+pub(crate) struct FixCommands {
     /// The manifest (or `--single IMAGE`) and the options that decide the private names.
     input: String,
     /// `--region`/`--profile` as given.
@@ -81,23 +88,32 @@ struct FixCommands {
 
 impl FixCommands {
     fn of(args: &VerifyArgs) -> FixCommands {
-        let mut input = match (&args.input.single, &args.input.manifest) {
+        FixCommands::for_input(&args.input, args.profile.as_deref(), args.region.as_deref())
+    }
+
+    /// The fixes for `input`, with `--profile`/`--region` as given.
+    pub(crate) fn for_input(
+        input_args: &PullManifestArgs,
+        profile: Option<&str>,
+        region: Option<&str>,
+    ) -> FixCommands {
+        let mut input = match (&input_args.single, &input_args.manifest) {
             (Some(image), _) => format!("--single {}", shell_word(image)),
             (None, Some(path)) => shell_word(&path.display().to_string()),
             (None, None) => String::new(),
         };
-        if let Some(path) = &args.input.namespaces {
+        if let Some(path) = &input_args.namespaces {
             input.push_str(&format!(
                 " --namespaces {}",
                 shell_word(&path.display().to_string())
             ));
         }
         let mut aws = String::new();
-        if let Some(profile) = &args.profile {
+        if let Some(profile) = profile {
             aws.push_str(&format!(" --profile {}", shell_word(profile)));
         }
         let mut fixes = FixCommands { input, aws };
-        if let Some(region) = &args.region {
+        if let Some(region) = region {
             fixes
                 .aws
                 .push_str(&format!(" --region {}", shell_word(region)));
@@ -146,7 +162,7 @@ fn status_word(status: CheckStatus) -> &'static str {
     }
 }
 
-fn render(report: &VerifyReport, fixes: &FixCommands) -> String {
+pub(crate) fn render(report: &VerifyReport, fixes: &FixCommands) -> String {
     let mut rows: Vec<Vec<String>> = Vec::new();
     for image in &report.images {
         for (position, check) in image.checks.iter().enumerate() {

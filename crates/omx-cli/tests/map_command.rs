@@ -224,7 +224,7 @@ fn nextflow_config_sets_every_process_container() {
     assert_eq!(
         text(&output.stdout),
         format!(
-            "// The private container of every process, written by `omx-ecr-helper map --format nextflow`.\n\
+            "// The private container of every process, written by omx-ecr-helper (`map --format nextflow`, `prepare`).\n\
              // Give it last so that it wins: nextflow run <pipeline> -c <this file>\n\
              process {{\n\
              \x20   // ghcr.io/lab/tool:2 ({workflow}/nextflow.config:4)\n\

@@ -441,7 +441,7 @@ impl NextflowConfig {
     /// then names, each in the order added), then the unplaced containers as comments.
     pub fn render(&self) -> String {
         let mut out = String::from(
-            "// The private container of every process, written by `omx-ecr-helper map --format nextflow`.\n\
+            "// The private container of every process, written by omx-ecr-helper (`map --format nextflow`, `prepare`).\n\
              // Give it last so that it wins: nextflow run <pipeline> -c <this file>\n",
         );
         let mut settings: Vec<&ContainerSetting> = self.settings.iter().collect();
@@ -751,7 +751,7 @@ profiles {
         });
         assert_eq!(
             config.render(),
-            "// The private container of every process, written by `omx-ecr-helper map --format nextflow`.\n\
+            "// The private container of every process, written by omx-ecr-helper (`map --format nextflow`, `prepare`).\n\
              // Give it last so that it wins: nextflow run <pipeline> -c <this file>\n\
              process {\n\
              \x20   // ubuntu:22.04 (nextflow.config:3)\n\

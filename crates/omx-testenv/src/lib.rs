@@ -19,6 +19,7 @@
 //! ```
 
 pub mod aws_recorder;
+mod connect_proxy;
 mod ecr;
 mod fixture;
 mod head;
@@ -32,6 +33,7 @@ mod server;
 mod token;
 mod tools;
 
+pub use connect_proxy::ConnectProxy;
 pub use ecr::{
     Counters as EcrCounters, EcrBuilder, EcrRequest, EcrStandIn, RepositoryOrigin, RepositoryView,
 };

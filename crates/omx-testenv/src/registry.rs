@@ -49,6 +49,8 @@ pub struct RegistryBuilder {
     token_lifetime: Option<Duration>,
     token_claimed_lifetime: Option<Duration>,
     tls: bool,
+    /// DNS names the TLS certificate holds besides `localhost` and `127.0.0.1`.
+    tls_names: Vec<String>,
     proxy_of: Option<String>,
 }
 
@@ -122,6 +124,15 @@ impl RegistryBuilder {
         self
     }
 
+    /// Serves HTTPS (as [`RegistryBuilder::tls`]) with these DNS names in the certificate too,
+    /// so that a client tunnelled here by a [`ConnectProxy`](crate::ConnectProxy) accepts it as
+    /// `quay.io` or `registry-1.docker.io`.
+    pub fn tls_names(mut self, names: &[&str]) -> Self {
+        self.tls = true;
+        self.tls_names = names.iter().map(|name| name.to_string()).collect();
+        self
+    }
+
     /// Runs as a pull-through cache of the registry at `upstream_url` (distribution's proxy
     /// mode): a pull fetches from upstream and keeps a copy; pushes are refused. Tests use it to
     /// stand in for an ECR pull-through-cache endpoint.
@@ -176,7 +187,9 @@ impl RegistryBuilder {
             htpasswd
         });
         let openssl = || tool_paths.last().expect("openssl was required");
-        let tls = self.tls.then(|| make_tls_files(openssl(), dir.path()));
+        let tls = self
+            .tls
+            .then(|| make_tls_files(openssl(), dir.path(), &self.tls_names));
         let token_server = self.token_auth.as_ref().map(|(user, password)| {
             let settings = TokenSettings {
                 user: user.clone(),
@@ -323,17 +336,20 @@ fn write_htpasswd(htpasswd_bin: &Path, file: &Path, user: &str, password: &str) 
 ///
 /// A separate CA (rather than one self-signed server certificate) is used because webpki-based
 /// clients such as rustls reject a certificate with `CA:TRUE` presented as the server's own.
-fn make_tls_files(openssl: &Path, dir: &Path) -> TlsFiles {
+fn make_tls_files(openssl: &Path, dir: &Path, names: &[String]) -> TlsFiles {
     let tls_dir = dir.join("tls");
     let cert_dir = dir.join("certs");
     fs::create_dir_all(&tls_dir).expect("cannot create the TLS dir");
     fs::create_dir_all(&cert_dir).expect("cannot create the cert dir");
+    let alt_names: String = names.iter().map(|name| format!(",DNS:{name}")).collect();
     fs::write(
         tls_dir.join("server.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\n\
-         basicConstraints=critical,CA:FALSE\n\
-         keyUsage=critical,digitalSignature\n\
-         extendedKeyUsage=serverAuth\n",
+        format!(
+            "subjectAltName=IP:127.0.0.1,DNS:localhost{alt_names}\n\
+             basicConstraints=critical,CA:FALSE\n\
+             keyUsage=critical,digitalSignature\n\
+             extendedKeyUsage=serverAuth\n"
+        ),
     )
     .expect("cannot write the certificate extensions file");
     let serial = format!(

@@ -320,3 +320,43 @@ fn skopeo_pushes_through_the_proxy_and_the_proxy_stops_on_drop() {
         "proxy still accepts after drop"
     );
 }
+
+/// The CONNECT proxy tunnels a routed name to its local server and refuses every other one, so
+/// a test can never reach the internet through it.
+#[test]
+fn connect_proxy_tunnels_routed_hosts_and_refuses_the_rest() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let local = listener.local_addr().unwrap().to_string();
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut hello = [0u8; 5];
+        stream.read_exact(&mut hello).unwrap();
+        stream.write_all(b"world").unwrap();
+        hello
+    });
+    let proxy = omx_testenv::ConnectProxy::start(&[("quay.io:443", &local)]);
+    let address = proxy.url().trim_start_matches("http://").to_string();
+
+    let mut refused = std::net::TcpStream::connect(&address).unwrap();
+    refused
+        .write_all(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    refused.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+
+    let mut tunnel = std::net::TcpStream::connect(&address).unwrap();
+    // The first bytes of the tunnel may ride in the same packet as the head.
+    tunnel
+        .write_all(b"CONNECT Quay.io:443 HTTP/1.1\r\nHost: quay.io:443\r\n\r\nhello")
+        .unwrap();
+    let mut head = [0u8; 39];
+    tunnel.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200 Connection Established\r\n\r\n");
+    let mut reply = [0u8; 5];
+    tunnel.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"world");
+    assert_eq!(&server.join().unwrap(), b"hello");
+    assert_eq!(proxy.requested(), ["example.com:443", "quay.io:443"]);
+}
