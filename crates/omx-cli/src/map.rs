@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use clap::{Args, ValueEnum};
 use omx_core::registry_map::container_registry_map;
 use omx_core::workflow_map::{
-    nextflow_selector, planned_output_map, private_uris, rewrite_wdl_inputs, ContainerSetting,
-    ImageLookup, NextflowConfig, NextflowFile, Unplaced,
+    planned_output_map, private_uris, rewrite_wdl_inputs, ContainerSetting, ImageLookup,
+    NextflowConfig, Unplaced,
 };
 use omx_workflow::{scan_path, ScanReport};
 
@@ -151,7 +151,6 @@ fn json_text(value: &impl serde::Serialize) -> anyhow::Result<String> {
 /// Every container the scan found, placed on the processes it belongs to.
 pub(crate) fn nextflow_config(scan: &ScanReport, lookup: &ImageLookup) -> NextflowConfig {
     let mut config = NextflowConfig::default();
-    let mut texts: std::collections::HashMap<PathBuf, Option<String>> = Default::default();
     for finding in &scan.findings {
         let location = finding.location.to_string();
         let unplaced = |reason: String| Unplaced {
@@ -165,18 +164,11 @@ pub(crate) fn nextflow_config(scan: &ScanReport, lookup: &ImageLookup) -> Nextfl
             ));
             continue;
         };
-        let path = &finding.location.file;
-        let Some(kind) = nextflow_file(path) else {
+        if !is_nextflow_file(&finding.location.file) {
             config.add_unplaced(unplaced("not in a Nextflow file".to_string()));
             continue;
-        };
-        let text = texts
-            .entry(path.clone())
-            .or_insert_with(|| std::fs::read_to_string(path).ok());
-        let selector = text
-            .as_deref()
-            .and_then(|text| nextflow_selector(text, finding.location.line, kind));
-        match selector {
+        }
+        match finding.process.clone() {
             Some(selector) => config.add(ContainerSetting {
                 selector,
                 image: finding.image.clone(),
@@ -198,10 +190,10 @@ pub(crate) fn nextflow_config(scan: &ScanReport, lookup: &ImageLookup) -> Nextfl
     config
 }
 
-fn nextflow_file(path: &Path) -> Option<NextflowFile> {
-    match path.extension().and_then(|e| e.to_str()) {
-        Some("nf") => Some(NextflowFile::Script),
-        Some("config") => Some(NextflowFile::Config),
-        _ => None,
-    }
+/// A Nextflow script (`*.nf`) or configuration file (`*.config`).
+pub(crate) fn is_nextflow_file(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("nf" | "config")
+    )
 }

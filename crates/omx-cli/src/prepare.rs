@@ -134,7 +134,11 @@ pub async fn run(args: PrepareArgs) -> anyhow::Result<Outcome> {
     )?;
     let lookup = ImageLookup::new(&pulled.plan, &pulled.table);
     let mut unplaced = Vec::new();
-    if scan.findings.iter().any(|f| is_nextflow(&f.location.file)) {
+    if scan
+        .findings
+        .iter()
+        .any(|f| crate::map::is_nextflow_file(&f.location.file))
+    {
         let config = crate::map::nextflow_config(&scan, &lookup);
         unplaced = config
             .unplaced
@@ -197,13 +201,6 @@ fn read_wdl_inputs(path: &Path) -> anyhow::Result<(WdlInputs, serde_json::Value)
     let value = serde_json::from_str(&text)
         .map_err(|e| UnusableInput(format!("{}: not valid JSON: {e}", shown_path(path))))?;
     Ok((inputs, value))
-}
-
-fn is_nextflow(path: &Path) -> bool {
-    matches!(
-        path.extension().and_then(|e| e.to_str()),
-        Some("nf" | "config")
-    )
 }
 
 fn is_wdl(path: &Path) -> bool {

@@ -223,14 +223,17 @@ mod tests {
                 Finding {
                     image: "quay.io/biocontainers/x:1".into(),
                     location: at("a/main.nf", 8),
+                    process: None,
                 },
                 Finding {
                     image: "quay.io/biocontainers/x:1".into(),
                     location: at("b/main.nf", 3),
+                    process: None,
                 },
                 Finding {
                     image: "ubuntu:22.04".into(),
                     location: at("t.wdl", 12),
+                    process: None,
                 },
             ],
             warnings: vec![Warning {

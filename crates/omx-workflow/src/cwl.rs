@@ -370,6 +370,7 @@ impl<'f, 'a> Scanner<'f, 'a, '_> {
             expression: &text,
             context: "",
             default_registry: None,
+            process: None,
         };
         site.record(value, self.report);
     }

@@ -1,6 +1,7 @@
 //! From what a container expression evaluates to, to findings, warnings and skipped values.
 
 use omx_core::excerpt::excerpt;
+use omx_core::workflow_map::ProcessSelector;
 use omx_core::Reference;
 
 use crate::expr::{Candidate, Value};
@@ -19,6 +20,8 @@ pub(crate) struct ContainerSite<'a> {
     pub context: &'a str,
     /// A registry host put in front of names that have none (Nextflow's `docker.registry`).
     pub default_registry: Option<&'a str>,
+    /// The Nextflow processes the container is set for; `None` outside Nextflow.
+    pub process: Option<ProcessSelector>,
 }
 
 impl ContainerSite<'_> {
@@ -94,7 +97,11 @@ impl ContainerSite<'_> {
             None => text.to_string(),
         };
         match Reference::parse(&image) {
-            Ok(_) => report.findings.push(Finding { image, location }),
+            Ok(_) => report.findings.push(Finding {
+                image,
+                location,
+                process: self.process.clone(),
+            }),
             Err(error) => report.warnings.push(Warning {
                 location,
                 kind: WarningKind::InvalidImage,
@@ -166,6 +173,7 @@ mod tests {
             expression: "[]",
             context: "",
             default_registry: None,
+            process: None,
         };
         let mut report = ScanReport::default();
         site.record(Value::Candidates(Vec::new()), &mut report);
@@ -191,6 +199,7 @@ mod tests {
             expression: "\"${ x }\"",
             context: "",
             default_registry: Some("quay.io"),
+            process: None,
         };
         let at = |line| Location {
             file: "m.nf".into(),
@@ -219,7 +228,8 @@ mod tests {
             report.findings,
             vec![Finding {
                 image: "quay.io/biocontainers/x:1".into(),
-                location: at(5)
+                location: at(5),
+                process: None,
             }]
         );
         assert_eq!(report.skipped.len(), 1);

@@ -17,6 +17,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use omx_core::workflow_map::ProcessSelector;
 use serde::Serialize;
 
 mod cwl;
@@ -58,6 +59,11 @@ pub struct Finding {
     /// was put in front of a name without a registry host.
     pub image: String,
     pub location: Location,
+    /// The Nextflow processes this container is set for (the `process NAME` it is a directive
+    /// of, or a configuration's `withName:`/`withLabel:` selector or `process.container`);
+    /// `None` for WDL and CWL, and for a Nextflow container outside any process.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub process: Option<ProcessSelector>,
 }
 
 /// What kind of problem a [`Warning`] reports.

@@ -67,6 +67,7 @@ pub(crate) fn scan(sources: &[&SourceFile]) -> ScanReport {
                 expression: &container.source,
                 context: "",
                 default_registry: registry,
+                process: container.process.clone(),
             };
             let scope = PipelineScope::new(params, None);
             site.record(evaluate(&container.expr, path, &scope), &mut report);
@@ -151,6 +152,7 @@ pub(crate) fn included_configs(text: &str) -> Vec<(String, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use omx_core::workflow_map::ProcessSelector;
 
     fn source(path: &str, text: &str) -> SourceFile {
         let language = if path.ends_with(".config") {
@@ -171,6 +173,106 @@ mod tests {
             .iter()
             .map(|f| (f.image.clone(), f.location.line))
             .collect()
+    }
+
+    /// The process each finding is set for: what `map --format nextflow` writes its settings
+    /// with, read from the scopes the scanner walks (braces in strings, comments and
+    /// interpolations do not count).
+    fn processes(report: &ScanReport) -> Vec<(String, Option<ProcessSelector>)> {
+        report
+            .findings
+            .iter()
+            .map(|f| (f.image.clone(), f.process.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn script_containers_belong_to_their_process() {
+        let script = source(
+            "main.nf",
+            r#"process FASTQC {
+    label 'process_medium'
+    container "${ workflow.containerEngine == 'singularity' ?
+        'https://depot/fastqc' :
+        'biocontainers/fastqc:0.12.1' }"
+
+    script:
+    """
+    awk '{ print $1 }' ${reads} }}}
+    """
+}
+
+/* process COMMENTED { */
+process INDEX {
+    // container 'commented:out' {
+    container 'ghcr.io/example/index-tools:2.1'
+    script:
+    'echo }'
+}
+
+workflow {
+    FASTQC(ch)
+}
+"#,
+        );
+        let mut report = scan(&[&script]);
+        report.sort_and_dedup();
+        let name = |n: &str| Some(ProcessSelector::WithName(n.to_string()));
+        assert_eq!(
+            processes(&report),
+            vec![
+                ("biocontainers/fastqc:0.12.1".into(), name("FASTQC")),
+                ("ghcr.io/example/index-tools:2.1".into(), name("INDEX")),
+            ]
+        );
+    }
+
+    #[test]
+    fn config_containers_keep_their_selector() {
+        let config = source(
+            "nextflow.config",
+            r#"params { image = 'x' }
+process.container = 'biocontainers/base:1'
+process {
+    withName: 'FOO' {
+        container = 'biocontainers/foo:1.0--0'
+    }
+    withLabel: process_gpu { container = "nvcr.io/nvidia/clara:4.2" }
+    'withName:BAR|BAZ' {
+        cpus = 2
+        container = 'biocontainers/bar:1'
+    }
+    container = 'biocontainers/generic:1'
+}
+profiles {
+    test { process.container = 'ubuntu:22.04' }
+}
+"#,
+        );
+        let mut report = scan(&[&config]);
+        report.sort_and_dedup();
+        let all = Some(ProcessSelector::AllProcesses);
+        assert_eq!(
+            processes(&report),
+            vec![
+                (
+                    "biocontainers/bar:1".into(),
+                    Some(ProcessSelector::WithName("BAR|BAZ".into()))
+                ),
+                ("biocontainers/base:1".into(), all.clone()),
+                (
+                    "biocontainers/foo:1.0--0".into(),
+                    Some(ProcessSelector::WithName("FOO".into()))
+                ),
+                ("biocontainers/generic:1".into(), all.clone()),
+                (
+                    "nvcr.io/nvidia/clara:4.2".into(),
+                    Some(ProcessSelector::WithLabel("process_gpu".into()))
+                ),
+                // A profile's setting is still a setting for every process.
+                ("ubuntu:22.04".into(), all),
+            ]
+        );
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Reading Nextflow scripts and configs: `container` directives and settings, registry and
 //! parameter settings, and `includeConfig` statements, each with the blocks around it.
 
+use omx_core::workflow_map::ProcessSelector;
+
 use crate::expr::{self, source_text};
 use crate::lexer::{matching_close, tokenize, Dialect, Token};
 use crate::{Language, SourceFile};
@@ -29,9 +31,12 @@ pub(super) const CONTROL_WORDS: [&str; 8] = [
 pub(super) enum Block {
     /// A configuration scope: `process`, `profiles`, `docker`, `test` (a profile's name).
     Scope(String),
-    /// A process selector, as written: `withName: 'FOO'`, `withLabel: big`.
+    /// A process selector, as written: `withName: 'FOO'`, `withLabel: big`,
+    /// `'withName:BAR|BAZ'`.
     Selector(String),
-    /// Anything else: `if`, `else`, a process body in a script.
+    /// A process definition of a script: `process FOO`.
+    Process(String),
+    /// Anything else: `if`, `else`, `workflow`.
     Other,
 }
 
@@ -58,6 +63,9 @@ pub(super) struct ContainerDeclaration {
     /// The selector of a config setting (`withName: 'FOO'`), whose processes it gives this
     /// container instead of their own `container` directive.
     pub(super) selector: Option<String>,
+    /// The processes the container is set for: the process a script's directive is in, or a
+    /// config setting's selector (every process without one); `None` outside any process.
+    pub(super) process: Option<ProcessSelector>,
 }
 
 #[derive(Debug)]
@@ -109,9 +117,12 @@ pub(super) fn read_script_statement(
         _ => &statement[1..],
     };
     if !value.is_empty() {
-        parsed
-            .containers
-            .push(container_declaration(&statement[0], value, text));
+        let mut declaration = container_declaration(&statement[0], value, text);
+        declaration.process = scope.iter().find_map(|block| match block {
+            Block::Process(name) => Some(ProcessSelector::WithName(name.clone())),
+            _ => None,
+        });
+        parsed.containers.push(declaration);
     }
 }
 
@@ -169,6 +180,13 @@ pub(super) fn read_config_statement(
                 Block::Selector(selector) => Some(selector.clone()),
                 _ => None,
             });
+            declaration.process = Some(
+                declaration
+                    .selector
+                    .as_deref()
+                    .and_then(process_selector)
+                    .unwrap_or(ProcessSelector::AllProcesses),
+            );
             parsed.containers.push(declaration);
         }
         ["params", name @ ..] => {
@@ -245,6 +263,7 @@ pub(super) fn container_declaration(
         line: keyword.line,
         profile: None,
         selector: None,
+        process: None,
     }
 }
 
@@ -305,8 +324,19 @@ pub(super) fn scope_name(head: &[Token], text: &str) -> Block {
     let is_selector = head.len() > 2
         && (head[0].is_ident("withName") || head[0].is_ident("withLabel"))
         && head[1].is_punct(":");
-    if is_selector {
+    // Nextflow also takes a selector quoted whole: `'withName:BAR|BAZ' { ... }`.
+    let is_quoted_selector = matches!(head, [quoted] if quoted
+        .plain_string()
+        .is_some_and(|s| s.starts_with("withName:") || s.starts_with("withLabel:")));
+    if is_selector || is_quoted_selector {
         return Block::Selector(source_text(text, head));
+    }
+    if let [keyword, name] = head {
+        if keyword.is_ident("process") {
+            if let Some(name) = name.ident() {
+                return Block::Process(name.to_string());
+            }
+        }
     }
     match property_path(head) {
         Some(names) if !(names.len() == 1 && CONTROL_WORDS.contains(&names[0])) => {
@@ -352,4 +382,32 @@ pub(super) fn statement_end(tokens: &[Token], start: usize) -> usize {
         last_significant = Some(token);
     }
     tokens.len()
+}
+
+/// `withName: 'FOO'`, `withName:FOO` or `'withLabel:big'` (a selector as written) → the
+/// processes it selects.
+pub(super) fn process_selector(written: &str) -> Option<ProcessSelector> {
+    let written = unquote(written.trim());
+    let (kind, value) = written.split_once(':')?;
+    let value = unquote(value.trim()).to_string();
+    if value.is_empty() {
+        return None;
+    }
+    match kind.trim() {
+        "withName" => Some(ProcessSelector::WithName(value)),
+        "withLabel" => Some(ProcessSelector::WithLabel(value)),
+        _ => None,
+    }
+}
+
+fn unquote(text: &str) -> &str {
+    for quote in ['\'', '"'] {
+        if let Some(inner) = text
+            .strip_prefix(quote)
+            .and_then(|rest| rest.strip_suffix(quote))
+        {
+            return inner;
+        }
+    }
+    text
 }

@@ -242,6 +242,7 @@ impl<'a> Project<'a> {
                 expression: &container.source,
                 context: &context,
                 default_registry: None,
+                process: None,
             };
             let mut evaluated = ScanReport::default();
             site.record(evaluate(&container.expr, path, scope), &mut evaluated);
