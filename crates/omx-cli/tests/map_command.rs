@@ -324,3 +324,41 @@ fn options_of_another_format_and_a_missing_workflow_are_unusable_input() {
     assert_eq!(output.status.code(), Some(2));
     assert!(text(&output.stderr).contains("not valid JSON"));
 }
+
+/// A process whose `container` names a parameter, defaulted in `nextflow.config`, gets its
+/// setting by name: the image is written in the configuration, but the process it runs in is
+/// the one whose directive reads the parameter (nf-core's `params.*_container` idiom).
+#[test]
+fn a_container_from_a_parameter_default_is_set_on_its_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("pipeline");
+    write(
+        &root,
+        "nextflow.config",
+        "params {\n    tool_container = 'quay.io/biocontainers/tool:1.0--0'\n}\n",
+    );
+    write(
+        &root,
+        "main.nf",
+        "process TOOL {\n    container params.tool_container\n    script:\n    'true'\n}\n",
+    );
+    let manifest = manifest(dir.path(), &["quay.io/biocontainers/tool:1.0--0"]);
+    let output = omx(&[
+        "map",
+        &manifest,
+        "--format",
+        "nextflow",
+        "--workflow",
+        root.to_str().unwrap(),
+        "--registry",
+        REGISTRY,
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stdout).contains(&format!(
+            "    withName: 'TOOL' {{\n        container = '{HOST}/quay/biocontainers/tool:1.0--0'\n    }}"
+        )),
+        "{}",
+        text(&output.stdout)
+    );
+}
