@@ -51,12 +51,15 @@ impl<'a> ImageLookup<'a> {
             parsed
         };
         let planned = self.plan.images.iter();
-        planned.clone().find(|planned| planned.source == parsed).or_else(|| {
-            // A locked manifest pins `name:tag@digest`; a workflow naming `name:tag` means it.
-            planned.into_iter().find(|planned| {
-                planned.source.tag().is_some() && planned.source.without_digest() == parsed
+        planned
+            .clone()
+            .find(|planned| planned.source == parsed)
+            .or_else(|| {
+                // A locked manifest pins `name:tag@digest`; a workflow naming `name:tag` means it.
+                planned.into_iter().find(|planned| {
+                    planned.source.tag().is_some() && planned.source.without_digest() == parsed
+                })
             })
-        })
     }
 }
 
