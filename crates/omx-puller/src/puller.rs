@@ -217,11 +217,21 @@ impl Puller {
         progress: &dyn ProgressSink,
     ) -> Result<Done, PullError> {
         let client = self.engine.client();
-        let existing = client.head_manifest(api_target).await?;
+        // A pinned `tag@digest` is in place when its tag points at the pin: ask for the name
+        // the engine writes (the tag), since the digest may be there under another tag.
+        let written = match (api_target.tag(), api_target.digest()) {
+            (Some(_), Some(_)) => api_target.without_digest(),
+            _ => api_target.clone(),
+        };
+        let existing = client.head_manifest(&written).await?;
         if let Some(existing) = &existing {
-            // A digest reference that exists is the image; a tag is left alone unless asked to
-            // follow its upstream (the engine then finds out cheaply whether it moved).
-            if image.source.digest().is_some() || !self.options.refresh {
+            // A pin is the image it names; a tag is left alone unless asked to follow its
+            // upstream (the engine then finds out cheaply whether it moved).
+            let in_place = match image.source.digest() {
+                Some(pinned) => existing.digest == *pinned,
+                None => !self.options.refresh,
+            };
+            if in_place {
                 self.prepare_copy_target(ecr, image).await?;
                 return Ok(Done {
                     status: ImageStatus::Skipped,
@@ -281,19 +291,17 @@ impl Puller {
             });
         }
         self.prepare_copy_target(ecr, image).await?;
-        // The HEAD above asked for the name the engine writes unless the target is `tag@digest`
-        // (asked by digest, written by tag).
-        let same_name = api_target.tag().is_none() || api_target.digest().is_none();
+        // The HEAD above asked for the name the engine writes.
         let known = Known {
             source: source_manifest,
-            target: same_name.then_some(existing),
+            target: Some(existing),
         };
         let report = self
             .engine
             .copy_known(&image.source, api_target, known, progress)
             .await?;
         if !report.confirmed_by_target {
-            self.verify(api_target, &report.digest).await?;
+            self.verify(&written, &report.digest).await?;
         }
         Ok(Done {
             status: if report.up_to_date {
@@ -479,16 +487,16 @@ async fn get_child_after_import(
 
 /// Works on `items` up to `concurrency` at a time and returns their reports in the items' order,
 /// whatever order they end in.
-pub async fn reports_in_order<'a, T, F, Fut>(
+pub async fn reports_in_order<'a, T, R, F, Fut>(
     items: &'a [T],
     concurrency: usize,
     work: F,
-) -> Vec<ImageReport>
+) -> Vec<R>
 where
     F: Fn(&'a T) -> Fut,
-    Fut: std::future::Future<Output = ImageReport>,
+    Fut: std::future::Future<Output = R>,
 {
-    let mut reports: Vec<(usize, ImageReport)> = stream::iter(items.iter().enumerate())
+    let mut reports: Vec<(usize, R)> = stream::iter(items.iter().enumerate())
         .map(|(position, item)| {
             let report = work(item);
             async move { (position, report.await) }
