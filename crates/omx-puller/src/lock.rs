@@ -2,11 +2,12 @@
 //! `lock --check`: whether the tags of a locked manifest still point at their pins.
 //!
 //! A tag is resolved with a manifest `HEAD` (the four manifest types accepted), which reads
-//! `Docker-Content-Digest` and does not count as a Docker Hub pull ("A pull request is defined as
-//! up to two GET requests on registry manifest URLs"; HEAD requests are not counted: Docker docs,
-//! docker-hub/usage/pulls.md). Only when the registry names no digest on `HEAD` is the manifest
+//! `Docker-Content-Digest`: Docker Hub counts manifest GETs as pulls, not HEADs (Docker docs,
+//! content/manuals/docker-hub/usage/pulls.md, "Definition of a pull"; containers/image #1078
+//! switched to HEAD for this). Only when the registry names no digest on `HEAD` is the manifest
 //! fetched and hashed ([`RegistryClient::head_manifest_in`]). The platform check then reads the
-//! manifest once by digest (and a single image's config blob): HealthOmics runs linux/amd64 only.
+//! manifest once by digest (and a single image's config blob): HealthOmics runs linux/amd64 only
+//! (HealthOmics user guide, "Container images for private workflows").
 
 use std::collections::HashMap;
 
