@@ -164,17 +164,8 @@ mod tests {
     #[test]
     fn the_locked_manifest_is_a_pull_manifest_in_order() {
         let entry = |index, locked: &str, status| LockedEntry {
-            index,
-            input: locked.to_string(),
-            source: String::new(),
-            tag: None,
-            digest: None,
-            pinned: None,
-            media_type: None,
-            platforms: Vec::new(),
             status,
-            reason: String::new(),
-            locked: locked.to_string(),
+            ..LockedEntry::invalid(&EntryError::new(index, locked, ""), locked)
         };
         let report = LockReport {
             entries: vec![
