@@ -11,7 +11,7 @@ use omx_registry::{ClientConfig, DockerConfigCredentials, RegistryClient};
 
 use crate::copy::RegistryAccessArgs;
 use crate::exit::Outcome;
-use crate::plan::{shown_path, PullManifestArgs};
+use crate::plan::{plan_entries, shown_path, PullManifestArgs};
 use crate::table;
 
 /// Pin every image of a pull manifest to the digest its tag points at upstream.
@@ -23,8 +23,8 @@ use crate::table;
 /// `pull`, `verify` and `map` then work on exactly those images. Entries already pinned are
 /// checked to exist and kept. Registry credentials come from the Docker config, as for `pull`.
 ///
-/// With --check, MANIFEST is a locked manifest and nothing is written: each pinned tag is
-/// resolved again and the ones that moved are listed with both digests.
+/// With --check, MANIFEST is a locked manifest, which is left as it is: each pinned tag is
+/// resolved again and the ones that moved are listed with the new digest and the pinned one.
 ///
 /// Exit 0: every entry locked (with --check: no tag moved); 1: some entries failed (or moved);
 /// 2: unusable input.
@@ -56,17 +56,15 @@ pub struct LockArgs {
 }
 
 pub async fn run(args: LockArgs) -> anyhow::Result<Outcome> {
+    // The rules first: a bad rule file is named before the manifest is read, as for `plan`.
+    let table = args.input.namespace_table()?;
     let entries = args.input.entries()?;
-    let plan = args.input.plan_entries(&entries, &args.input.registry)?;
+    let plan = plan_entries(&entries, &table, &args.input.registry);
     let client = RegistryClient::new(ClientConfig {
         credentials: Arc::new(DockerConfigCredentials::from_environment()?),
         ..args.access.client_config()
     })?;
-    let locker = Locker::new(
-        client,
-        args.input.namespace_table()?,
-        usize::from(args.jobs),
-    );
+    let locker = Locker::new(client, table, usize::from(args.jobs));
     let report = match args.check {
         true => locker.check(&plan, &entries.entries).await,
         false => locker.lock(&plan, &entries.entries).await,

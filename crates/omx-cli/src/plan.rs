@@ -48,7 +48,9 @@ impl PullManifestArgs {
 
     /// Reads and plans the manifest against `registry`.
     pub fn plan(&self, registry: &TargetRegistry) -> anyhow::Result<PullPlan> {
-        self.plan_entries(&self.entries()?, registry)
+        // The rules first: a bad rule file is named before the manifest is read.
+        let table = self.namespace_table()?;
+        Ok(plan_entries(&self.entries()?, &table, registry))
     }
 
     /// The manifest's entries (or `--single`'s one) and the errors of the unusable ones.
@@ -66,19 +68,18 @@ impl PullManifestArgs {
             (None, None) => unreachable!("clap requires a manifest or --single"),
         })
     }
+}
 
-    /// Plans `entries` against `registry`, with the entries' own errors among the plan's.
-    pub fn plan_entries(
-        &self,
-        entries: &Entries<PullEntry>,
-        registry: &TargetRegistry,
-    ) -> anyhow::Result<PullPlan> {
-        let table = self.namespace_table()?;
-        let mut plan = plan_pull(&entries.entries, &table, registry);
-        plan.errors.extend(entries.errors.iter().cloned());
-        plan.errors.sort_by_key(|e| e.index);
-        Ok(plan)
-    }
+/// Plans `entries` against `registry`, with the entries' own errors among the plan's.
+pub fn plan_entries(
+    entries: &Entries<PullEntry>,
+    table: &NamespaceTable,
+    registry: &TargetRegistry,
+) -> PullPlan {
+    let mut plan = plan_pull(&entries.entries, table, registry);
+    plan.errors.extend(entries.errors.iter().cloned());
+    plan.errors.sort_by_key(|e| e.index);
+    plan
 }
 
 impl PullManifestArgs {
