@@ -25,6 +25,8 @@ pub struct PullOptions {
     pub dry_run: bool,
     /// Images worked on at once (blob transfers are bounded separately by the copy engine).
     pub image_concurrency: usize,
+    /// Copy each copied image's referrers (signatures, attestations, SBOMs) along with it.
+    pub with_referrers: bool,
 }
 
 impl Default for PullOptions {
@@ -33,6 +35,7 @@ impl Default for PullOptions {
             refresh: false,
             dry_run: false,
             image_concurrency: 8,
+            with_referrers: false,
         }
     }
 }
@@ -95,6 +98,9 @@ struct Done {
     message: String,
     /// Blob bytes uploaded, when this run copied.
     bytes_copied: Option<u64>,
+    /// Referrers brought along (`with_referrers`), when the image was copied rather than
+    /// primed through the pull-through cache.
+    referrers: Option<usize>,
 }
 
 impl Puller {
@@ -144,7 +150,17 @@ impl Puller {
     ) -> ImageReport {
         let outcome = self.bring(image, progress).await;
         let (status, digest, mut message, bytes_copied) = match outcome {
-            Ok(done) => (done.status, done.digest, done.message, done.bytes_copied),
+            Ok(mut done) => {
+                if self.options.with_referrers && !self.options.dry_run {
+                    done.message.push_str(&match done.referrers {
+                        Some(count) => format!("; referrers: {count}"),
+                        None => "; referrers: not copied (the pull-through cache brings only \
+                                 the image)"
+                            .to_string(),
+                    });
+                }
+                (done.status, done.digest, done.message, done.bytes_copied)
+            }
             // A dry run plans every image and checks what it can: a registry or AWS that cannot
             // be asked leaves the image planned, with what could not be checked and why.
             Err(error @ (PullError::Aws(_) | PullError::Registry(_) | PullError::Copy(_)))
@@ -207,9 +223,33 @@ impl Puller {
         }
     }
 
+    /// [`Puller::copy_image`], then (`with_referrers`) the image's referrers, counted in the
+    /// message.
+    async fn copy(
+        &self,
+        ecr: Option<&Ecr>,
+        image: &PlannedImage,
+        api_target: &Reference,
+        progress: &dyn ProgressSink,
+    ) -> Result<Done, PullError> {
+        let mut done = self.copy_image(ecr, image, api_target, progress).await?;
+        if let (true, false, Some(digest)) = (
+            self.options.with_referrers,
+            self.options.dry_run,
+            &done.digest,
+        ) {
+            let count = self
+                .engine
+                .copy_referrers(&image.source, api_target, digest, progress)
+                .await?;
+            done.referrers = Some(count);
+        }
+        Ok(done)
+    }
+
     /// Copies unless the target already has the image. The ECR repository is prepared only once
     /// the image is known to exist somewhere, so a typo in a manifest leaves no empty repository.
-    async fn copy(
+    async fn copy_image(
         &self,
         ecr: Option<&Ecr>,
         image: &PlannedImage,
@@ -237,6 +277,7 @@ impl Puller {
                     status: ImageStatus::Skipped,
                     digest: Some(existing.digest.clone()),
                     bytes_copied: None,
+                    referrers: None,
                     message: "already present".to_string(),
                 });
             }
@@ -266,6 +307,7 @@ impl Puller {
                     status: ImageStatus::Skipped,
                     digest: Some(existing.digest.clone()),
                     bytes_copied: None,
+                    referrers: None,
                     message: "up to date with upstream".to_string(),
                 });
             }
@@ -284,6 +326,7 @@ impl Puller {
                 status: ImageStatus::Planned,
                 digest: None,
                 bytes_copied: None,
+                referrers: None,
                 message: match existing {
                     Some(_) => "dry run: would check upstream and copy if it moved".to_string(),
                     None => "dry run: would copy".to_string(),
@@ -312,6 +355,7 @@ impl Puller {
             message: describe_copy(&report),
             digest: Some(report.digest),
             bytes_copied: Some(report.bytes_copied),
+            referrers: None,
         })
     }
 
@@ -362,6 +406,7 @@ impl Puller {
                     status: ImageStatus::Skipped,
                     digest: Some(digest.clone()),
                     bytes_copied: None,
+                    referrers: None,
                     message: "already cached".to_string(),
                 });
             }
@@ -371,6 +416,7 @@ impl Puller {
                 status: ImageStatus::Planned,
                 digest: None,
                 bytes_copied: None,
+                referrers: None,
                 message: "dry run: would prime through the pull-through cache".to_string(),
             });
         }
@@ -429,6 +475,7 @@ impl Puller {
             },
             digest: Some(primed.digest),
             bytes_copied: None,
+            referrers: None,
             message: if refreshed {
                 "already cached, same as upstream".to_string()
             } else {
