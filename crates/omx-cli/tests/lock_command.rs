@@ -3,8 +3,12 @@
 //! under test), linux/amd64 required, the requests made, `--check` after a tag moved, and
 //! `pull`, `verify` and `map` of the locked manifest.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
+
+use common::{local as omx, text};
 
 use omx_testenv::{http_request, FaultProxy, Format, ImageFixture, LayerSpec, Registry};
 use serde_json::{json, Value};
@@ -13,21 +17,6 @@ const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
     application/vnd.docker.distribution.manifest.list.v2+json, \
     application/vnd.oci.image.manifest.v1+json, \
     application/vnd.docker.distribution.manifest.v2+json";
-
-fn omx(args: &[&str], home: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_omx-ecr-helper"))
-        .args(args)
-        // Keep the host's Docker credentials and AWS set-up out of the test.
-        .env("HOME", home)
-        .env("DOCKER_CONFIG", home.join(".docker"))
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("the binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 fn write_manifest(dir: &Path, name: &str, entries: &[String]) -> String {
     let path = dir.join(name);

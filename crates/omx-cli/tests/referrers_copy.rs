@@ -5,11 +5,12 @@
 //! legacy signature under the tag `sha256-<hex>.sig`; the target is a registry of the same kind,
 //! so it must receive the fallback index too.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
+
+use common::{local as omx, text};
 
 use omx_core::Digest;
-use omx_testenv::{http_request, Format, ImageFixture, LayerSpec, Registry};
+use omx_testenv::{http_request, upload_blob, Format, ImageFixture, LayerSpec, Registry};
 use serde_json::{json, Value};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -18,49 +19,6 @@ const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
     application/vnd.oci.image.manifest.v1+json, \
     application/vnd.docker.distribution.manifest.v2+json";
-
-fn omx(args: &[&str], home: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_omx-ecr-helper"))
-        .args(args)
-        .env("HOME", home)
-        .env("DOCKER_CONFIG", home.join(".docker"))
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("the binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Uploads `bytes` as a blob with a monolithic upload (POST, then PUT with the digest).
-fn push_blob(host: &str, repository: &str, bytes: &[u8]) -> String {
-    let digest = Digest::sha256_of(bytes).to_string();
-    let started = http_request(
-        host,
-        "POST",
-        &format!("/v2/{repository}/blobs/uploads/"),
-        &[],
-        b"",
-    )
-    .unwrap();
-    assert_eq!(started.status, 202, "{}", started.text());
-    let location = started.header("Location").unwrap();
-    let path = location
-        .strip_prefix(&format!("http://{host}"))
-        .unwrap_or(location);
-    let separator = if path.contains('?') { '&' } else { '?' };
-    let put = http_request(
-        host,
-        "PUT",
-        &format!("{path}{separator}digest={digest}"),
-        &[("Content-Type", "application/octet-stream")],
-        bytes,
-    )
-    .unwrap();
-    assert_eq!(put.status, 201, "{}", put.text());
-    digest
-}
 
 /// Pushes a manifest document under `reference` and returns its bytes and digest.
 fn push_manifest(
@@ -124,8 +82,8 @@ fn push_artifact(
     subject: &Value,
     content: &[u8],
 ) -> (Vec<u8>, String, Value) {
-    let empty = push_blob(host, repository, b"{}");
-    let layer = push_blob(host, repository, content);
+    let empty = upload_blob(host, repository, b"{}");
+    let layer = upload_blob(host, repository, content);
     let artifact_type = "application/spdx+json";
     let document = json!({
         "schemaVersion": 2,
@@ -183,9 +141,9 @@ fn with_referrers_the_target_holds_the_signature_tag_and_the_artifact_byte_for_b
     push_manifest(&src, "team/signed", &fallback, &fallback_index);
     // cosign's legacy signature: a manifest under the tag sha256-<hex>.sig.
     let config_bytes = br#"{"architecture":"","os":"","rootfs":{"type":"layers","diff_ids":[]}}"#;
-    let config = push_blob(&src, "team/signed", config_bytes);
+    let config = upload_blob(&src, "team/signed", config_bytes);
     let payload = br#"{"critical":{"type":"cosign container image signature"}}"#;
-    let payload_digest = push_blob(&src, "team/signed", payload);
+    let payload_digest = upload_blob(&src, "team/signed", payload);
     let mut signature_layer = descriptor(
         "application/vnd.dev.cosign.simplesigning.v1+json",
         &payload_digest,
