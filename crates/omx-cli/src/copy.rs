@@ -44,6 +44,12 @@ pub struct CopyArgs {
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,
 
+    /// Also copy the image's referrers: OCI 1.1 referrers (from the referrers API or its
+    /// sha256-<hex> fallback tag, which a target without the API gets, merged) and cosign's
+    /// sha256-<hex>.sig/.att/.sbom tags; for an index, its children's too.
+    #[arg(long)]
+    pub with_referrers: bool,
+
     /// Credentials for the source registry.
     #[arg(long, value_name = "USER:PASSWORD", value_parser = parse_secret)]
     pub src_creds: Option<Secret>,
@@ -244,8 +250,21 @@ pub async fn run(args: CopyArgs) -> anyhow::Result<Outcome> {
     }
     let progress = TerminalProgress::new(Mode::detect(args.quiet));
     let result = engine.copy(&source, &api_destination, &progress).await;
+    let referrers = match (&result, args.with_referrers) {
+        (Ok(report), true) => Some(
+            engine
+                .copy_referrers(&source, &api_destination, &report.digest, &progress)
+                .await,
+        ),
+        _ => None,
+    };
     progress.finish();
     let report = result?;
+    if let Some(count) = referrers.transpose()? {
+        if !args.quiet {
+            eprintln!("referrers: {count}");
+        }
+    }
     for warning in &report.warnings {
         // Warnings matter even with --quiet: an arm64-only image will not run on HealthOmics.
         eprintln!("warning: {warning}");

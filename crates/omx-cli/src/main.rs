@@ -9,6 +9,7 @@ mod completions;
 mod copy;
 mod doctor;
 mod exit;
+mod lock;
 mod map;
 mod output;
 mod plan;
@@ -46,6 +47,7 @@ struct Cli {
 enum Command {
     Pull(pull::PullArgs),
     Plan(plan::PlanArgs),
+    Lock(lock::LockArgs),
     Copy(copy::CopyArgs),
     Build(build::BuildArgs),
     Scan(scan::ScanArgs),
@@ -67,6 +69,7 @@ async fn main() -> ExitCode {
         Command::Pull(args) => pull::run(args).await,
         Command::Build(args) => build::run(args).await,
         Command::Plan(args) => plan::run(args),
+        Command::Lock(args) => lock::run(args).await,
         Command::Submit(args) => submit::run(args).await,
         Command::Copy(args) => copy::run(args).await,
         Command::Scan(args) => scan::run(args),

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
-use omx_core::manifest::parse_pull_manifest;
+use omx_core::manifest::{parse_pull_manifest, Entries, PullEntry};
 use omx_core::namespace::NamespaceTable;
 use omx_core::plan::{plan_pull, PullPlan, TargetRegistry};
 
@@ -53,8 +53,14 @@ impl PullManifestArgs {
 
     /// Reads and plans the manifest against `registry`.
     pub fn plan(&self, registry: &TargetRegistry) -> anyhow::Result<PullPlan> {
+        // The rules first: a bad rule file is named before the manifest is read.
         let table = self.namespace_table()?;
-        let entries = match (&self.single, &self.manifest) {
+        Ok(plan_entries(&self.entries()?, &table, registry))
+    }
+
+    /// The manifest's entries (or `--single`'s one) and the errors of the unusable ones.
+    pub fn entries(&self) -> anyhow::Result<Entries<PullEntry>> {
+        Ok(match (&self.single, &self.manifest) {
             (Some(image), _) => {
                 parse_pull_manifest(&serde_json::json!({"manifest": [image]}).to_string())
                     .map_err(|e| UnusableInput(format!("--single: {e}")))?
@@ -68,12 +74,20 @@ impl PullManifestArgs {
                     .map_err(|e| UnusableInput(format!("{}: {e}", shown_path(path))))?
             }
             (None, None) => unreachable!("clap requires a manifest or --single"),
-        };
-        let mut plan = plan_pull(&entries.entries, &table, registry);
-        plan.errors.extend(entries.errors);
-        plan.errors.sort_by_key(|e| e.index);
-        Ok(plan)
+        })
     }
+}
+
+/// Plans `entries` against `registry`, with the entries' own errors among the plan's.
+pub fn plan_entries(
+    entries: &Entries<PullEntry>,
+    table: &NamespaceTable,
+    registry: &TargetRegistry,
+) -> PullPlan {
+    let mut plan = plan_pull(&entries.entries, table, registry);
+    plan.errors.extend(entries.errors.iter().cloned());
+    plan.errors.sort_by_key(|e| e.index);
+    plan
 }
 
 impl PullManifestArgs {

@@ -73,6 +73,13 @@ pub struct PullRunArgs {
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,
 
+    /// Also copy each copied image's referrers: OCI 1.1 referrers (signatures, attestations,
+    /// SBOMs naming it as their subject, from the referrers API or its sha256-<hex> fallback
+    /// tag) and cosign's sha256-<hex>.sig/.att/.sbom tags; for an index, its children's too.
+    /// A target without the referrers API gets the fallback tag index (merged).
+    #[arg(long)]
+    pub with_referrers: bool,
+
     /// Credentials for a non-ECR target registry (ECR uses your AWS credentials).
     #[arg(long, value_name = "USER:PASSWORD", value_parser = parse_secret)]
     pub dest_creds: Option<Secret>,
@@ -169,6 +176,7 @@ pub async fn execute(input: &PullManifestArgs, args: &PullRunArgs) -> anyhow::Re
             refresh: args.refresh,
             dry_run: args.dry_run,
             image_concurrency: usize::from(args.jobs) * 4,
+            with_referrers: args.with_referrers,
         },
     );
 

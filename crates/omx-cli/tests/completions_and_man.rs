@@ -12,8 +12,8 @@ fn omx(args: &[&str]) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
-const COMMANDS: [&str; 9] = [
-    "pull", "plan", "copy", "build", "scan", "map", "verify", "setup", "submit",
+const COMMANDS: [&str; 10] = [
+    "pull", "plan", "lock", "copy", "build", "scan", "map", "verify", "setup", "submit",
 ];
 
 #[test]

@@ -91,6 +91,11 @@ fn input_files_that_never_end_or_are_not_files_are_refused_quickly_with_bounded_
             "a device, not a regular file",
         ),
         (
+            vec!["lock", "/dev/zero"],
+            "/dev/zero",
+            "a device, not a regular file",
+        ),
+        (
             vec!["plan", fifo.to_str().unwrap()],
             fifo.to_str().unwrap(),
             "a FIFO (named pipe), not a regular file",

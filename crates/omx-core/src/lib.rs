@@ -8,6 +8,7 @@
 pub mod digest;
 pub mod ecr_host;
 pub mod excerpt;
+pub mod lock;
 pub mod manifest;
 pub mod mutability;
 pub mod namespace;

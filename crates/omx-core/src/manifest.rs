@@ -49,10 +49,16 @@ impl EntryError {
     pub fn new(index: usize, input: &str, error: impl Into<String>) -> EntryError {
         EntryError {
             index,
-            input: excerpt(&redact(input)).into_owned(),
+            input: shown_input(input),
             error: error.into(),
         }
     }
+}
+
+/// An entry as reports show it: whole only when it is of a plausible length (see [`excerpt`]),
+/// credentials in it [`redact`]ed, since reports are shared.
+pub fn shown_input(input: &str) -> String {
+    excerpt(&redact(input)).into_owned()
 }
 
 impl fmt::Display for EntryError {

@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
+use crate::lock::unpinned_spelling;
 use crate::namespace::{Method, NamespaceTable};
 use crate::plan::{PlannedImage, PullPlan};
 use crate::report::{ImageStatus, RunReport};
@@ -112,13 +113,18 @@ pub fn container_registry_map(
             }
             Method::Copy => {
                 let fully_qualified = image.source.to_string();
+                // A locked manifest pins `name:tag@digest` while the workflow may still name
+                // `name:tag`: both spellings lead to the pinned private image.
                 let spellings = image
                     .aliases
                     .iter()
-                    .chain(std::iter::once(&fully_qualified));
+                    .chain(std::iter::once(&fully_qualified))
+                    .flat_map(|spelling| {
+                        std::iter::once(spelling.as_str()).chain(unpinned_spelling(spelling))
+                    });
                 for source_image in spellings {
                     let mapping = ImageMapping {
-                        source_image: source_image.clone(),
+                        source_image: source_image.to_string(),
                         destination_image: image.target.clone(),
                     };
                     if !map.image_mappings.contains(&mapping) {
@@ -201,5 +207,33 @@ mod tests {
                 ]
             })
         );
+    }
+
+    #[test]
+    fn a_pinned_image_maps_its_unpinned_spelling_to_the_pin() {
+        let table = NamespaceTable::builtin();
+        let digest = format!("sha256:{}", "c".repeat(64));
+        let entries =
+            parse_pull_manifest(&format!(r#"{{"manifest": ["ubuntu:20.04@{digest}"]}}"#)).unwrap();
+        let plan = plan_pull(&entries.entries, &table, &"127.0.0.1:5000".parse().unwrap());
+        let images: Vec<_> = plan.images.iter().collect();
+        let map = container_registry_map(&images, &table);
+        let pinned = format!("127.0.0.1:5000/dockerhub/ubuntu:20.04@{digest}");
+        let mappings: Vec<(&str, &str)> = map
+            .image_mappings
+            .iter()
+            .map(|m| (m.source_image.as_str(), m.destination_image.as_str()))
+            .collect();
+        let workflow_spellings = [
+            format!("ubuntu:20.04@{digest}"),
+            "ubuntu:20.04".to_string(),
+            format!("docker.io/library/ubuntu:20.04@{digest}"),
+            "docker.io/library/ubuntu:20.04".to_string(),
+        ];
+        let expected: Vec<(&str, &str)> = workflow_spellings
+            .iter()
+            .map(|spelling| (spelling.as_str(), pinned.as_str()))
+            .collect();
+        assert_eq!(mappings, expected);
     }
 }

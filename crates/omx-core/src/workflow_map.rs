@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::lock::unpinned_spelling;
 use crate::namespace::NamespaceTable;
 use crate::plan::{PlannedImage, PullPlan};
 use crate::registry_map::{container_registry_map, MappedImage, OutputMap};
@@ -49,10 +50,16 @@ impl<'a> ImageLookup<'a> {
         } else {
             parsed
         };
-        self.plan
-            .images
-            .iter()
+        let planned = self.plan.images.iter();
+        planned
+            .clone()
             .find(|planned| planned.source == parsed)
+            .or_else(|| {
+                // A locked manifest pins `name:tag@digest`; a workflow naming `name:tag` means it.
+                planned.into_iter().find(|planned| {
+                    planned.source.tag().is_some() && planned.source.without_digest() == parsed
+                })
+            })
     }
 }
 
@@ -83,7 +90,8 @@ pub fn private_uris(plan: &PullPlan) -> BTreeMap<String, String> {
             image
                 .aliases
                 .iter()
-                .map(|alias| (alias.clone(), image.target.clone()))
+                .flat_map(|alias| std::iter::once(alias.as_str()).chain(unpinned_spelling(alias)))
+                .map(|alias| (alias.to_string(), image.target.clone()))
         })
         .collect()
 }
@@ -370,6 +378,19 @@ mod tests {
                 ("ubuntu:20.04".to_string(), uri),
             ])
         );
+    }
+
+    #[test]
+    fn a_locked_image_is_found_and_keyed_by_its_unpinned_spelling() {
+        let digest = format!("sha256:{}", "d".repeat(64));
+        let (plan, table) = plan(&[&format!("ubuntu:20.04@{digest}")]);
+        let uri = format!("{HOST}/dockerhub/ubuntu:20.04@{digest}");
+        let lookup = ImageLookup::new(&plan, &table);
+        for spelling in ["ubuntu:20.04", "docker.io/library/ubuntu:20.04"] {
+            assert_eq!(lookup.find(spelling).map(|i| &i.target), Some(&uri));
+        }
+        assert_eq!(lookup.find("ubuntu:22.04"), None);
+        assert_eq!(private_uris(&plan).get("ubuntu:20.04"), Some(&uri));
     }
 
     #[test]

@@ -13,12 +13,16 @@
 //! images are ready for HealthOmics.
 
 mod ecr_credentials;
+mod lock;
+mod platforms;
 mod puller;
 mod setup;
 mod target;
 mod verify;
 
 pub use ecr_credentials::EcrCredentials;
+pub use lock::Locker;
+pub use platforms::{platforms_of, Platforms};
 pub use puller::{
     prepare_repository, reports_in_order, PullError, PullOptions, Puller, COULD_NOT_CHECK,
 };

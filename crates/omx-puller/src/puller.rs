@@ -25,6 +25,8 @@ pub struct PullOptions {
     pub dry_run: bool,
     /// Images worked on at once (blob transfers are bounded separately by the copy engine).
     pub image_concurrency: usize,
+    /// Copy each copied image's referrers (signatures, attestations, SBOMs) along with it.
+    pub with_referrers: bool,
 }
 
 impl Default for PullOptions {
@@ -33,6 +35,7 @@ impl Default for PullOptions {
             refresh: false,
             dry_run: false,
             image_concurrency: 8,
+            with_referrers: false,
         }
     }
 }
@@ -95,6 +98,9 @@ struct Done {
     message: String,
     /// Blob bytes uploaded, when this run copied.
     bytes_copied: Option<u64>,
+    /// Referrers brought along (`with_referrers`), when the image was copied rather than
+    /// primed through the pull-through cache.
+    referrers: Option<usize>,
 }
 
 impl Puller {
@@ -144,7 +150,17 @@ impl Puller {
     ) -> ImageReport {
         let outcome = self.bring(image, progress).await;
         let (status, digest, mut message, bytes_copied) = match outcome {
-            Ok(done) => (done.status, done.digest, done.message, done.bytes_copied),
+            Ok(mut done) => {
+                if self.options.with_referrers && !self.options.dry_run {
+                    done.message.push_str(&match done.referrers {
+                        Some(count) => format!("; referrers: {count}"),
+                        None => "; referrers: not copied (the pull-through cache brings only \
+                                 the image)"
+                            .to_string(),
+                    });
+                }
+                (done.status, done.digest, done.message, done.bytes_copied)
+            }
             // A dry run plans every image and checks what it can: a registry or AWS that cannot
             // be asked leaves the image planned, with what could not be checked and why.
             Err(error @ (PullError::Aws(_) | PullError::Registry(_) | PullError::Copy(_)))
@@ -207,8 +223,8 @@ impl Puller {
         }
     }
 
-    /// Copies unless the target already has the image. The ECR repository is prepared only once
-    /// the image is known to exist somewhere, so a typo in a manifest leaves no empty repository.
+    /// [`Puller::copy_image`], then (`with_referrers`) the image's referrers, counted in the
+    /// message.
     async fn copy(
         &self,
         ecr: Option<&Ecr>,
@@ -216,17 +232,52 @@ impl Puller {
         api_target: &Reference,
         progress: &dyn ProgressSink,
     ) -> Result<Done, PullError> {
+        let mut done = self.copy_image(ecr, image, api_target, progress).await?;
+        if let (true, false, Some(digest)) = (
+            self.options.with_referrers,
+            self.options.dry_run,
+            &done.digest,
+        ) {
+            let count = self
+                .engine
+                .copy_referrers(&image.source, api_target, digest, progress)
+                .await?;
+            done.referrers = Some(count);
+        }
+        Ok(done)
+    }
+
+    /// Copies unless the target already has the image. The ECR repository is prepared only once
+    /// the image is known to exist somewhere, so a typo in a manifest leaves no empty repository.
+    async fn copy_image(
+        &self,
+        ecr: Option<&Ecr>,
+        image: &PlannedImage,
+        api_target: &Reference,
+        progress: &dyn ProgressSink,
+    ) -> Result<Done, PullError> {
         let client = self.engine.client();
-        let existing = client.head_manifest(api_target).await?;
+        // A pinned `tag@digest` is in place when its tag points at the pin: ask for the name
+        // the engine writes (the tag), since the digest may be there under another tag.
+        let written = match (api_target.tag(), api_target.digest()) {
+            (Some(_), Some(_)) => api_target.without_digest(),
+            _ => api_target.clone(),
+        };
+        let existing = client.head_manifest(&written).await?;
         if let Some(existing) = &existing {
-            // A digest reference that exists is the image; a tag is left alone unless asked to
-            // follow its upstream (the engine then finds out cheaply whether it moved).
-            if image.source.digest().is_some() || !self.options.refresh {
+            // A pin is the image it names; a tag is left alone unless asked to follow its
+            // upstream (the engine then finds out cheaply whether it moved).
+            let in_place = match image.source.digest() {
+                Some(pinned) => existing.digest == *pinned,
+                None => !self.options.refresh,
+            };
+            if in_place {
                 self.prepare_copy_target(ecr, image).await?;
                 return Ok(Done {
                     status: ImageStatus::Skipped,
                     digest: Some(existing.digest.clone()),
                     bytes_copied: None,
+                    referrers: None,
                     message: "already present".to_string(),
                 });
             }
@@ -256,6 +307,7 @@ impl Puller {
                     status: ImageStatus::Skipped,
                     digest: Some(existing.digest.clone()),
                     bytes_copied: None,
+                    referrers: None,
                     message: "up to date with upstream".to_string(),
                 });
             }
@@ -274,6 +326,7 @@ impl Puller {
                 status: ImageStatus::Planned,
                 digest: None,
                 bytes_copied: None,
+                referrers: None,
                 message: match existing {
                     Some(_) => "dry run: would check upstream and copy if it moved".to_string(),
                     None => "dry run: would copy".to_string(),
@@ -281,19 +334,17 @@ impl Puller {
             });
         }
         self.prepare_copy_target(ecr, image).await?;
-        // The HEAD above asked for the name the engine writes unless the target is `tag@digest`
-        // (asked by digest, written by tag).
-        let same_name = api_target.tag().is_none() || api_target.digest().is_none();
+        // The HEAD above asked for the name the engine writes.
         let known = Known {
             source: source_manifest,
-            target: same_name.then_some(existing),
+            target: Some(existing),
         };
         let report = self
             .engine
             .copy_known(&image.source, api_target, known, progress)
             .await?;
         if !report.confirmed_by_target {
-            self.verify(api_target, &report.digest).await?;
+            self.verify(&written, &report.digest).await?;
         }
         Ok(Done {
             status: if report.up_to_date {
@@ -304,6 +355,7 @@ impl Puller {
             message: describe_copy(&report),
             digest: Some(report.digest),
             bytes_copied: Some(report.bytes_copied),
+            referrers: None,
         })
     }
 
@@ -354,6 +406,7 @@ impl Puller {
                     status: ImageStatus::Skipped,
                     digest: Some(digest.clone()),
                     bytes_copied: None,
+                    referrers: None,
                     message: "already cached".to_string(),
                 });
             }
@@ -363,6 +416,7 @@ impl Puller {
                 status: ImageStatus::Planned,
                 digest: None,
                 bytes_copied: None,
+                referrers: None,
                 message: "dry run: would prime through the pull-through cache".to_string(),
             });
         }
@@ -421,6 +475,7 @@ impl Puller {
             },
             digest: Some(primed.digest),
             bytes_copied: None,
+            referrers: None,
             message: if refreshed {
                 "already cached, same as upstream".to_string()
             } else {
@@ -479,16 +534,16 @@ async fn get_child_after_import(
 
 /// Works on `items` up to `concurrency` at a time and returns their reports in the items' order,
 /// whatever order they end in.
-pub async fn reports_in_order<'a, T, F, Fut>(
+pub async fn reports_in_order<'a, T, R, F, Fut>(
     items: &'a [T],
     concurrency: usize,
     work: F,
-) -> Vec<ImageReport>
+) -> Vec<R>
 where
     F: Fn(&'a T) -> Fut,
-    Fut: std::future::Future<Output = ImageReport>,
+    Fut: std::future::Future<Output = R>,
 {
-    let mut reports: Vec<(usize, ImageReport)> = stream::iter(items.iter().enumerate())
+    let mut reports: Vec<(usize, R)> = stream::iter(items.iter().enumerate())
         .map(|(position, item)| {
             let report = work(item);
             async move { (position, report.await) }

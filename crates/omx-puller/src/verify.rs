@@ -8,14 +8,11 @@ use omx_core::manifest::EntryError;
 use omx_core::namespace::{Method, NamespaceTable};
 use omx_core::plan::{PlannedImage, PullPlan, TargetRegistry};
 use omx_core::policy::{merge_omics_registry_statement, omics_grants, PolicyChange};
-use omx_core::Reference;
-use omx_registry::{ManifestKind, Platform, RegistryClient, Repository};
+use omx_registry::{ManifestRef, RegistryClient, Repository};
 use serde::Serialize;
 
+use crate::platforms::platforms_of;
 use crate::target::ResolvedTarget;
-
-/// The largest image config read to learn its platform.
-const MAX_CONFIG_BYTES: usize = 4 * 1024 * 1024;
 
 /// What a check looks at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -245,11 +242,28 @@ impl Verifier {
                 )
             }
         };
-        match self.client.head_manifest(&reference).await {
-            Ok(Some(found)) => (
-                Presence::Stored,
-                Check::pass(Image, format!("present, {}", found.digest)),
-            ),
+        // A pinned `tag@digest` is ready when its tag serves the pin: a workflow naming the tag
+        // would otherwise run another image than the lock says.
+        let pinned = reference.digest().filter(|_| reference.tag().is_some());
+        let asked = match pinned {
+            Some(_) => reference.without_digest(),
+            None => reference.clone(),
+        };
+        match self.client.head_manifest(&asked).await {
+            Ok(Some(found)) => match pinned.filter(|pin| **pin != found.digest) {
+                Some(pin) => (
+                    Presence::Missing,
+                    Check::fail(
+                        Image,
+                        format!("{asked} points at {}, not the pinned {pin}", found.digest),
+                        Some(Fix::Pull),
+                    ),
+                ),
+                None => (
+                    Presence::Stored,
+                    Check::pass(Image, format!("present, {}", found.digest)),
+                ),
+            },
             Ok(None) => (
                 Presence::Missing,
                 Check::fail(
@@ -443,8 +457,14 @@ impl Verifier {
                 Err(error) => return Check::fail(LinuxAmd64, error.to_string(), None),
             },
         };
-        match self.platforms(&reference).await {
-            Ok(found) if found.platforms.iter().any(Platform::is_linux_amd64) => {
+        let found = platforms_of(
+            &self.client,
+            &Repository::of(&reference),
+            ManifestRef::of(&reference),
+        )
+        .await;
+        match found {
+            Ok(found) if found.has_linux_amd64() => {
                 Check::pass(LinuxAmd64, format!("{whose}{found}"))
             }
             Ok(found) => Check::fail(
@@ -453,41 +473,6 @@ impl Verifier {
                 Some(Fix::Amd64Image),
             ),
             Err(error) => Check::fail(LinuxAmd64, format!("{whose}{error}"), None),
-        }
-    }
-
-    /// The platforms an image runs on: its index's children, or its config's platform.
-    async fn platforms(&self, reference: &Reference) -> Result<Platforms, String> {
-        let manifest = self
-            .client
-            .get_manifest(reference)
-            .await
-            .map_err(|e| e.to_string())?;
-        match manifest.kind {
-            ManifestKind::Index(index) => Ok(Platforms {
-                index: true,
-                platforms: index.platforms().into_iter().cloned().collect(),
-            }),
-            ManifestKind::Image(image) => {
-                let config = self
-                    .client
-                    .get_blob_bytes(
-                        &Repository::of(reference),
-                        &image.config.digest,
-                        MAX_CONFIG_BYTES,
-                    )
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let platform: Platform = serde_json::from_slice(&config)
-                    .map_err(|e| format!("the image config is not readable: {e}"))?;
-                if platform.os.is_empty() || platform.architecture.is_empty() {
-                    return Err("the image config names no os and architecture".to_string());
-                }
-                Ok(Platforms {
-                    index: false,
-                    platforms: vec![platform],
-                })
-            }
         }
     }
 
@@ -516,24 +501,6 @@ impl Verifier {
     }
 }
 
-/// What an image runs on.
-struct Platforms {
-    /// A multi-platform index (else a single image).
-    index: bool,
-    platforms: Vec<Platform>,
-}
-
-impl std::fmt::Display for Platforms {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let names: Vec<String> = self.platforms.iter().map(Platform::to_string).collect();
-        match (self.index, names.as_slice()) {
-            (true, []) => f.write_str("an index that names no platform"),
-            (true, names) => write!(f, "an index of {}", names.join(", ")),
-            (false, names) => write!(f, "a {} image", names.join(", ")),
-        }
-    }
-}
-
 /// Two spellings of one registry host: scheme, case and a trailing slash ignored.
 fn same_registry(a: &str, b: &str) -> bool {
     let plain = |url: &str| {
@@ -550,34 +517,6 @@ fn same_registry(a: &str, b: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn platforms_are_described_for_people() {
-        let describe = |index, platforms: &[Platform]| {
-            Platforms {
-                index,
-                platforms: platforms.to_vec(),
-            }
-            .to_string()
-        };
-        let arm64 = Platform::new("linux", "arm64", None);
-        assert_eq!(describe(true, &[]), "an index that names no platform");
-        assert_eq!(
-            describe(false, std::slice::from_ref(&arm64)),
-            "a linux/arm64 image"
-        );
-        assert_eq!(describe(true, &[arm64]), "an index of linux/arm64");
-        assert_eq!(
-            describe(
-                true,
-                &[
-                    Platform::new("linux", "amd64", None),
-                    Platform::new("linux", "arm64", Some("v8"))
-                ]
-            ),
-            "an index of linux/amd64, linux/arm64/v8"
-        );
-    }
 
     #[test]
     fn registries_compare_without_scheme_case_or_slash() {

@@ -33,7 +33,9 @@ pub use auth::credentials::{
     Anonymous, ChainCredentials, Credential, CredentialError, CredentialProvider, DockerConfig,
     DockerConfigCredentials, StaticCredentials,
 };
-pub use client::{ClientConfig, ManifestDescriptor, ManifestRef, RegistryClient, Repository};
+pub use client::{
+    ClientConfig, ManifestDescriptor, ManifestRef, Referrers, RegistryClient, Repository,
+};
 pub use copy::{CopyEngine, CopyError, CopyOptions, CopyReport, CopyWarning, Known};
 pub use error::RegistryError;
 pub use manifest::{Descriptor, Manifest, ManifestKind};

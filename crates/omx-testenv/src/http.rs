@@ -7,6 +7,8 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use sha2::{Digest as _, Sha256};
+
 /// A complete HTTP response.
 #[derive(Debug, Clone)]
 pub struct HttpResponse {
@@ -177,6 +179,38 @@ pub fn refusing_port() -> u16 {
         .and_then(|listener| listener.local_addr())
         .expect("a free loopback port")
         .port()
+}
+
+/// Uploads `blob` to `repo` monolithically through `host` (`POST`, then `PUT` with the
+/// digest); returns its digest. Panics when the registry refuses.
+pub fn upload_blob(host: &str, repo: &str, blob: &[u8]) -> String {
+    let digest = format!("sha256:{}", hex::encode(Sha256::digest(blob)));
+    let started = http_request(
+        host,
+        "POST",
+        &format!("/v2/{repo}/blobs/uploads/"),
+        &[],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(started.status, 202, "{}", started.text());
+    let location = started.header("location").unwrap().to_string();
+    let path = location
+        .strip_prefix(&format!("http://{host}"))
+        .unwrap_or_else(|| {
+            panic!("Location {location} does not point at {host}");
+        });
+    let separator = if path.contains('?') { '&' } else { '?' };
+    let put = http_request(
+        host,
+        "PUT",
+        &format!("{path}{separator}digest={digest}"),
+        &[("Content-Type", "application/octet-stream")],
+        blob,
+    )
+    .unwrap();
+    assert_eq!(put.status, 201, "{}", put.text());
+    digest
 }
 
 #[cfg(test)]

@@ -42,7 +42,9 @@ pub use fixture::{
     Format, ImageFixture, LayerSpec, PushTarget,
 };
 pub use head::read_request;
-pub use http::{base64_encode, basic_auth_header, http_request, refusing_port, HttpResponse};
+pub use http::{
+    base64_encode, basic_auth_header, http_request, refusing_port, upload_blob, HttpResponse,
+};
 pub use moto::{moto_ecr_password, Moto, MOTO_ACCOUNT_ID};
 pub use proxy::{Fault, FaultProxy, FaultRule, RequestRecord};
 pub use registry::{Registry, RegistryBuilder};

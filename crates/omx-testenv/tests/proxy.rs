@@ -6,44 +6,13 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use omx_testenv::{
-    http_request, push_layout, Fault, FaultProxy, FaultRule, Format, ImageFixture, LayerSpec,
-    PushTarget, Registry,
+    http_request, push_layout, upload_blob, Fault, FaultProxy, FaultRule, Format, ImageFixture,
+    LayerSpec, PushTarget, Registry,
 };
 use sha2::{Digest as _, Sha256};
 
 fn digest_of(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
-
-/// Uploads `blob` to `repo` monolithically through `host`; returns its digest.
-fn upload_blob(host: &str, repo: &str, blob: &[u8]) -> String {
-    let digest = digest_of(blob);
-    let started = http_request(
-        host,
-        "POST",
-        &format!("/v2/{repo}/blobs/uploads/"),
-        &[],
-        &[],
-    )
-    .unwrap();
-    assert_eq!(started.status, 202, "{}", started.text());
-    let location = started.header("location").unwrap().to_string();
-    let path = location
-        .strip_prefix(&format!("http://{host}"))
-        .unwrap_or_else(|| {
-            panic!("Location {location} does not point at {host}");
-        });
-    let separator = if path.contains('?') { '&' } else { '?' };
-    let put = http_request(
-        host,
-        "PUT",
-        &format!("{path}{separator}digest={digest}"),
-        &[("Content-Type", "application/octet-stream")],
-        blob,
-    )
-    .unwrap();
-    assert_eq!(put.status, 201, "{}", put.text());
-    digest
 }
 
 fn blob_path(repo: &str, digest: &str) -> String {

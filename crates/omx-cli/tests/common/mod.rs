@@ -1,4 +1,5 @@
-//! What the CLI tests that talk to moto share.
+//! What the CLI tests share: the binary run against moto, on a fresh machine, or against local
+//! registries only.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -49,4 +50,23 @@ pub fn fresh_machine(args: &[&str], home: &Path) -> Command {
             format!("http://127.0.0.1:{}/", omx_testenv::refusing_port()),
         );
     command
+}
+
+/// The binary against local registries only: the host's Docker credentials and AWS set-up kept
+/// out (a fresh HOME and Docker config).
+#[allow(dead_code)] // not every test binary that includes this module runs it this way
+pub fn local(args: &[&str], home: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_omx-ecr-helper"))
+        .args(args)
+        .env("HOME", home)
+        .env("DOCKER_CONFIG", home.join(".docker"))
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("the binary runs")
+}
+
+/// Output bytes as (lossy) text.
+#[allow(dead_code)] // not every test binary that includes this module prints output
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
 }

@@ -16,6 +16,7 @@ mod blobs;
 mod endpoint;
 mod http;
 mod manifests;
+mod referrers;
 mod response;
 mod uploads;
 
@@ -33,6 +34,7 @@ use crate::error::RegistryError;
 use crate::retry::RetryPolicy;
 
 pub use endpoint::{api_host, is_loopback_host};
+pub use referrers::{descriptor_digest, fallback_tag, Referrers};
 pub(crate) use response::ContentHeaders;
 pub(crate) use uploads::MountOutcome;
 

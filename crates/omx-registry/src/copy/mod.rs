@@ -13,6 +13,7 @@
 //! - `report.rs`: what a copy returns: report, warnings, errors.
 
 mod blob;
+mod referrers;
 mod report;
 mod select;
 mod stream;
