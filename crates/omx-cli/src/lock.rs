@@ -56,19 +56,7 @@ pub struct LockArgs {
 }
 
 pub async fn run(args: LockArgs) -> anyhow::Result<Outcome> {
-    // The rules first: a bad rule file is named before the manifest is read, as for `plan`.
-    let table = args.input.namespace_table()?;
-    let entries = args.input.entries()?;
-    let plan = plan_entries(&entries, &table, &args.input.registry);
-    let client = RegistryClient::new(ClientConfig {
-        credentials: Arc::new(DockerConfigCredentials::from_environment()?),
-        ..args.access.client_config()
-    })?;
-    let locker = Locker::new(client, table, usize::from(args.jobs));
-    let report = match args.check {
-        true => locker.check(&plan, &entries.entries).await,
-        false => locker.lock(&plan, &entries.entries).await,
-    };
+    let report = resolve(&args.input, &args.access, args.jobs, args.check).await?;
 
     if let Some(path) = &args.report {
         write_file(path, &(serde_json::to_string_pretty(&report)? + "\n"))?;
@@ -92,11 +80,33 @@ pub async fn run(args: LockArgs) -> anyhow::Result<Outcome> {
     })
 }
 
+/// Locks the manifest `input` names (or, with `check`, checks its pins) against upstream.
+pub async fn resolve(
+    input: &PullManifestArgs,
+    access: &RegistryAccessArgs,
+    jobs: u16,
+    check: bool,
+) -> anyhow::Result<LockReport> {
+    // The rules first: a bad rule file is named before the manifest is read, as for `plan`.
+    let table = input.namespace_table()?;
+    let entries = input.entries()?;
+    let plan = plan_entries(&entries, &table, &input.registry);
+    let client = RegistryClient::new(ClientConfig {
+        credentials: Arc::new(DockerConfigCredentials::from_environment()?),
+        ..access.client_config()
+    })?;
+    let locker = Locker::new(client, table, usize::from(jobs));
+    Ok(match check {
+        true => locker.check(&plan, &entries.entries).await,
+        false => locker.lock(&plan, &entries.entries).await,
+    })
+}
+
 fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
     std::fs::write(path, text).with_context(|| format!("cannot write {}", shown_path(path)))
 }
 
-fn render_report(report: &LockReport, check: bool) -> String {
+pub(crate) fn render_report(report: &LockReport, check: bool) -> String {
     let rows: Vec<Vec<String>> = report
         .entries
         .iter()

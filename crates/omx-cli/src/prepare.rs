@@ -1,11 +1,12 @@
 //! `omx-ecr-helper prepare`: one command from a workflow folder to ready. It runs what `scan`,
-//! `pull`, `verify` and `map` do, in that order, on what the one before found, and writes their
-//! results into one folder with a report a person reads.
+//! `lock`, `pull`, `verify` and `map` do, in that order, on what the one before found, and
+//! writes their results into one folder with a report a person reads.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use clap::Args;
+use omx_core::lock::{LockReport, LockStatus};
 use omx_core::plan::TargetRegistry;
 use omx_core::registry_map::OutputMap;
 use omx_core::report::ImageStatus;
@@ -20,11 +21,14 @@ use crate::verify::FixCommands;
 
 /// Take a workflow from its folder to ready for HealthOmics, in one command.
 ///
-/// It scans the workflow for its container images (as `scan` does), brings them into the
-/// private registry (as `pull` does: pull-through cache where a rule serves the upstream, a copy
-/// otherwise), checks each is ready (as `verify` does), and writes into --out-dir:
+/// It scans the workflow for its container images (as `scan` does), pins each tag to the digest
+/// it points at upstream (as `lock` does; --no-lock keeps tags), brings exactly those images into
+/// the private registry (as `pull` does: pull-through cache where a rule serves the upstream, a
+/// copy otherwise), checks each is ready (as `verify` does), and writes into --out-dir:
 ///
 ///   container_image_manifest.json  the pull manifest the scan found
+///   container_image_manifest.lock.json  the same, every image pinned (name:tag@sha256:...)
+///   lock-report.json               per image: tag, digest, media type, platforms, status
 ///   container-registry-map.json    the HealthOmics containerRegistryMap of the images in place,
 ///                                  for `aws omics create-workflow --container-registry-map`
 ///   nextflow.config                (Nextflow) each process's private container, for
@@ -63,11 +67,18 @@ pub struct PrepareArgs {
     #[arg(long, value_name = "FILE")]
     pub namespaces: Option<PathBuf>,
 
+    /// Keep the workflow's tags: pull, verify and map the scanned manifest as it is, without
+    /// pinning each image to its digest first.
+    #[arg(long)]
+    pub no_lock: bool,
+
     #[command(flatten)]
     pub run: PullRunArgs,
 }
 
 const MANIFEST_FILE: &str = "container_image_manifest.json";
+const LOCKED_MANIFEST_FILE: &str = "container_image_manifest.lock.json";
+const LOCK_REPORT_FILE: &str = "lock-report.json";
 const REGISTRY_MAP_FILE: &str = "container-registry-map.json";
 const NEXTFLOW_FILE: &str = "nextflow.config";
 const WDL_INPUTS_FILE: &str = "inputs.json";
@@ -105,12 +116,40 @@ pub async fn run(args: PrepareArgs) -> anyhow::Result<Outcome> {
         &manifest_text,
         format!("the pull manifest: {} image(s)", scan.manifest().len()),
     )?;
-    let input = PullManifestArgs {
+    let mut input = PullManifestArgs {
         manifest: Some(args.out_dir.join(MANIFEST_FILE)),
         single: None,
         registry: args.registry.clone(),
         namespaces: args.namespaces.clone(),
         made: Some(manifest_text),
+    };
+    let locked = if args.no_lock {
+        None
+    } else {
+        let report = crate::lock::resolve(&input, &args.run.access, args.run.jobs, false).await?;
+        let locked_text = report.locked_manifest();
+        files.write(
+            LOCKED_MANIFEST_FILE,
+            &locked_text,
+            format!(
+                "the pull manifest with every image pinned: {} of {} locked",
+                report
+                    .entries
+                    .iter()
+                    .filter(|e| e.status != LockStatus::Failed)
+                    .count(),
+                report.entries.len()
+            ),
+        )?;
+        files.write(
+            LOCK_REPORT_FILE,
+            &json_text(&report)?,
+            "per image: tag, digest, media type, platforms, status".to_string(),
+        )?;
+        // From here on the images are the pinned ones.
+        input.manifest = Some(args.out_dir.join(LOCKED_MANIFEST_FILE));
+        input.made = Some(locked_text);
+        Some(report)
     };
 
     let pulled = crate::pull::execute(&input, &args.run).await?;
@@ -179,6 +218,7 @@ pub async fn run(args: PrepareArgs) -> anyhow::Result<Outcome> {
     let report = Report {
         args: &args,
         scan: &scan,
+        locked: locked.as_ref(),
         pulled: &pulled,
         verified: verified.as_ref(),
         unplaced: &unplaced,
@@ -238,6 +278,8 @@ impl<'a> Files<'a> {
 struct Report<'a> {
     args: &'a PrepareArgs,
     scan: &'a ScanReport,
+    /// `None` with --no-lock.
+    locked: Option<&'a LockReport>,
     pulled: &'a PullRun,
     /// `None` in a dry run.
     verified: Option<&'a VerifyReport>,
@@ -250,15 +292,21 @@ impl Report<'_> {
     /// Every image is in place and passed every check, and the scan and the configuration left
     /// nothing out. A dry run is ready when nothing failed and the scan was complete.
     fn ready(&self) -> bool {
+        let locked = self.locked.is_none_or(LockReport::all_ok);
         let pulled = self.pulled.report.all_ok();
         let verified = self.verified.is_none_or(VerifyReport::all_passed);
-        pulled && verified && self.scan.is_complete() && self.unplaced.is_empty()
+        locked && pulled && verified && self.scan.is_complete() && self.unplaced.is_empty()
     }
 
     fn problems(&self) -> Vec<String> {
         let mut problems: Vec<String> = Vec::new();
         for warning in &self.scan.warnings {
             problems.push(format!("scan: {warning}"));
+        }
+        for entry in self.locked.iter().flat_map(|report| &report.entries) {
+            if entry.status == LockStatus::Failed {
+                problems.push(format!("lock: {}: {}", entry.input, entry.reason));
+            }
         }
         for error in &self.pulled.report.errors {
             problems.push(format!("manifest: {error}"));
@@ -361,8 +409,14 @@ impl Report<'_> {
                         if v.passed() { "yes" } else { "NO" }.to_string()
                     }),
             };
+            // The workflow's spelling: the digest, pinned or not, has a column of its own.
+            let spellings: Vec<&str> = image
+                .aliases
+                .iter()
+                .map(|alias| omx_core::lock::unpinned_spelling(alias).unwrap_or(alias))
+                .collect();
             let row = [
-                image.aliases.join(", "),
+                spellings.join(", "),
                 image.method.to_string(),
                 image.target.clone(),
                 report
@@ -381,9 +435,13 @@ impl Report<'_> {
         }
         out.push('\n');
         if let Some(verified) = self.verified {
+            let manifest = match self.locked {
+                Some(_) => LOCKED_MANIFEST_FILE,
+                None => MANIFEST_FILE,
+            };
             let fixes = FixCommands::for_input(
                 &PullManifestArgs {
-                    manifest: Some(self.args.out_dir.join(MANIFEST_FILE)),
+                    manifest: Some(self.args.out_dir.join(manifest)),
                     single: None,
                     registry: self.args.registry.clone(),
                     namespaces: self.args.namespaces.clone(),

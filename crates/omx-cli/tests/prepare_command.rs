@@ -213,9 +213,18 @@ fn prepare_takes_nf_core_demo_to_ready_through_the_pull_through_cache() {
         "{stdout}"
     );
 
-    // The manifest holds exactly the pipeline's images.
+    // The manifest holds exactly the pipeline's images, and the lock pins each to upstream's digest.
     let manifest = read_json(&out.join("container_image_manifest.json"));
     assert_eq!(manifest, json!({ "manifest": NF_CORE_DEMO_IMAGES }));
+    let pinned: Vec<String> = NF_CORE_DEMO_IMAGES
+        .iter()
+        .zip(&upstream)
+        .map(|(image, digest)| format!("{image}@{digest}"))
+        .collect();
+    assert_eq!(
+        read_json(&out.join("container_image_manifest.lock.json")),
+        json!({ "manifest": pinned })
+    );
     // Each is in its cache repository, identical to upstream.
     for (image, digest) in NF_CORE_DEMO_IMAGES.iter().zip(&upstream) {
         let (repository, tag) = image
@@ -238,14 +247,15 @@ fn prepare_takes_nf_core_demo_to_ready_through_the_pull_through_cache() {
         json!({"registryMappings": [{"upstreamRegistryUrl": "quay.io", "ecrRepositoryPrefix": "quay"}],
                "imageMappings": []})
     );
-    // Outside HealthOmics, the configuration sets every process's private container.
+    // Outside HealthOmics, the configuration runs each process on its pinned private image.
     let config = std::fs::read_to_string(out.join("nextflow.config")).unwrap();
-    for (process, image) in ["FASTQC", "MULTIQC", "SEQTK_TRIM"]
+    for ((process, image), digest) in ["FASTQC", "MULTIQC", "SEQTK_TRIM"]
         .iter()
         .zip(NF_CORE_DEMO_IMAGES)
+        .zip(&upstream)
     {
         let private = format!(
-            "{}/quay/{}",
+            "{}/quay/{}@{digest}",
             world.private_host(),
             image.strip_prefix("quay.io/").unwrap()
         );
@@ -317,19 +327,20 @@ fn prepare_takes_a_gatk_wdl_workflow_to_ready_by_copying_from_docker_hub() {
         world.tag_digest("dockerhub/ubuntu", "latest").as_deref(),
         Some(ubuntu.as_str())
     );
-    // Copied images are reached through image mappings of the spellings the workflow uses.
+    // Copied images are reached through image mappings of the spellings the workflow uses,
+    // each to the pinned private image: a tag moving upstream later changes nothing.
     let map = read_json(&out.join("container-registry-map.json"));
     let private = world.private_host();
     let mappings = map["imageMappings"].as_array().unwrap();
     for (source, destination) in [
         (
             "broadinstitute/gatk:latest",
-            format!("{private}/dockerhub/broadinstitute/gatk:latest"),
+            format!("{private}/dockerhub/broadinstitute/gatk:latest@{gatk}"),
         ),
         // Docker Hub's official images lose `library/`, as in the original tool.
         (
             "ubuntu:latest",
-            format!("{private}/dockerhub/ubuntu:latest"),
+            format!("{private}/dockerhub/ubuntu:latest@{ubuntu}"),
         ),
     ] {
         assert!(

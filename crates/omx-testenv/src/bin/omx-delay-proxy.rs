@@ -30,7 +30,10 @@ fn main() {
     let mut mbit: Option<f64> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
-        let mut value = || args.next().unwrap_or_else(|| usage(&format!("{arg} needs a value")));
+        let mut value = || {
+            args.next()
+                .unwrap_or_else(|| usage(&format!("{arg} needs a value")))
+        };
         match arg.as_str() {
             "--to" => to = Some(value()),
             "--rtt-ms" => rtt_ms = value().parse().unwrap_or_else(|_| usage("--rtt-ms N")),
@@ -111,6 +114,8 @@ fn carry(mut from: TcpStream, mut to: TcpStream, link: &'static Link) {
 }
 
 fn usage(problem: &str) -> ! {
-    eprintln!("omx-delay-proxy: {problem}\nusage: omx-delay-proxy --to HOST:PORT --rtt-ms N [--mbit N]");
+    eprintln!(
+        "omx-delay-proxy: {problem}\nusage: omx-delay-proxy --to HOST:PORT --rtt-ms N [--mbit N]"
+    );
     std::process::exit(2)
 }
