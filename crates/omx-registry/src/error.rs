@@ -71,13 +71,16 @@ pub enum RegistryError {
     /// The registry asked to wait longer than this run waits (a pull limit spent, a long
     /// `Retry-After`): not retried, and the registry's other requests of the run fail at once.
     #[error(
-        "{what}: the registry asks to wait {} before trying again, longer than this run waits \
-         (--throttle-window)",
-        humanize_wait(*wait)
+        "{what}: the registry asks to wait {} (until {}) before trying again, longer than this \
+         run waits (--throttle-window)",
+        humanize_wait(*wait),
+        httpdate::fmt_http_date(*until)
     )]
     WaitTooLong {
         what: String,
         wait: std::time::Duration,
+        /// When the wait ends (a pull budget's window resets), for people to plan by.
+        until: std::time::SystemTime,
         #[source]
         last: Box<RegistryError>,
     },
@@ -131,6 +134,16 @@ impl RegistryError {
             self,
             RegistryError::Status { status, .. } if *status == reqwest::StatusCode::TOO_MANY_REQUESTS
         )
+    }
+
+    /// Whether the registry asked to wait longer than the run waits ([`RegistryError::WaitTooLong`],
+    /// at any depth): its other requests of the run fail at once the same way.
+    pub fn is_wait_too_long(&self) -> bool {
+        match self {
+            RegistryError::WaitTooLong { .. } => true,
+            RegistryError::RetriesExhausted { last, .. } => last.is_wait_too_long(),
+            _ => false,
+        }
     }
 
     /// How long the server asked us to wait before retrying, if it said.

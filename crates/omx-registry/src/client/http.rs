@@ -16,10 +16,11 @@ use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
 use reqwest::{Body, Method, Response, StatusCode, Url};
 
-use super::{RegistryClient, Repository};
+use super::{lock, RegistryClient, Repository, ToldToWait};
 use crate::auth::challenge::parse_challenges;
 use crate::auth::Scope;
 use crate::error::RegistryError;
+use crate::rate_limit::PullBudget;
 use crate::transport::{fail_retryable_status, retrying, status_error};
 
 /// One request that can be sent again as is (no body, or a small in-memory one).
@@ -82,35 +83,40 @@ impl RegistryClient {
             || self.send_once(&call),
         )
         .await;
-        if let Err(error @ RegistryError::WaitTooLong { wait, .. }) = &result {
-            self.told_to_wait().insert(
-                call.registry.to_string(),
-                (tokio::time::Instant::now() + *wait, error.to_string()),
-            );
+        match &result {
+            Ok(response) => {
+                if let Some(budget) = PullBudget::from_headers(response.headers()) {
+                    lock(&self.inner.pull_budgets).insert(call.registry.to_string(), budget);
+                }
+            }
+            Err(error @ RegistryError::WaitTooLong { wait, until, .. }) => {
+                lock(&self.inner.told_to_wait).insert(
+                    call.registry.to_string(),
+                    ToldToWait {
+                        until: tokio::time::Instant::now() + *wait,
+                        until_clock: *until,
+                        said: error.to_string(),
+                    },
+                );
+            }
+            Err(_) => {}
         }
         result
     }
 
-    fn told_to_wait(
-        &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (tokio::time::Instant, String)>>
-    {
-        self.inner
-            .told_to_wait
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     fn still_told_to_wait(&self, registry: &str, what: &str) -> Option<RegistryError> {
-        let told = self.told_to_wait();
-        let (until, said) = told.get(registry)?;
-        let wait = until.checked_duration_since(tokio::time::Instant::now())?;
+        let told = lock(&self.inner.told_to_wait);
+        let told = told.get(registry)?;
+        let wait = told
+            .until
+            .checked_duration_since(tokio::time::Instant::now())?;
         Some(RegistryError::WaitTooLong {
             what: what.to_string(),
             wait,
+            until: told.until_clock,
             last: Box::new(RegistryError::Protocol {
                 what: format!("an earlier request to {registry}"),
-                reason: said.clone(),
+                reason: told.said.clone(),
             }),
         })
     }
