@@ -21,7 +21,7 @@ mod import;
 mod registry_api;
 mod state;
 mod uploads;
-mod wire;
+pub(crate) mod wire;
 
 use std::fmt;
 use std::net::{TcpListener, TcpStream};
