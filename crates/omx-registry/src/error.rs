@@ -73,7 +73,7 @@ pub enum RegistryError {
     #[error(
         "{what}: the registry asks to wait {} (until {}) before trying again, longer than this \
          run waits (--throttle-window)",
-        humanize_wait(*wait),
+        omx_core::report::human_duration(*wait),
         httpdate::fmt_http_date(*until)
     )]
     WaitTooLong {
@@ -86,16 +86,6 @@ pub enum RegistryError {
     },
     #[error("invalid registry client configuration: {0}")]
     Config(String),
-}
-
-/// `45 s`, `12 min`, `6 h`: how long a registry asks to wait, for people.
-fn humanize_wait(wait: std::time::Duration) -> String {
-    let seconds = wait.as_secs();
-    match seconds {
-        0..=119 => format!("{seconds} s"),
-        120..=7199 => format!("{} min", seconds.div_ceil(60)),
-        _ => format!("{} h", seconds.div_ceil(3600)),
-    }
 }
 
 fn detail_suffix(detail: &str) -> String {
@@ -134,16 +124,6 @@ impl RegistryError {
             self,
             RegistryError::Status { status, .. } if *status == reqwest::StatusCode::TOO_MANY_REQUESTS
         )
-    }
-
-    /// Whether the registry asked to wait longer than the run waits ([`RegistryError::WaitTooLong`],
-    /// at any depth): its other requests of the run fail at once the same way.
-    pub fn is_wait_too_long(&self) -> bool {
-        match self {
-            RegistryError::WaitTooLong { .. } => true,
-            RegistryError::RetriesExhausted { last, .. } => last.is_wait_too_long(),
-            _ => false,
-        }
     }
 
     /// How long the server asked us to wait before retrying, if it said.

@@ -168,9 +168,20 @@ struct Inner {
     /// Per registry, the base URL `endpoint.rs` settled on (probed once per client).
     base_urls: Mutex<HashMap<String, endpoint::BaseUrl>>,
     /// Registries that asked to wait longer than the run waits: until when, and what they said.
-    told_to_wait: Mutex<HashMap<String, ToldToWait>>,
+    told_to_wait: Mutex<HashMap<(String, WaitScope), ToldToWait>>,
     /// Per registry, the pull budget its last successful answer published.
     pull_budgets: Mutex<HashMap<String, PullBudget>>,
+}
+
+/// What a registry's request to wait covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) enum WaitScope {
+    /// Manifest GETs only: the refusal answered one, and pull limits count only those (a HEAD
+    /// or a blob is not a pull: docker/docs, content/manuals/docker-hub/usage/pulls.md), so
+    /// images whose manifests are in hand still finish.
+    Pulls,
+    /// Every request to the registry.
+    All,
 }
 
 /// A registry's request to wait longer than the run waits.
