@@ -12,12 +12,14 @@
 //! templates, the registry policy), and [`Verifier`] checks, with read calls only, that a plan's
 //! images are ready for HealthOmics.
 
+mod budget;
 mod ecr_credentials;
 mod puller;
 mod setup;
 mod target;
 mod verify;
 
+pub use budget::{BudgetPlan, RegistryBudget};
 pub use ecr_credentials::EcrCredentials;
 pub use puller::{
     prepare_repository, reports_in_order, PullError, PullOptions, Puller, COULD_NOT_CHECK,
