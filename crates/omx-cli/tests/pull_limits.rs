@@ -218,45 +218,50 @@ fn only_needed_manifests_are_pulled_and_a_rerun_of_present_images_pulls_none() {
         return;
     };
     let home = tempfile::tempdir().unwrap();
-    let mut paths = push_images(&backing, 600, 3);
-    ImageFixture::index(
+    let paths = push_images(&backing, 600, 3);
+    // One multi-arch image under two tags, both in the manifest.
+    let multi = ImageFixture::index(
         &[("linux", "amd64"), ("linux", "arm64/v8")],
         &LayerSpec::distinct(700, 1, 1_000),
         Format::Oci,
-    )
-    .push(&backing, "lib/multi:1");
-    paths.push("lib/multi".to_string());
+    );
+    multi.push(&backing, "lib/multi:1");
+    multi.push(&backing, "lib/multi:2");
     let hub = PullBudgetRegistry::builder()
         .anonymous_limit(50)
         .start(&backing);
-    let manifest = write_manifest(home.path(), "manifest.json", &entries(&hub.host(), &paths));
+    let mut inputs = entries(&hub.host(), &paths);
+    inputs.push(format!("{}/lib/multi:1", hub.host()));
+    inputs.push(format!("{}/lib/multi:2", hub.host()));
+    let manifest = write_manifest(home.path(), "manifest.json", &inputs);
     let platform = ["--platform", "linux/amd64"];
 
     let output = pull(home.path(), &manifest, &target, &platform);
     assert_eq!(exit_code(&output), 0, "{}", all_output(&output));
-    assert_eq!(count(&json_report(&output), "SUCCEEDED"), 4);
-    // One GET per single image; the index and only the platform asked for; nothing twice.
-    assert_eq!(hub.manifest_gets(), 3 + 2);
+    assert_eq!(count(&json_report(&output), "SUCCEEDED"), 5);
+    // One GET per single image; each tag's index, and only the platform asked for, once for
+    // both: no manifest twice.
     let mut gets: Vec<String> = hub
         .requests()
         .iter()
         .filter(|request| request.is_manifest_get())
         .map(|request| request.target.clone())
         .collect();
+    assert_eq!(gets.len(), 3 + 2 + 1, "{gets:?}");
     gets.sort();
     gets.dedup();
-    assert_eq!(gets.len(), 5, "a manifest was pulled twice: {gets:?}");
+    assert_eq!(gets.len(), 6, "a manifest was pulled twice: {gets:?}");
 
     // Everything is there: existence checks are HEADs, which spend nothing.
     hub.clear_requests();
     let output = pull(home.path(), &manifest, &target, &platform);
     assert_eq!(exit_code(&output), 0, "{}", all_output(&output));
-    assert_eq!(count(&json_report(&output), "SKIPPED"), 4);
+    assert_eq!(count(&json_report(&output), "SKIPPED"), 5);
     assert_eq!(hub.manifest_gets(), 0, "{:?}", hub.requests());
 
     // A refresh asks upstream with HEADs too: unmoved single images cost nothing. (The target
-    // holds the amd64 manifest of the index, whose digest no HEAD of the index tells, so that
-    // image is fetched again to compare: its index and platform manifest.)
+    // holds the amd64 manifest of the index, whose digest no HEAD of the index tells, so each
+    // tag's index is fetched again to compare, and the platform manifest once.)
     let output = pull(
         home.path(),
         &manifest,
@@ -264,8 +269,8 @@ fn only_needed_manifests_are_pulled_and_a_rerun_of_present_images_pulls_none() {
         &[&platform[..], &["--refresh"]].concat(),
     );
     assert_eq!(exit_code(&output), 0, "{}", all_output(&output));
-    assert_eq!(count(&json_report(&output), "SKIPPED"), 4);
-    assert_eq!(hub.manifest_gets(), 2, "{:?}", hub.requests());
+    assert_eq!(count(&json_report(&output), "SKIPPED"), 5);
+    assert_eq!(hub.manifest_gets(), 3, "{:?}", hub.requests());
 }
 
 /// The pull limit spent while the run goes on (a multi-arch index needs more pulls than a HEAD

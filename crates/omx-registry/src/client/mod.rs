@@ -30,6 +30,7 @@ use omx_core::{Digest, Reference};
 use crate::auth::credentials::{Anonymous, CredentialProvider};
 use crate::auth::Authenticator;
 use crate::error::RegistryError;
+use crate::manifest::Manifest;
 use crate::rate_limit::PullBudget;
 use crate::retry::RetryPolicy;
 
@@ -171,7 +172,12 @@ struct Inner {
     told_to_wait: Mutex<HashMap<(String, WaitScope), ToldToWait>>,
     /// Per registry, the pull budget its last successful answer published.
     pull_budgets: Mutex<HashMap<String, PullBudget>>,
+    /// Manifests fetched by digest (verified, so the same content whenever asked again).
+    manifests_by_digest: Mutex<HashMap<(Repository, Digest), ManifestCell>>,
 }
+
+/// A manifest fetched by digest, or being fetched (later askers wait for the first).
+type ManifestCell = Arc<tokio::sync::OnceCell<Manifest>>;
 
 /// What a registry's request to wait covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -256,6 +262,7 @@ impl RegistryClient {
                 base_urls: Mutex::new(HashMap::new()),
                 told_to_wait: Mutex::new(HashMap::new()),
                 pull_budgets: Mutex::new(HashMap::new()),
+                manifests_by_digest: Mutex::new(HashMap::new()),
             }),
         })
     }
