@@ -27,9 +27,8 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -37,7 +36,7 @@ use serde_json::json;
 use crate::ecr::wire::{forward, Backing, Connection, Request};
 use crate::http::basic_auth_header;
 use crate::registry::Registry;
-use crate::server::accept_each;
+use crate::server::Acceptor;
 
 /// Who a pull is counted against.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -128,26 +127,18 @@ impl PullBudgetBuilder {
             tokens: Mutex::new(HashMap::new()),
             next_token: AtomicU64::new(1),
             requests: Mutex::new(Vec::new()),
-            stopping: AtomicBool::new(false),
         });
-        let accept_shared = Arc::clone(&shared);
-        let acceptor = thread::Builder::new()
-            .name("pull-budget".to_string())
-            .spawn(move || {
-                accept_each(
-                    listener,
-                    "pull-budget-conn",
-                    accept_shared,
-                    |shared| &shared.stopping,
-                    |stream, shared| {
-                        let _ = serve(&stream, shared);
-                    },
-                )
-            })
-            .expect("cannot spawn the pull-budget stand-in");
+        let acceptor = Acceptor::start(
+            listener,
+            "pull-budget",
+            Arc::clone(&shared),
+            |stream, shared| {
+                let _ = serve(&stream, shared);
+            },
+        );
         PullBudgetRegistry {
             shared,
-            acceptor: Some(acceptor),
+            _acceptor: acceptor,
         }
     }
 }
@@ -162,7 +153,6 @@ struct Shared {
     tokens: Mutex<HashMap<String, Identity>>,
     next_token: AtomicU64,
     requests: Mutex<Vec<BudgetRequest>>,
-    stopping: AtomicBool,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -174,7 +164,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Docker Hub's pull limits in front of a docker-registry; stopped when dropped.
 pub struct PullBudgetRegistry {
     shared: Arc<Shared>,
-    acceptor: Option<JoinHandle<()>>,
+    _acceptor: Acceptor,
 }
 
 impl fmt::Debug for PullBudgetRegistry {
@@ -217,17 +207,6 @@ impl PullBudgetRegistry {
     /// Forgets the recorded requests (the pulls counted stay).
     pub fn clear_requests(&self) {
         lock(&self.shared.requests).clear();
-    }
-}
-
-impl Drop for PullBudgetRegistry {
-    fn drop(&mut self) {
-        self.shared.stopping.store(true, Ordering::SeqCst);
-        // Wake the acceptor so it sees the flag.
-        let _ = TcpStream::connect(&self.shared.host);
-        if let Some(acceptor) = self.acceptor.take() {
-            let _ = acceptor.join();
-        }
     }
 }
 
