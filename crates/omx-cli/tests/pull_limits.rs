@@ -56,6 +56,25 @@ fn pull(
     omx(home, &args)
 }
 
+/// [`pull`] without extra arguments, and how long it took.
+fn timed_pull(
+    home: &std::path::Path,
+    manifest: &std::path::Path,
+    target: &Registry,
+) -> (std::process::Output, Duration) {
+    let started = Instant::now();
+    let output = pull(home, manifest, target, &[]);
+    (output, started.elapsed())
+}
+
+/// Docker Hub's limits in front of `backing`, allowing `pulls` anonymous pulls an hour.
+fn anonymous_hub(backing: &Registry, pulls: u64) -> PullBudgetRegistry {
+    PullBudgetRegistry::builder()
+        .anonymous_limit(pulls)
+        .window(Duration::from_secs(3600))
+        .start(backing)
+}
+
 fn messages(report: &Value) -> Vec<String> {
     report["images"]
         .as_array()
@@ -79,15 +98,10 @@ fn a_plan_larger_than_the_budget_copies_what_fits_and_reports_the_rest_up_front(
     };
     let home = tempfile::tempdir().unwrap();
     let paths = push_images(&backing, 100, 20);
-    let hub = PullBudgetRegistry::builder()
-        .anonymous_limit(5)
-        .window(Duration::from_secs(3600))
-        .start(&backing);
+    let hub = anonymous_hub(&backing, 5);
     let manifest = write_manifest(home.path(), "manifest.json", &entries(&hub.host(), &paths));
 
-    let started = Instant::now();
-    let output = pull(home.path(), &manifest, &target, &[]);
-    let took = started.elapsed();
+    let (output, took) = timed_pull(home.path(), &manifest, &target);
     assert_eq!(exit_code(&output), 1, "{}", all_output(&output));
     let report = json_report(&output);
     let found = statuses(&report);
@@ -158,9 +172,7 @@ fn strict_copies_nothing_when_the_plan_does_not_fit() {
     };
     let home = tempfile::tempdir().unwrap();
     let paths = push_images(&backing, 300, 5);
-    let hub = PullBudgetRegistry::builder()
-        .anonymous_limit(3)
-        .start(&backing);
+    let hub = anonymous_hub(&backing, 3);
     let manifest = write_manifest(home.path(), "manifest.json", &entries(&hub.host(), &paths));
 
     let output = pull(home.path(), &manifest, &target, &["--strict"]);
@@ -191,9 +203,7 @@ fn a_budgeted_registry_does_not_hold_back_another_registrys_images() {
     let home = tempfile::tempdir().unwrap();
     let limited = push_images(&backing, 400, 4);
     let free = push_images(&other, 500, 3);
-    let hub = PullBudgetRegistry::builder()
-        .anonymous_limit(2)
-        .start(&backing);
+    let hub = anonymous_hub(&backing, 2);
     let mut inputs = entries(&hub.host(), &limited);
     inputs.extend(entries(&other.host(), &free));
     let manifest = write_manifest(home.path(), "manifest.json", &inputs);
@@ -227,9 +237,7 @@ fn only_needed_manifests_are_pulled_and_a_rerun_of_present_images_pulls_none() {
     );
     multi.push(&backing, "lib/multi:1");
     multi.push(&backing, "lib/multi:2");
-    let hub = PullBudgetRegistry::builder()
-        .anonymous_limit(50)
-        .start(&backing);
+    let hub = anonymous_hub(&backing, 50);
     let mut inputs = entries(&hub.host(), &paths);
     inputs.push(format!("{}/lib/multi:1", hub.host()));
     inputs.push(format!("{}/lib/multi:2", hub.host()));
@@ -300,15 +308,10 @@ fn a_limit_spent_mid_run_fails_at_once_and_is_not_retried() {
         })
         .collect();
     // The plan counts each index as at least 2 pulls: both fit in 4. They need 8.
-    let hub = PullBudgetRegistry::builder()
-        .anonymous_limit(4)
-        .window(Duration::from_secs(3600))
-        .start(&backing);
+    let hub = anonymous_hub(&backing, 4);
     let manifest = write_manifest(home.path(), "manifest.json", &entries(&hub.host(), &paths));
 
-    let started = Instant::now();
-    let output = pull(home.path(), &manifest, &target, &[]);
-    let took = started.elapsed();
+    let (output, took) = timed_pull(home.path(), &manifest, &target);
     assert_eq!(exit_code(&output), 1, "{}", all_output(&output));
     let report = json_report(&output);
     let failed: Vec<String> = messages(&report)

@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::ecr::wire::{forward, Backing, Connection, Request};
 use crate::http::basic_auth_header;
@@ -326,27 +326,25 @@ fn answer_token(
             match account {
                 Some((name, _)) => Identity::User(name.clone()),
                 None => {
-                    let body = json!({"details": "incorrect username or password"});
-                    connection.respond(
-                        401,
-                        &[("Content-Type", "application/json".to_string())],
-                        body.to_string().as_bytes(),
-                        false,
-                    )?;
-                    return Ok(401);
+                    let refusal = json!({"details": "incorrect username or password"});
+                    return json_answer(connection, 401, &refusal);
                 }
             }
         }
     };
     let token = shared.issue_token(identity);
-    let body = json!({"token": token, "access_token": token, "expires_in": 300});
-    connection.respond(
+    json_answer(
+        connection,
         200,
-        &[("Content-Type", "application/json".to_string())],
-        body.to_string().as_bytes(),
-        false,
-    )?;
-    Ok(200)
+        &json!({"token": token, "access_token": token, "expires_in": 300}),
+    )
+}
+
+/// A token endpoint's JSON answer; returns its status.
+fn json_answer(connection: &mut Connection, status: u16, body: &Value) -> std::io::Result<u16> {
+    let headers = [("Content-Type", "application/json".to_string())];
+    connection.respond(status, &headers, body.to_string().as_bytes(), false)?;
+    Ok(status)
 }
 
 /// A `/v2` request without a token: Docker Hub's Bearer challenge.
