@@ -71,7 +71,8 @@ impl RegistryBudget {
              {remaining} more of {limit} per {}{counted}; {outcome}. Pulls free up within {} of \
              being spent. For a larger limit, log in (docker login {registry}, or credentials \
              for it in the Docker config), or bring these images through an ECR pull-through \
-             cache with a Secrets Manager credential (omx-ecr-helper setup)",
+             cache with a Secrets Manager credential (for Docker Hub: omx-ecr-helper setup \
+             --dockerhub-secret ARN, then pull --namespaces with the rule it prints)",
             self.images,
             if self.at_least { "at least " } else { "" },
             self.needed,
