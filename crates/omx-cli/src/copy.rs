@@ -88,7 +88,9 @@ pub struct RegistryAccessArgs {
     pub ca_certs: Vec<PathBuf>,
 
     /// How long a request answered 429 Too Many Requests keeps being retried, with backoff
-    /// (ECR throttles manifest pushes at 10/s by default).
+    /// (ECR throttles manifest pushes at 10/s by default). A registry that asks to wait longer
+    /// (a Retry-After past this, Docker Hub's spent pull limit) is not retried: its remaining
+    /// images fail at once, saying until when.
     #[arg(long, value_name = "SECONDS", default_value_t = 90)]
     pub throttle_window: u64,
 }

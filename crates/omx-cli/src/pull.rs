@@ -28,7 +28,11 @@ use crate::table;
 /// and a policy that lets HealthOmics pull (ECR), skip it when the target already has it, prime
 /// it through ECR's pull-through cache (quay, ecr-public) or copy it registry to registry
 /// (digests preserved, multi-arch kept), and verify the target's digest. One failing image never
-/// stops the others. Exit 0: all succeeded or skipped; 1: some failed; 2: unusable input.
+/// stops the others. Before copying, the pulls the plan needs are counted against the budget a
+/// source registry publishes (Docker Hub's pull limits): images that do not fit are reported
+/// FAILED up front (--strict: nothing is copied), and a registry that answers 429 for a spent
+/// limit fails its remaining images at once. Exit 0: all succeeded or skipped; 1: some failed;
+/// 2: unusable input.
 #[derive(Args, Debug)]
 pub struct PullArgs {
     #[command(flatten)]
@@ -62,6 +66,11 @@ pub struct PullRunArgs {
     /// once each; what could not be checked is said, and --output-map is written all the same.
     #[arg(long)]
     pub dry_run: bool,
+
+    /// When a source registry's published pull limit (Docker Hub's) does not cover the plan,
+    /// copy nothing and exit 1 (default: copy the images that fit, report the rest FAILED).
+    #[arg(long)]
+    pub strict: bool,
 
     /// Copy only this platform of multi-arch images (the digest then differs from upstream's
     /// index). HealthOmics runs linux/amd64.
@@ -185,7 +194,30 @@ pub async fn execute(input: &PullManifestArgs, args: &PullRunArgs) -> anyhow::Re
         progress.println(&format!("invalid  {error}"));
     }
     let on_done = |report: &ImageReport| progress.println(&status_line(report));
-    let report = puller.run(&plan, &progress, &on_done).await;
+    // Before anything is copied: the pulls the plan needs against what the source registries
+    // say is left (HEADs only, which pull limits do not count).
+    let budget = puller.plan_budget(&plan).await;
+    for registry in budget.registries.iter().filter(|r| r.is_over()) {
+        let prefix = if args.dry_run { "dry run: " } else { "" };
+        progress.println(&format!("{prefix}{}", registry.summary(args.strict)));
+    }
+    let report = if args.strict && budget.is_over() && !args.dry_run {
+        let reason = "not copied: --strict, and the plan needs more pulls than a source \
+                      registry's pull limit has left (see the pull limit line above)";
+        RunReport {
+            images: plan
+                .images
+                .iter()
+                .map(|image| puller.not_brought(image, reason))
+                .inspect(|report| on_done(report))
+                .collect(),
+            errors: plan.errors.clone(),
+        }
+    } else if args.dry_run {
+        puller.run(&plan, &progress, &on_done).await
+    } else {
+        puller.run_within(&plan, &budget, &progress, &on_done).await
+    };
     progress.finish();
     if args.dry_run {
         let unchecked = report

@@ -60,9 +60,11 @@ fn a_pull_of_three_blob_images_costs_at_most_fifteen_requests_each_and_one_ping_
         pings(source_requests.iter().map(|(_, p, _)| p.as_str()).collect()),
         1
     );
+    // Fifteen per image, plus per registry its ping and, for the source, one HEAD that reads
+    // whether it publishes a pull budget (a HEAD is not a pull: docker/docs, pulls.md).
     let per_image = (target.len() + source_requests.len()) as f64 / images as f64;
     assert!(
-        per_image <= 15.2,
+        per_image <= 15.3,
         "{per_image} registry requests per image:\n{target:#?}\n{source_requests:#?}"
     );
     // No request is refused for want of authorization: the ping taught the scheme.

@@ -93,6 +93,16 @@ pub fn human_bytes(bytes: u64) -> String {
     }
 }
 
+/// A wait or window for people: `45 s`, `12 min`, `6 h` (rounded up: never shorter than it is).
+pub fn human_duration(duration: std::time::Duration) -> String {
+    let seconds = duration.as_secs();
+    match seconds {
+        0..=119 => format!("{seconds} s"),
+        120..=7199 => format!("{} min", seconds.div_ceil(60)),
+        _ => format!("{} h", seconds.div_ceil(3600)),
+    }
+}
+
 /// A transfer rate for people: `9.5 MiB/s`, `112 MiB/s` (three digits are plenty for a rate).
 pub fn human_rate(bytes_per_second: f64) -> String {
     match scaled(bytes_per_second) {
@@ -135,6 +145,11 @@ mod tests {
         assert_eq!(human_rate(9.5 * 1_048_576.0), "9.5 MiB/s");
         assert_eq!(human_rate(999.0), "999 B/s");
         assert_eq!(human_rate(f64::NAN.max(0.0)), "0 B/s");
+        let duration = std::time::Duration::from_secs;
+        assert_eq!(human_duration(duration(45)), "45 s");
+        assert_eq!(human_duration(duration(3600)), "60 min");
+        assert_eq!(human_duration(duration(3601)), "61 min");
+        assert_eq!(human_duration(duration(21_600)), "6 h");
     }
 
     #[test]

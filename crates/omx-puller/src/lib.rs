@@ -12,6 +12,7 @@
 //! templates, the registry policy), and [`Verifier`] checks, with read calls only, that a plan's
 //! images are ready for HealthOmics.
 
+mod budget;
 mod ecr_credentials;
 mod lock;
 mod platforms;
@@ -20,6 +21,7 @@ mod setup;
 mod target;
 mod verify;
 
+pub use budget::{BudgetPlan, RegistryBudget};
 pub use ecr_credentials::EcrCredentials;
 pub use lock::Locker;
 pub use platforms::{platforms_of, Platforms};

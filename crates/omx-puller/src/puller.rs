@@ -13,6 +13,7 @@ use omx_registry::{
     RegistryError, Repository,
 };
 
+use crate::budget::BudgetPlan;
 use crate::target::ResolvedTarget;
 
 /// Choices that apply to every image of a run.
@@ -86,9 +87,9 @@ pub enum PullError {
 
 /// Brings images into one target registry.
 pub struct Puller {
-    engine: CopyEngine,
-    target: ResolvedTarget,
-    options: PullOptions,
+    pub(crate) engine: CopyEngine,
+    pub(crate) target: ResolvedTarget,
+    pub(crate) options: PullOptions,
 }
 
 /// What happened to an image that did not fail.
@@ -126,11 +127,28 @@ impl Puller {
         progress: &dyn ProgressSink,
         on_done: &(dyn Fn(&ImageReport) + Sync),
     ) -> RunReport {
+        self.run_within(plan, &BudgetPlan::default(), progress, on_done)
+            .await
+    }
+
+    /// [`Puller::run`] within `budget` ([`Puller::plan_budget`]): the images it leaves out are
+    /// reported `FAILED` with its reason at once, untouched.
+    pub async fn run_within(
+        &self,
+        plan: &PullPlan,
+        budget: &BudgetPlan,
+        progress: &dyn ProgressSink,
+        on_done: &(dyn Fn(&ImageReport) + Sync),
+    ) -> RunReport {
+        let positioned: Vec<(usize, &PlannedImage)> = plan.images.iter().enumerate().collect();
         let images = reports_in_order(
-            &plan.images,
+            &positioned,
             self.options.image_concurrency,
-            |image| async {
-                let report = self.pull_image(image, progress).await;
+            |(position, image)| async move {
+                let report = match budget.left_out(*position) {
+                    Some(reason) => self.not_brought(image, reason),
+                    None => self.pull_image(image, progress).await,
+                };
                 on_done(&report);
                 report
             },
@@ -139,6 +157,19 @@ impl Puller {
         RunReport {
             images,
             errors: plan.errors.clone(),
+        }
+    }
+
+    /// The report of an image this run does not try to bring over, and why.
+    pub fn not_brought(&self, image: &PlannedImage, reason: &str) -> ImageReport {
+        ImageReport {
+            input: image.input.clone(),
+            source: image.source.to_string(),
+            target: image.target.clone(),
+            digest: None,
+            status: ImageStatus::Failed,
+            message: reason.to_string(),
+            bytes_copied: None,
         }
     }
 
@@ -282,27 +313,18 @@ impl Puller {
                 });
             }
         }
-        // A dry run only asks whether the source exists (a HEAD, which registries' pull limits
-        // do not count); a copy fetches the manifest once and hands it to the engine.
-        let source_manifest = match self.options.dry_run {
-            true => None,
-            false => match client.get_manifest(&image.source).await {
-                Ok(manifest) => Some(manifest),
-                Err(error) if error.is_not_found() => {
-                    return Err(PullError::SourceNotFound(image.source.to_string()))
-                }
-                Err(error) => return Err(error.into()),
-            },
-        };
-        let upstream_digest = match &source_manifest {
-            Some(manifest) => manifest.digest.clone(),
-            None => match client.head_manifest(&image.source).await? {
-                Some(upstream) => upstream.digest,
+        // Upstream is asked with a HEAD, which registries' pull limits do not count, when a tag
+        // already there may be up to date (a refresh) and in a dry run; a copy GETs the manifest
+        // once and hands it to the engine.
+        let upstream_digest = match existing.is_some() || self.options.dry_run {
+            true => match client.head_manifest(&image.source).await? {
+                Some(upstream) => Some(upstream.digest),
                 None => return Err(PullError::SourceNotFound(image.source.to_string())),
             },
+            false => None,
         };
-        if let (Some(existing), Some(ecr), Some(tag)) = (&existing, ecr, &image.target_tag) {
-            if existing.digest == upstream_digest {
+        if let (Some(existing), Some(upstream)) = (&existing, &upstream_digest) {
+            if existing.digest == *upstream {
                 return Ok(Done {
                     status: ImageStatus::Skipped,
                     digest: Some(existing.digest.clone()),
@@ -311,13 +333,17 @@ impl Puller {
                     message: "up to date with upstream".to_string(),
                 });
             }
+        }
+        if let (Some(existing), Some(upstream), Some(ecr), Some(tag)) =
+            (&existing, &upstream_digest, ecr, &image.target_tag)
+        {
             // ECR refuses any push to an existing immutable tag: say so before moving a byte.
             let mutability = ecr.tag_mutability(&image.target_repository).await?;
             if mutability.is_some_and(|m| m.is_immutable(tag)) {
                 return Err(PullError::ImmutableTag {
                     target: image.target.clone(),
                     held: existing.digest.clone(),
-                    upstream: upstream_digest,
+                    upstream: upstream.clone(),
                 });
             }
         }
@@ -333,6 +359,13 @@ impl Puller {
                 },
             });
         }
+        let source_manifest = match client.get_manifest(&image.source).await {
+            Ok(manifest) => Some(manifest),
+            Err(error) if error.is_not_found() => {
+                return Err(PullError::SourceNotFound(image.source.to_string()))
+            }
+            Err(error) => return Err(error.into()),
+        };
         self.prepare_copy_target(ecr, image).await?;
         // The HEAD above asked for the name the engine writes.
         let known = Known {

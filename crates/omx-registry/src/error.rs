@@ -71,28 +71,21 @@ pub enum RegistryError {
     /// The registry asked to wait longer than this run waits (a pull limit spent, a long
     /// `Retry-After`): not retried, and the registry's other requests of the run fail at once.
     #[error(
-        "{what}: the registry asks to wait {} before trying again, longer than this run waits \
-         (--throttle-window)",
-        humanize_wait(*wait)
+        "{what}: the registry asks to wait {} (until {}) before trying again, longer than this \
+         run waits (--throttle-window)",
+        omx_core::report::human_duration(*wait),
+        httpdate::fmt_http_date(*until)
     )]
     WaitTooLong {
         what: String,
         wait: std::time::Duration,
+        /// When the wait ends (a pull budget's window resets), for people to plan by.
+        until: std::time::SystemTime,
         #[source]
         last: Box<RegistryError>,
     },
     #[error("invalid registry client configuration: {0}")]
     Config(String),
-}
-
-/// `45 s`, `12 min`, `6 h`: how long a registry asks to wait, for people.
-fn humanize_wait(wait: std::time::Duration) -> String {
-    let seconds = wait.as_secs();
-    match seconds {
-        0..=119 => format!("{seconds} s"),
-        120..=7199 => format!("{} min", seconds.div_ceil(60)),
-        _ => format!("{} h", seconds.div_ceil(3600)),
-    }
 }
 
 fn detail_suffix(detail: &str) -> String {

@@ -26,6 +26,7 @@ pub mod input;
 pub mod manifest;
 pub mod platform;
 pub mod progress;
+pub mod rate_limit;
 pub mod retry;
 mod transport;
 
@@ -42,4 +43,5 @@ pub use manifest::{Descriptor, Manifest, ManifestKind};
 pub use omx_core::Secret;
 pub use platform::Platform;
 pub use progress::{ImageId, NoProgress, ProgressEvent, ProgressSink};
+pub use rate_limit::PullBudget;
 pub use retry::RetryPolicy;

@@ -9,6 +9,7 @@ use reqwest::{Response, StatusCode, Url};
 use serde::Deserialize;
 
 use crate::error::RegistryError;
+use crate::rate_limit::PullBudget;
 use crate::retry::{is_retryable_status, parse_retry_after, RetryPolicy};
 
 /// Runs `attempt` until it succeeds, fails with a non-retryable error, or `policy.max_attempts`
@@ -59,6 +60,7 @@ where
             return Err(RegistryError::WaitTooLong {
                 what: what.to_string(),
                 wait,
+                until: SystemTime::now() + wait,
                 last: Box::new(error),
             });
         }
@@ -100,31 +102,8 @@ pub(crate) async fn fail_retryable_status(
 
 /// An error for an unexpected response: `NotFound` for 404, else `Status` with the registry's
 /// own message and any `Retry-After`. (401/403 get their wording from the client, which knows
-/// whether credentials were sent.)
-/// For a `429` that says no pull is left (`RateLimit-Remaining: 0;w=<seconds>`), the window after
-/// which the budget is whole again: Docker Hub sends these headers with its pull-limit refusal
-/// and no `Retry-After` (docker/docs, "Docker Hub usage and limits").
-fn spent_pull_limit(
-    status: StatusCode,
-    headers: &reqwest::header::HeaderMap,
-) -> Option<std::time::Duration> {
-    if status != StatusCode::TOO_MANY_REQUESTS {
-        return None;
-    }
-    let remaining = headers.get("ratelimit-remaining")?.to_str().ok()?;
-    let (count, window) = remaining.split_once(';').unwrap_or((remaining, ""));
-    if count.trim() != "0" {
-        return None;
-    }
-    let seconds = window
-        .split(';')
-        .find_map(|part| part.trim().strip_prefix("w="))
-        .and_then(|w| w.trim().parse::<u64>().ok())
-        // Docker Hub's window is 6 hours when none is named.
-        .unwrap_or(21_600);
-    Some(std::time::Duration::from_secs(seconds))
-}
-
+/// whether credentials were sent.) A spent pull budget (Docker Hub's 429, which has no
+/// `Retry-After`) asks to wait for the budget's window.
 pub(crate) async fn status_error(response: Response, what: &str) -> RegistryError {
     let status = response.status();
     let retry_after = response
@@ -132,7 +111,7 @@ pub(crate) async fn status_error(response: Response, what: &str) -> RegistryErro
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| parse_retry_after(v, SystemTime::now()))
-        .or_else(|| spent_pull_limit(status, response.headers()));
+        .or_else(|| PullBudget::spent_window(status, response.headers()));
     let ErrorBody { detail, codes } = error_body(response).await;
     if status == StatusCode::NOT_FOUND {
         RegistryError::NotFound {
@@ -322,28 +301,6 @@ mod tests {
             codes: vec!["TOOMANYREQUESTS".into()],
             retry_after: None,
         }
-    }
-
-    #[test]
-    fn a_spent_docker_hub_pull_limit_reads_as_a_wait_for_its_window() {
-        let headers = |value: &str| {
-            let mut headers = reqwest::header::HeaderMap::new();
-            headers.insert("ratelimit-remaining", value.parse().unwrap());
-            headers
-        };
-        let spent = headers("0;w=21600");
-        assert_eq!(
-            spent_pull_limit(StatusCode::TOO_MANY_REQUESTS, &spent),
-            Some(std::time::Duration::from_secs(21_600))
-        );
-        assert_eq!(spent_pull_limit(StatusCode::OK, &spent), None);
-        let left = headers("17;w=21600");
-        assert_eq!(spent_pull_limit(StatusCode::TOO_MANY_REQUESTS, &left), None);
-        let no_window = headers("0");
-        assert_eq!(
-            spent_pull_limit(StatusCode::TOO_MANY_REQUESTS, &no_window),
-            Some(std::time::Duration::from_secs(21_600))
-        );
     }
 
     #[tokio::test(start_paused = true)]

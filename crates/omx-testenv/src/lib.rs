@@ -7,6 +7,8 @@
 //! * [`EcrStandIn`] serves Amazon ECR's registry API and control plane as ECR behaves, storing
 //!   the bytes in a `docker-registry` behind it.
 //! * [`FaultProxy`] sits in front of a registry, records requests and injects [`Fault`]s.
+//! * [`PullBudgetRegistry`] puts Docker Hub's pull limits (per-identity budgets, `ratelimit-*`
+//!   headers, its 429) in front of a registry.
 //!
 //! Every server is a child process stopped (killed and reaped) when its handle is dropped.
 //! When a required binary is missing the `start` functions panic with a hint to run
@@ -28,6 +30,7 @@ mod layer;
 mod moto;
 mod process;
 mod proxy;
+mod pull_budget;
 mod registry;
 mod server;
 mod token;
@@ -47,6 +50,7 @@ pub use http::{
 };
 pub use moto::{moto_ecr_password, Moto, MOTO_ACCOUNT_ID};
 pub use proxy::{Fault, FaultProxy, FaultRule, RequestRecord};
+pub use pull_budget::{BudgetRequest, Identity, PullBudgetBuilder, PullBudgetRegistry};
 pub use registry::{Registry, RegistryBuilder};
 pub use token::{TokenRequest, TokenServer, TOKEN_ISSUER, TOKEN_SERVICE};
 pub use tools::{find_tool, workspace_root, Tool};

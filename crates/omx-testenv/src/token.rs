@@ -13,9 +13,8 @@ use std::fs;
 use std::io::{self, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::{self, JoinHandle};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -25,7 +24,7 @@ use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use serde_json::json;
 
 use crate::head::read_head;
-use crate::server::accept_each;
+use crate::server::Acceptor;
 
 /// The `service` the registry names in its challenge and expects as the token's audience.
 pub const TOKEN_SERVICE: &str = "omx-testenv";
@@ -74,7 +73,6 @@ struct Shared {
     settings: TokenSettings,
     signer: Signer,
     requests: Mutex<Vec<TokenRequest>>,
-    stopping: AtomicBool,
     next_token_id: AtomicU64,
 }
 
@@ -91,7 +89,7 @@ impl Shared {
 pub struct TokenServer {
     shared: Arc<Shared>,
     certificate_path: PathBuf,
-    acceptor: Option<JoinHandle<()>>,
+    _acceptor: Acceptor,
 }
 
 impl fmt::Debug for TokenServer {
@@ -126,29 +124,21 @@ impl TokenServer {
                 rng,
             },
             requests: Mutex::new(Vec::new()),
-            stopping: AtomicBool::new(false),
             next_token_id: AtomicU64::new(0),
         });
-        let acceptor_shared = Arc::clone(&shared);
-        let acceptor = thread::Builder::new()
-            .name("token-server-accept".to_string())
-            .spawn(move || {
-                accept_each(
-                    listener,
-                    "token-server-conn",
-                    acceptor_shared,
-                    |shared| &shared.stopping,
-                    |stream, shared| {
-                        // An I/O error just ends this client connection.
-                        let _ = serve_connection(stream, shared);
-                    },
-                )
-            })
-            .expect("cannot spawn the token server thread");
+        let acceptor = Acceptor::start(
+            listener,
+            "token-server",
+            Arc::clone(&shared),
+            |stream, shared| {
+                // An I/O error just ends this client connection.
+                let _ = serve_connection(stream, shared);
+            },
+        );
         TokenServer {
             shared,
             certificate_path,
-            acceptor: Some(acceptor),
+            _acceptor: acceptor,
         }
     }
 
@@ -194,17 +184,6 @@ impl TokenServer {
     /// Forgets the recorded requests.
     pub fn clear_requests(&self) {
         self.shared.requests().clear();
-    }
-}
-
-impl Drop for TokenServer {
-    fn drop(&mut self) {
-        self.shared.stopping.store(true, Ordering::SeqCst);
-        // Wake the blocking accept so the acceptor sees the flag.
-        let _ = TcpStream::connect(&self.shared.host);
-        if let Some(acceptor) = self.acceptor.take() {
-            let _ = acceptor.join();
-        }
     }
 }
 

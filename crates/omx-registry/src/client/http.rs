@@ -16,11 +16,12 @@ use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
 use reqwest::{Body, Method, Response, StatusCode, Url};
 
-use super::{RegistryClient, Repository};
+use super::{lock, RegistryClient, Repository, ToldToWait, WaitScope};
 use crate::auth::challenge::parse_challenges;
 use crate::auth::Scope;
 use crate::error::RegistryError;
-use crate::transport::{fail_retryable_status, retrying, status_error};
+use crate::rate_limit::PullBudget;
+use crate::transport::{fail_retryable_status, retrying, status_error, ErrorChain};
 
 /// One request that can be sent again as is (no body, or a small in-memory one).
 pub(super) struct Call<'a> {
@@ -64,15 +65,25 @@ impl<'a> Call<'a> {
             ..self
         }
     }
+
+    /// What a request to wait that answers this call covers.
+    fn wait_scope(&self) -> WaitScope {
+        if self.method == Method::GET && self.url.path().contains("/manifests/") {
+            WaitScope::Pulls
+        } else {
+            WaitScope::All
+        }
+    }
 }
 
 impl RegistryClient {
     /// Sends a repeatable request with authentication, retrying per the policy. Returns the
     /// final response whatever its status (other than 429/5xx, which are retried).
-    /// A registry that asked to wait longer than the run waits (a spent pull limit) is not
-    /// asked again until then: its other requests fail at once with what it said.
+    /// A registry that asked to wait longer than the run waits (a spent pull limit, a long
+    /// `Retry-After`) is not asked again until then: when it refused a pull (a manifest GET) its
+    /// other pulls, else all its requests, fail at once with what it said.
     pub(super) async fn send(&self, call: Call<'_>) -> Result<Response, RegistryError> {
-        if let Some(refusal) = self.still_told_to_wait(call.registry, call.what) {
+        if let Some(refusal) = self.still_told_to_wait(&call) {
             return Err(refusal);
         }
         let result = retrying(
@@ -82,35 +93,49 @@ impl RegistryClient {
             || self.send_once(&call),
         )
         .await;
-        if let Err(error @ RegistryError::WaitTooLong { wait, .. }) = &result {
-            self.told_to_wait().insert(
-                call.registry.to_string(),
-                (tokio::time::Instant::now() + *wait, error.to_string()),
-            );
+        match &result {
+            Ok(response) => {
+                if let Some(budget) = PullBudget::from_headers(response.headers()) {
+                    lock(&self.inner.pull_budgets).insert(call.registry.to_string(), budget);
+                }
+            }
+            Err(RegistryError::WaitTooLong {
+                wait, until, last, ..
+            }) => {
+                lock(&self.inner.told_to_wait).insert(
+                    (call.registry.to_string(), call.wait_scope()),
+                    ToldToWait {
+                        until: tokio::time::Instant::now() + *wait,
+                        until_clock: *until,
+                        // The registry's own answer (Docker Hub's names the limit).
+                        said: ErrorChain(last.as_ref()).to_string(),
+                    },
+                );
+            }
+            Err(_) => {}
         }
         result
     }
 
-    fn told_to_wait(
-        &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (tokio::time::Instant, String)>>
-    {
-        self.inner
-            .told_to_wait
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn still_told_to_wait(&self, registry: &str, what: &str) -> Option<RegistryError> {
-        let told = self.told_to_wait();
-        let (until, said) = told.get(registry)?;
-        let wait = until.checked_duration_since(tokio::time::Instant::now())?;
+    /// The refusal for `call` while its registry's request to wait (for every request, or for
+    /// pulls when `call` is one) lasts.
+    fn still_told_to_wait(&self, call: &Call<'_>) -> Option<RegistryError> {
+        let (registry, what) = (call.registry, call.what);
+        let told = lock(&self.inner.told_to_wait);
+        let now = tokio::time::Instant::now();
+        let (told, wait) = [WaitScope::All, call.wait_scope()]
+            .iter()
+            .find_map(|scope| {
+                let told = told.get(&(registry.to_string(), *scope))?;
+                Some((told, told.until.checked_duration_since(now)?))
+            })?;
         Some(RegistryError::WaitTooLong {
             what: what.to_string(),
             wait,
+            until: told.until_clock,
             last: Box::new(RegistryError::Protocol {
-                what: format!("an earlier request to {registry}"),
-                reason: said.clone(),
+                what: format!("{registry} answered an earlier request"),
+                reason: told.said.clone(),
             }),
         })
     }

@@ -8,7 +8,7 @@ use reqwest::{Method, Url};
 
 use super::http::Call;
 use super::response::{check_returned_digest, read_body_up_to, ContentHeaders};
-use super::{ManifestDescriptor, ManifestRef, RegistryClient, Repository};
+use super::{lock, ManifestDescriptor, ManifestRef, RegistryClient, Repository};
 use crate::auth::Scope;
 use crate::error::RegistryError;
 use crate::manifest::{media_type, Manifest};
@@ -80,13 +80,26 @@ impl RegistryClient {
         let url = self.manifest_url(repository, manifest).await?;
         // Reading the body can fail after the request succeeded (a broken connection, a digest
         // that does not match), so the whole download is retried, not only the request.
-        retrying(
-            &self.inner.retry,
-            &what,
-            |_, _| {},
-            || self.fetch_manifest_once(repository, manifest, url.clone(), &what),
-        )
-        .await
+        let fetch = || {
+            retrying(
+                &self.inner.retry,
+                &what,
+                |_, _| {},
+                || self.fetch_manifest_once(repository, manifest, url.clone(), &what),
+            )
+        };
+        let ManifestRef::Digest(digest) = manifest else {
+            return fetch().await;
+        };
+        // A manifest asked for by digest is that content for good, and is verified: fetched
+        // once per client however many copies need it at the same time, for a GET is what
+        // registries' pull limits count (Docker Hub's: docker/docs,
+        // content/manuals/docker-hub/usage/pulls.md). A failed fetch is not kept.
+        let cell = lock(&self.inner.manifests_by_digest)
+            .entry((repository.clone(), digest.clone()))
+            .or_default()
+            .clone();
+        cell.get_or_try_init(fetch).await.cloned()
     }
 
     async fn fetch_manifest_once(

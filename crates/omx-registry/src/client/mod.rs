@@ -31,6 +31,8 @@ use omx_core::{Digest, Reference};
 use crate::auth::credentials::{Anonymous, CredentialProvider};
 use crate::auth::Authenticator;
 use crate::error::RegistryError;
+use crate::manifest::Manifest;
+use crate::rate_limit::PullBudget;
 use crate::retry::RetryPolicy;
 
 pub use endpoint::{api_host, is_loopback_host};
@@ -169,7 +171,42 @@ struct Inner {
     /// Per registry, the base URL `endpoint.rs` settled on (probed once per client).
     base_urls: Mutex<HashMap<String, endpoint::BaseUrl>>,
     /// Registries that asked to wait longer than the run waits: until when, and what they said.
-    told_to_wait: Mutex<HashMap<String, (tokio::time::Instant, String)>>,
+    told_to_wait: Mutex<HashMap<(String, WaitScope), ToldToWait>>,
+    /// Per registry, the pull budget its last successful answer published.
+    pull_budgets: Mutex<HashMap<String, PullBudget>>,
+    /// Manifests fetched by digest (verified, so the same content whenever asked again).
+    manifests_by_digest: Mutex<HashMap<(Repository, Digest), ManifestCell>>,
+}
+
+/// A manifest fetched by digest, or being fetched (later askers wait for the first).
+type ManifestCell = Arc<tokio::sync::OnceCell<Manifest>>;
+
+/// What a registry's request to wait covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) enum WaitScope {
+    /// Manifest GETs only: the refusal answered one, and pull limits count only those (a HEAD
+    /// or a blob is not a pull: docker/docs, content/manuals/docker-hub/usage/pulls.md), so
+    /// images whose manifests are in hand still finish.
+    Pulls,
+    /// Every request to the registry.
+    All,
+}
+
+/// A registry's request to wait longer than the run waits.
+pub(super) struct ToldToWait {
+    /// When its requests may be sent again.
+    pub(super) until: tokio::time::Instant,
+    /// The same moment on the wall clock, for people.
+    pub(super) until_clock: std::time::SystemTime,
+    /// What it said, for the requests refused meanwhile.
+    pub(super) said: String,
+}
+
+/// A lock that a panicked holder did not spoil: the maps behind it hold whole entries only.
+pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl fmt::Debug for RegistryClient {
@@ -226,8 +263,16 @@ impl RegistryClient {
                 max_manifest_size: config.max_manifest_size,
                 base_urls: Mutex::new(HashMap::new()),
                 told_to_wait: Mutex::new(HashMap::new()),
+                pull_budgets: Mutex::new(HashMap::new()),
+                manifests_by_digest: Mutex::new(HashMap::new()),
             }),
         })
+    }
+
+    /// The pull budget `registry` published on its last successful answer to this client (a
+    /// manifest HEAD reads it without spending a pull), or `None` when it published none.
+    pub fn pull_budget(&self, registry: &str) -> Option<PullBudget> {
+        lock(&self.inner.pull_budgets).get(registry).cloned()
     }
 
     /// The retry policy requests (and the copy engine's blob restarts) follow.

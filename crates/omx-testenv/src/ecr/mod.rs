@@ -21,13 +21,11 @@ mod import;
 mod registry_api;
 mod state;
 mod uploads;
-mod wire;
+pub(crate) mod wire;
 
 use std::fmt;
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -36,7 +34,7 @@ pub use state::{Counters, RepositoryOrigin};
 
 use crate::http::http_request;
 use crate::registry::Registry;
-use crate::server::accept_each;
+use crate::server::Acceptor;
 use state::EcrState;
 use wire::Connection;
 
@@ -156,27 +154,19 @@ impl EcrBuilder {
             upstreams: self.upstreams,
             import_lock: Mutex::new(()),
             requests: Mutex::new(Vec::new()),
-            stopping: AtomicBool::new(false),
         });
-        let accept_shared = Arc::clone(&shared);
-        let acceptor = thread::Builder::new()
-            .name("ecr-stand-in".to_string())
-            .spawn(move || {
-                accept_each(
-                    listener,
-                    "ecr-stand-in-conn",
-                    accept_shared,
-                    |shared| &shared.stopping,
-                    |stream, shared| {
-                        let _ = serve(&stream, shared);
-                    },
-                )
-            })
-            .expect("cannot spawn the ECR stand-in");
+        let acceptor = Acceptor::start(
+            listener,
+            "ecr-stand-in",
+            Arc::clone(&shared),
+            |stream, shared| {
+                let _ = serve(&stream, shared);
+            },
+        );
         Some(EcrStandIn {
             shared,
             port,
-            acceptor: Some(acceptor),
+            _acceptor: acceptor,
             backing,
         })
     }
@@ -199,7 +189,6 @@ pub(crate) struct Shared {
     upstreams: Vec<(String, String)>,
     pub(crate) import_lock: Mutex<()>,
     requests: Mutex<Vec<EcrRequest>>,
-    stopping: AtomicBool,
 }
 
 impl Shared {
@@ -257,7 +246,7 @@ impl Shared {
 pub struct EcrStandIn {
     shared: Arc<Shared>,
     port: u16,
-    acceptor: Option<JoinHandle<()>>,
+    _acceptor: Acceptor,
     backing: Registry,
 }
 
@@ -434,17 +423,6 @@ impl EcrStandIn {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone()
-    }
-}
-
-impl Drop for EcrStandIn {
-    fn drop(&mut self) {
-        self.shared.stopping.store(true, Ordering::SeqCst);
-        // Wake the acceptor so it sees the flag.
-        let _ = TcpStream::connect(&self.shared.public_host);
-        if let Some(acceptor) = self.acceptor.take() {
-            let _ = acceptor.join();
-        }
     }
 }
 

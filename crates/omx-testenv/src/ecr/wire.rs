@@ -1,5 +1,6 @@
-//! HTTP plumbing of the ECR stand-in: the connection loop, answers it writes itself, and
-//! forwarding to the docker-registry that stores its blobs and manifests.
+//! HTTP plumbing of the stand-ins that front a docker-registry (the ECR stand-in, and the
+//! pull-budget stand-in in `pull_budget.rs`): the connection loop, answers they write
+//! themselves, and forwarding to the docker-registry that stores the blobs and manifests.
 
 use std::io::{self, BufReader, BufWriter, Write};
 use std::net::TcpStream;
