@@ -11,26 +11,25 @@
 
 use std::io::{self, BufReader, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
+use std::thread;
 
 use crate::head::read_head;
-use crate::server::accept_each;
+use crate::server::Acceptor;
 
 struct Shared {
     /// `(authority, local address)`: `("quay.io:443", "127.0.0.1:40123")`.
     routes: Vec<(String, String)>,
     /// Every authority a client asked for, routed or not, in order.
     requested: Mutex<Vec<String>>,
-    stopping: AtomicBool,
-    host: String,
 }
 
 /// A running proxy; dropping it stops accepting (tunnels already open run to their end).
 pub struct ConnectProxy {
     shared: Arc<Shared>,
-    acceptor: Option<JoinHandle<()>>,
+    host: String,
+    // Dropped last: it joins the acceptor thread.
+    _acceptor: Acceptor,
 }
 
 impl ConnectProxy {
@@ -48,34 +47,26 @@ impl ConnectProxy {
                 .map(|(from, to)| (from.to_ascii_lowercase(), to.to_string()))
                 .collect(),
             requested: Mutex::new(Vec::new()),
-            stopping: AtomicBool::new(false),
-            host,
         });
-        let acceptor_shared = Arc::clone(&shared);
-        let acceptor = thread::Builder::new()
-            .name("connect-proxy-accept".to_string())
-            .spawn(move || {
-                accept_each(
-                    listener,
-                    "connect-proxy-conn",
-                    acceptor_shared,
-                    |shared| &shared.stopping,
-                    |stream, shared| {
-                        // An I/O error ends this tunnel only.
-                        let _ = tunnel(stream, shared);
-                    },
-                )
-            })
-            .expect("cannot spawn the CONNECT proxy thread");
+        let acceptor = Acceptor::start(
+            listener,
+            "connect-proxy",
+            Arc::clone(&shared),
+            |stream, shared| {
+                // An I/O error ends this tunnel only.
+                let _ = tunnel(stream, shared);
+            },
+        );
         ConnectProxy {
             shared,
-            acceptor: Some(acceptor),
+            host,
+            _acceptor: acceptor,
         }
     }
 
     /// The proxy URL, for `HTTPS_PROXY`: `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.shared.host)
+        format!("http://{}", self.host)
     }
 
     /// Every authority clients asked to `CONNECT` to, in order (routed or refused).
@@ -85,17 +76,6 @@ impl ConnectProxy {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
-    }
-}
-
-impl Drop for ConnectProxy {
-    fn drop(&mut self) {
-        self.shared.stopping.store(true, Ordering::SeqCst);
-        // Wake the blocking accept so the acceptor sees the flag.
-        let _ = TcpStream::connect(&self.shared.host);
-        if let Some(acceptor) = self.acceptor.take() {
-            let _ = acceptor.join();
-        }
     }
 }
 
