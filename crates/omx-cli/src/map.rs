@@ -19,8 +19,9 @@ use crate::plan::{read_input_file, PullManifestArgs};
 /// <account> and <region> placeholders (give ecr://ACCOUNT/REGION for real ones).
 ///
 /// registry-map: the HealthOmics containerRegistryMap for CreateWorkflow
-/// (--container-registry-map): a registry mapping per pull-through-cache prefix, an image
-/// mapping per spelling of every copied image.
+/// (--container-registry-map): a registry mapping per pull-through-cache prefix, one with the
+/// credentialArn of --credential for each registry whose images are native (see --strategy),
+/// and an image mapping per spelling of every copied image.
 ///
 /// nextflow (needs --workflow): a Nextflow configuration that sets the private container of
 /// every process, to give last on the command line (`nextflow run ... -c FILE`). Nextflow runs the
@@ -79,12 +80,13 @@ pub fn run(args: MapArgs) -> anyhow::Result<Outcome> {
     }
     let mut complete = !plan.has_errors();
     let lookup = ImageLookup::new(&plan, &table);
+    let access = args.input.native_access();
     let output = match args.format {
         MapFormat::RegistryMap => {
             let images: Vec<_> = plan.images.iter().collect();
-            json_text(&container_registry_map(&images, &table))?
+            json_text(&container_registry_map(&images, &table, &access))?
         }
-        MapFormat::Json => json_text(&planned_output_map(&plan, &table))?,
+        MapFormat::Json => json_text(&planned_output_map(&plan, &table, &access))?,
         MapFormat::WdlInputs => match &args.inputs {
             Some(path) => {
                 let text = read_input_file(path)?;

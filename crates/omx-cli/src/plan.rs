@@ -6,6 +6,9 @@ use clap::{Args, ValueEnum};
 use omx_core::manifest::parse_pull_manifest;
 use omx_core::namespace::NamespaceTable;
 use omx_core::plan::{plan_pull, PullPlan, TargetRegistry};
+use omx_core::strategy::{
+    choose_strategies, parse_credential_arg, NativeAccess, SecretArn, StrategyChoice,
+};
 
 use crate::exit::{Outcome, UnusableInput};
 use crate::table;
@@ -31,6 +34,43 @@ pub struct PullManifestArgs {
     /// {"rules": [{"hosts": ["community.wave.seqera.io"], "namespace": "wave"}]}
     #[arg(long, value_name = "FILE")]
     pub namespaces: Option<PathBuf>,
+
+    /// How images reach HealthOmics. auto: images of a registry HealthOmics copies from itself
+    /// (community.wave.seqera.io, wave.seqera.io, nvcr.io, gcr.io, REGION-docker.pkg.dev) are
+    /// left to it (native: a registry mapping with the registry's credentialArn, nothing copied)
+    /// when --credential names that registry's secret, else copied; pull-through cache images
+    /// are primed now; the rest are copied. copy: no image is native (what earlier versions did).
+    /// native: pull-through cache images are not primed either (HealthOmics pulls them through
+    /// the cache on first use); images it cannot fetch are copied, with a warning saying why.
+    /// Only an ECR target has native images.
+    #[arg(long, value_enum, default_value_t = StrategyArg::Auto)]
+    pub strategy: StrategyArg,
+
+    /// The Secrets Manager secret HealthOmics signs in to a registry it copies from with, as
+    /// HOST=SECRET_ARN (e.g. nvcr.io=arn:aws:secretsmanager:us-east-1:111122223333:secret:omics-registry/nvcr).
+    /// Repeatable. Makes that registry's images native under --strategy auto or native, and
+    /// gives its registry mapping the credentialArn.
+    #[arg(long = "credential", value_name = "HOST=SECRET_ARN",
+          value_parser = crate::exit::echoless(parse_credential_arg))]
+    pub credentials: Vec<(String, SecretArn)>,
+}
+
+/// `--strategy`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StrategyArg {
+    Auto,
+    Copy,
+    Native,
+}
+
+impl From<StrategyArg> for StrategyChoice {
+    fn from(arg: StrategyArg) -> StrategyChoice {
+        match arg {
+            StrategyArg::Auto => StrategyChoice::Auto,
+            StrategyArg::Copy => StrategyChoice::Copy,
+            StrategyArg::Native => StrategyChoice::Native,
+        }
+    }
 }
 
 impl PullManifestArgs {
@@ -46,7 +86,16 @@ impl PullManifestArgs {
             .map_err(|e| UnusableInput(format!("{}: {e}", shown_path(path))).into())
     }
 
-    /// Reads and plans the manifest against `registry`.
+    /// The credentials given with --credential.
+    pub fn native_access(&self) -> NativeAccess {
+        self.credentials
+            .iter()
+            .fold(NativeAccess::default(), |access, (host, arn)| {
+                access.with_credential(host, arn.clone())
+            })
+    }
+
+    /// Reads and plans the manifest against `registry`, with each image's strategy chosen.
     pub fn plan(&self, registry: &TargetRegistry) -> anyhow::Result<PullPlan> {
         let table = self.namespace_table()?;
         let entries = match (&self.single, &self.manifest) {
@@ -62,6 +111,12 @@ impl PullManifestArgs {
             (None, None) => unreachable!("clap requires a manifest or --single"),
         };
         let mut plan = plan_pull(&entries.entries, &table, registry);
+        choose_strategies(
+            &mut plan,
+            self.strategy.into(),
+            &self.native_access(),
+            registry.is_ecr(),
+        );
         plan.errors.extend(entries.errors);
         plan.errors.sort_by_key(|e| e.index);
         Ok(plan)
@@ -104,8 +159,9 @@ pub fn shown_path(path: &std::path::Path) -> String {
 
 /// Show what `pull` would do for a manifest, without touching any network.
 ///
-/// Each image's fully-qualified source, its private repository and URI, and whether it will be
-/// primed through ECR's pull-through cache or copied. Exit 0: every entry is valid; 1: some
+/// Each image's fully-qualified source, its private repository and URI, its strategy (native:
+/// left for HealthOmics to fetch; prime: primed through ECR's pull-through cache; copy: copied;
+/// see --strategy) and the namespace method behind it. Exit 0: every entry is valid; 1: some
 /// entries are invalid (the valid ones are still listed); 2: the file cannot be used.
 #[derive(Args, Debug)]
 pub struct PlanArgs {
@@ -142,12 +198,13 @@ fn render_table(plan: &PullPlan) -> String {
         .map(|image| {
             vec![
                 image.source.to_string(),
+                image.strategy.to_string(),
                 image.method.to_string(),
                 image.target.clone(),
             ]
         })
         .collect();
-    let mut out = table::render(&["SOURCE", "METHOD", "TARGET"], &rows);
+    let mut out = table::render(&["SOURCE", "STRATEGY", "METHOD", "TARGET"], &rows);
     for image in &plan.images {
         for warning in &image.warnings {
             out.push_str(&format!("warning: {warning}\n"));

@@ -26,8 +26,10 @@ use crate::table;
 /// For each image, concurrently: create its repository with the tag createdBy=omx-ecr-helper
 /// and a policy that lets HealthOmics pull (ECR), skip it when the target already has it, prime
 /// it through ECR's pull-through cache (quay, ecr-public) or copy it registry to registry
-/// (digests preserved, multi-arch kept), and verify the target's digest. One failing image never
-/// stops the others. Exit 0: all succeeded or skipped; 1: some failed; 2: unusable input.
+/// (digests preserved, multi-arch kept), and verify the target's digest. Images whose strategy
+/// is native (see --strategy) are not touched: they are reported NATIVE, and --output-map gives
+/// their registry a mapping that HealthOmics fetches them through. One failing image never
+/// stops the others. Exit 0: all succeeded, skipped or native; 1: some failed; 2: unusable input.
 #[derive(Args, Debug)]
 pub struct PullArgs {
     #[command(flatten)]
@@ -151,7 +153,8 @@ pub async fn run(args: PullArgs) -> anyhow::Result<Outcome> {
 
     crate::output::print_report(args.format, &report, render_report)?;
     if let Some(path) = &args.output_map {
-        write_output_map(path, &plan, &report, &table)?;
+        let access = args.input.native_access();
+        write_output_map(path, &plan, &report, &table, &access)?;
     }
     Ok(if report.all_ok() {
         Outcome::Success
@@ -197,8 +200,9 @@ fn write_output_map(
     plan: &PullPlan,
     report: &RunReport,
     table: &omx_core::namespace::NamespaceTable,
+    access: &omx_core::strategy::NativeAccess,
 ) -> anyhow::Result<()> {
-    let map = OutputMap::from_run(plan, report, table);
+    let map = OutputMap::from_run(plan, report, table, access);
     let text = serde_json::to_string_pretty(&map)? + "\n";
     std::fs::write(path, text)
         .with_context(|| format!("cannot write {}", crate::plan::shown_path(path)))
@@ -210,6 +214,7 @@ fn status_word(status: ImageStatus) -> &'static str {
         ImageStatus::Succeeded => "done",
         ImageStatus::Failed => "FAILED",
         ImageStatus::Planned => "planned",
+        ImageStatus::Native => "NATIVE",
     }
 }
 
@@ -246,11 +251,12 @@ pub(crate) fn render_report(report: &RunReport) -> String {
     }
     let count = |status| report.count(status);
     out.push_str(&format!(
-        "\n{} succeeded, {} skipped, {} failed, {} planned, {} invalid entr{}\n",
+        "\n{} succeeded, {} skipped, {} failed, {} planned, {} native, {} invalid entr{}\n",
         count(ImageStatus::Succeeded),
         count(ImageStatus::Skipped),
         count(ImageStatus::Failed),
         count(ImageStatus::Planned),
+        count(ImageStatus::Native),
         report.errors.len(),
         if report.errors.len() == 1 { "y" } else { "ies" }
     ));

@@ -17,6 +17,7 @@ use serde_json::Value;
 use crate::namespace::NamespaceTable;
 use crate::plan::{PlannedImage, PullPlan};
 use crate::registry_map::{container_registry_map, MappedImage, OutputMap};
+use crate::strategy::NativeAccess;
 
 /// Finds the planned image a workflow names, by any spelling of it.
 #[derive(Debug, Clone, Copy)]
@@ -58,7 +59,11 @@ impl<'a> ImageLookup<'a> {
 
 /// Every planned image with its private URI (no digest: nothing was looked up) and the
 /// `containerRegistryMap` for all of them.
-pub fn planned_output_map(plan: &PullPlan, table: &NamespaceTable) -> OutputMap {
+pub fn planned_output_map(
+    plan: &PullPlan,
+    table: &NamespaceTable,
+    access: &NativeAccess,
+) -> OutputMap {
     let images: Vec<&PlannedImage> = plan.images.iter().collect();
     OutputMap {
         images: plan
@@ -71,7 +76,7 @@ pub fn planned_output_map(plan: &PullPlan, table: &NamespaceTable) -> OutputMap 
                 digest: None,
             })
             .collect(),
-        container_registry_map: container_registry_map(&images, table),
+        container_registry_map: container_registry_map(&images, table, access),
     }
 }
 
@@ -552,7 +557,7 @@ mod tests {
     #[test]
     fn the_planned_output_map_lists_every_image_and_the_registry_map() {
         let (plan, table) = plan(&["ubuntu:20.04", "quay.io/biocontainers/x:1"]);
-        let map = planned_output_map(&plan, &table);
+        let map = planned_output_map(&plan, &table, &NativeAccess::default());
         assert_eq!(map.images.len(), 2);
         assert_eq!(
             map.images[1].target,
