@@ -51,7 +51,9 @@ pub struct PullManifestArgs {
     /// Repeatable. Makes that registry's images native under --strategy auto or native, and
     /// gives its registry mapping the credentialArn.
     #[arg(long = "credential", value_name = "HOST=SECRET_ARN",
-          value_parser = crate::exit::echoless(parse_credential_arg))]
+          value_parser = crate::exit::echoless(|text: &str| {
+              parse_credential_arg(text).map_err(|e| format!("invalid --credential: {e}"))
+          }))]
     pub credentials: Vec<(String, SecretArn)>,
 }
 
