@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
+use omx_aws::AwsContext;
 use omx_core::registry_map::container_registry_map;
 use omx_core::workflow_map::{
     nextflow_selector, planned_output_map, private_uris, rewrite_wdl_inputs, ContainerSetting,
@@ -13,7 +14,8 @@ use omx_workflow::{scan_path, ScanReport};
 use crate::exit::{Outcome, UnusableInput};
 use crate::plan::{read_input_file, PullManifestArgs};
 
-/// Write how a workflow reaches the private images of a manifest, without any network access.
+/// Write how a workflow reaches the private images of a manifest, without any network access
+/// (unless --cache-rules-from-region asks the region for its pull-through cache rules).
 ///
 /// The private URIs are the ones `pull` uses; with `--registry ecr` and no account, they show
 /// <account> and <region> placeholders (give ecr://ACCOUNT/REGION for real ones).
@@ -57,6 +59,20 @@ pub struct MapArgs {
     /// A WDL inputs JSON file to rewrite (--format wdl-inputs).
     #[arg(long, value_name = "FILE")]
     pub inputs: Option<PathBuf>,
+
+    /// Ask the region for its pull-through cache rules (DescribePullThroughCacheRules, the only
+    /// network call map makes, and only with this flag): a cache mapping then names the prefix of
+    /// the region's rule for its upstream, not the namespace table's.
+    #[arg(long)]
+    pub cache_rules_from_region: bool,
+
+    /// AWS region to ask (--cache-rules-from-region; default: the credential chain's region).
+    #[arg(long, requires = "cache_rules_from_region")]
+    pub region: Option<String>,
+
+    /// AWS profile to use (--cache-rules-from-region).
+    #[arg(long, requires = "cache_rules_from_region")]
+    pub profile: Option<String>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,7 +87,7 @@ pub enum MapFormat {
     Json,
 }
 
-pub fn run(args: MapArgs) -> anyhow::Result<Outcome> {
+pub async fn run(args: MapArgs) -> anyhow::Result<Outcome> {
     check_options(&args)?;
     let table = args.input.namespace_table()?;
     let plan = args.input.plan(&args.input.registry)?;
@@ -80,7 +96,13 @@ pub fn run(args: MapArgs) -> anyhow::Result<Outcome> {
     }
     let mut complete = !plan.has_errors();
     let lookup = ImageLookup::new(&plan, &table);
-    let access = args.input.native_access();
+    let mut access = args.input.native_access();
+    if args.cache_rules_from_region {
+        let context = AwsContext::load(args.region.clone(), args.profile.clone()).await?;
+        for rule in context.ecr().pull_through_cache_rules().await? {
+            access = access.with_cache_prefix(&rule.upstream_url, &rule.prefix);
+        }
+    }
     let output = match args.format {
         MapFormat::RegistryMap => {
             let images: Vec<_> = plan.images.iter().collect();

@@ -490,8 +490,42 @@ fn pull_copies_nothing_for_native_images_and_maps_every_kind() {
     assert_eq!(
         upstreams(&output_map["containerRegistryMap"]),
         vec![
-            (cache, "lab".to_string(), None),
+            (cache.clone(), "lab".to_string(), None),
             ("nvcr.io".into(), "nvcr".into(), Some(arn("nvcr")))
         ]
+    );
+
+    // map --cache-rules-from-region: the region's rule names the prefix of the cache mapping,
+    // even where the namespace file calls that upstream otherwise.
+    let renamed = home.path().join("renamed.json");
+    let rules = json!({"rules": [{"hosts": [cache], "namespace": "elsewhere", "method": "pull-through-cache"}]});
+    std::fs::write(&renamed, rules.to_string()).unwrap();
+    let map_args = |online: bool| {
+        let mut args = vec![
+            "map",
+            manifest.to_str().unwrap(),
+            "--registry",
+            ECR,
+            "--namespaces",
+            renamed.to_str().unwrap(),
+            "--format",
+            "registry-map",
+        ];
+        if online {
+            args.push("--cache-rules-from-region");
+        }
+        on_ecr(&args, &moto, &ecr, home.path())
+    };
+    let offline_map = stdout_json(&map_args(false));
+    assert_model_accepts(&offline_map);
+    assert_eq!(
+        upstreams(&offline_map),
+        vec![(cache.clone(), "elsewhere".to_string(), None)]
+    );
+    let online_map = stdout_json(&map_args(true));
+    assert_model_accepts(&online_map);
+    assert_eq!(
+        upstreams(&online_map),
+        vec![(cache, "lab".to_string(), None)]
     );
 }
