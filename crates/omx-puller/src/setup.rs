@@ -214,6 +214,8 @@ pub enum Resource {
     PullThroughCacheRule,
     CreationTemplate,
     RegistryPolicy,
+    /// The Secrets Manager secret of a registry HealthOmics copies from.
+    CredentialSecret,
 }
 
 impl std::fmt::Display for Resource {
@@ -222,6 +224,7 @@ impl std::fmt::Display for Resource {
             Resource::PullThroughCacheRule => "pull-through cache rule",
             Resource::CreationTemplate => "creation template",
             Resource::RegistryPolicy => "registry policy",
+            Resource::CredentialSecret => "credential secret",
         })
     }
 }
@@ -242,6 +245,9 @@ pub struct SetupReport {
     /// Rules for a `--namespaces` file: without them `pull` copies these upstreams' images
     /// instead of priming them through their cache.
     pub namespace_rules: Vec<serde_json::Value>,
+    /// The secret of each registry HealthOmics copies from, for `--credential HOST=ARN`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub credentials: Vec<crate::registry_secrets::RegistrySecret>,
 }
 
 impl SetupReport {
