@@ -9,13 +9,14 @@ use omx_core::workflow_map::{
     nextflow_selector, planned_output_map, private_uris, rewrite_wdl_inputs, ContainerSetting,
     ImageLookup, NextflowConfig, NextflowFile, Unplaced,
 };
+use omx_puller::discover_registry_secrets;
 use omx_workflow::{scan_path, ScanReport};
 
 use crate::exit::{Outcome, UnusableInput};
 use crate::plan::{read_input_file, PullManifestArgs};
 
 /// Write how a workflow reaches the private images of a manifest, without any network access
-/// (unless --cache-rules-from-region asks the region for its pull-through cache rules).
+/// (unless --from-region asks the region for its pull-through cache rules and registry secrets).
 ///
 /// The private URIs are the ones `pull` uses; with `--registry ecr` and no account, they show
 /// <account> and <region> placeholders (give ecr://ACCOUNT/REGION for real ones).
@@ -60,18 +61,20 @@ pub struct MapArgs {
     #[arg(long, value_name = "FILE")]
     pub inputs: Option<PathBuf>,
 
-    /// Ask the region for its pull-through cache rules (DescribePullThroughCacheRules, the only
-    /// network call map makes, and only with this flag): a cache mapping then names the prefix of
-    /// the region's rule for its upstream, not the namespace table's.
+    /// Ask the region (the only network calls map makes, and only with this flag) for its
+    /// pull-through cache rules, so that a cache mapping names the prefix of the region's rule
+    /// for its upstream rather than the namespace table's, and for the secrets `setup
+    /// --credential-file` keeps (omics-registry/HOST) of the registries HealthOmics copies from
+    /// that no --credential names.
     #[arg(long)]
-    pub cache_rules_from_region: bool,
+    pub from_region: bool,
 
-    /// AWS region to ask (--cache-rules-from-region; default: the credential chain's region).
-    #[arg(long, requires = "cache_rules_from_region")]
+    /// AWS region to ask (--from-region; default: the credential chain's region).
+    #[arg(long, requires = "from_region")]
     pub region: Option<String>,
 
-    /// AWS profile to use (--cache-rules-from-region).
-    #[arg(long, requires = "cache_rules_from_region")]
+    /// AWS profile to use (--from-region).
+    #[arg(long, requires = "from_region")]
     pub profile: Option<String>,
 }
 
@@ -90,19 +93,27 @@ pub enum MapFormat {
 pub async fn run(args: MapArgs) -> anyhow::Result<Outcome> {
     check_options(&args)?;
     let table = args.input.namespace_table()?;
-    let plan = args.input.plan(&args.input.registry)?;
+    let mut plan = args.input.plan(&args.input.registry)?;
+    let mut access = args.input.native_access();
+    if args.from_region {
+        let context = AwsContext::load(args.region.clone(), args.profile.clone()).await?;
+        for rule in context.ecr().pull_through_cache_rules().await? {
+            access = access.with_cache_prefix(&rule.upstream_url, &rule.prefix);
+        }
+        let hosts = plan.images.iter().map(|image| image.source.domain());
+        let (found, warnings) =
+            discover_registry_secrets(&context.secrets_manager(), hosts, access).await;
+        for warning in warnings {
+            eprintln!("warning: {warning}");
+        }
+        access = found;
+        plan = args.input.plan_with(&args.input.registry, &access)?;
+    }
     for error in &plan.errors {
         eprintln!("error: {error}");
     }
     let mut complete = !plan.has_errors();
     let lookup = ImageLookup::new(&plan, &table);
-    let mut access = args.input.native_access();
-    if args.cache_rules_from_region {
-        let context = AwsContext::load(args.region.clone(), args.profile.clone()).await?;
-        for rule in context.ecr().pull_through_cache_rules().await? {
-            access = access.with_cache_prefix(&rule.upstream_url, &rule.prefix);
-        }
-    }
     let output = match args.format {
         MapFormat::RegistryMap => {
             let images: Vec<_> = plan.images.iter().collect();

@@ -97,8 +97,18 @@ impl PullManifestArgs {
             })
     }
 
-    /// Reads and plans the manifest against `registry`, with each image's strategy chosen.
+    /// Reads and plans the manifest against `registry`, with each image's strategy chosen for
+    /// the credentials of --credential.
     pub fn plan(&self, registry: &TargetRegistry) -> anyhow::Result<PullPlan> {
+        self.plan_with(registry, &self.native_access())
+    }
+
+    /// [`PullManifestArgs::plan`] with the credentials `access` knows.
+    pub fn plan_with(
+        &self,
+        registry: &TargetRegistry,
+        access: &NativeAccess,
+    ) -> anyhow::Result<PullPlan> {
         let table = self.namespace_table()?;
         let entries = match (&self.single, &self.manifest) {
             (Some(image), _) => {
@@ -113,12 +123,7 @@ impl PullManifestArgs {
             (None, None) => unreachable!("clap requires a manifest or --single"),
         };
         let mut plan = plan_pull(&entries.entries, &table, registry);
-        choose_strategies(
-            &mut plan,
-            self.strategy.into(),
-            &self.native_access(),
-            registry.is_ecr(),
-        );
+        choose_strategies(&mut plan, self.strategy.into(), access, registry.is_ecr());
         plan.errors.extend(entries.errors);
         plan.errors.sort_by_key(|e| e.index);
         Ok(plan)
@@ -127,16 +132,33 @@ impl PullManifestArgs {
 
 impl PullManifestArgs {
     /// Checks the manifest offline first, so bad input fails fast and before any AWS call; then
-    /// resolves the target (account and region for ECR) and plans against it.
+    /// resolves the target (account and region for ECR) and plans against it. The credentials
+    /// are --credential's and, for the registries HealthOmics copies from that it does not name,
+    /// the secrets `setup --credential-file` keeps in the target's region.
     pub async fn resolve_and_plan(
         &self,
         options: &omx_puller::TargetOptions,
-    ) -> anyhow::Result<(NamespaceTable, omx_puller::ResolvedTarget, PullPlan)> {
+    ) -> anyhow::Result<(
+        NamespaceTable,
+        omx_puller::ResolvedTarget,
+        PullPlan,
+        NativeAccess,
+    )> {
         let table = self.namespace_table()?;
-        self.plan(&self.registry)?;
+        let offline = self.plan(&self.registry)?;
         let target = omx_puller::ResolvedTarget::resolve(&self.registry, options).await?;
-        let plan = self.plan(&target.registry)?;
-        Ok((table, target, plan))
+        let mut access = self.native_access();
+        if let (Some(secrets), false) = (&target.secrets, self.strategy == StrategyArg::Copy) {
+            let hosts = offline.images.iter().map(|image| image.source.domain());
+            let (found, warnings) =
+                omx_puller::discover_registry_secrets(secrets, hosts, access).await;
+            for warning in warnings {
+                eprintln!("warning: {warning}");
+            }
+            access = found;
+        }
+        let plan = self.plan_with(&target.registry, &access)?;
+        Ok((table, target, plan, access))
     }
 }
 

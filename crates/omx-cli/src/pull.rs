@@ -92,7 +92,7 @@ pub struct PullArgs {
 const DRY_RUN_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub async fn run(args: PullArgs) -> anyhow::Result<Outcome> {
-    let (table, mut target, plan) = args
+    let (table, mut target, plan, access) = args
         .input
         .resolve_and_plan(&TargetOptions {
             region: args.region.clone(),
@@ -153,7 +153,6 @@ pub async fn run(args: PullArgs) -> anyhow::Result<Outcome> {
 
     crate::output::print_report(args.format, &report, render_report)?;
     if let Some(path) = &args.output_map {
-        let access = args.input.native_access();
         write_output_map(path, &plan, &report, &table, &access)?;
     }
     Ok(if report.all_ok() {

@@ -49,7 +49,7 @@ pub struct VerifyArgs {
 pub async fn run(args: VerifyArgs) -> anyhow::Result<Outcome> {
     // The registry is looked at in its own region; a --region that differs is where workflows
     // run, which the region check then reports for every image.
-    let (table, target, plan) = args
+    let (table, target, plan, _) = args
         .input
         .resolve_and_plan(&TargetOptions {
             region: args.region.clone(),

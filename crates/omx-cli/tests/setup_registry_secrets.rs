@@ -190,26 +190,38 @@ fn setup_keeps_registry_secrets_idempotently_and_never_shows_a_token() {
         json!({"manifest": ["nvcr.io/nvidia/clara/parabricks:4.2.0-1"]}).to_string(),
     )
     .unwrap();
-    let credential = format!("nvcr.io={nvcr_arn}");
-    let map = common::omx(
-        &[
-            "map",
-            manifest.to_str().unwrap(),
-            "--registry",
-            "ecr://123456789012/us-east-1",
-            "--format",
-            "registry-map",
-            "--credential",
-            &credential,
-        ],
-        &moto,
-        home.path(),
-    );
+    // What setup keeps is found by name: map --from-region and pull, given no --credential,
+    // make nvcr.io native with that secret.
+    let on_ecr = |args: &[&str]| {
+        common::command(args, &moto, home.path())
+            .env("AWS_ENDPOINT_URL_ECR", ecr.endpoint())
+            .output()
+            .expect("the binary runs")
+    };
+    let manifest = manifest.to_str().unwrap();
+    let map = on_ecr(&["map", manifest, "--format", "registry-map", "--from-region"]);
+    assert!(map.status.success(), "{}", text(&map.stderr));
     let map: Value = serde_json::from_str(&text(&map.stdout)).unwrap();
     assert_eq!(
-        map["registryMappings"][0]["credentialArn"],
-        nvcr_arn.as_str()
+        map["registryMappings"],
+        json!([{"upstreamRegistryUrl": "nvcr.io", "ecrRepositoryPrefix": "nvcr", "credentialArn": nvcr_arn}])
     );
+    let offline = on_ecr(&["map", manifest, "--format", "registry-map"]);
+    let offline: Value = serde_json::from_str(&text(&offline.stdout)).unwrap();
+    assert_eq!(offline["registryMappings"], json!([]));
+    let endpoint = ecr.host();
+    let pull = on_ecr(&[
+        "pull",
+        manifest,
+        "--ecr-registry-endpoint",
+        &endpoint,
+        "--format",
+        "json",
+    ]);
+    let report: Value = serde_json::from_str(&text(&pull.stdout))
+        .unwrap_or_else(|e| panic!("{e}: {}", text(&pull.stderr)));
+    assert_eq!(report["images"][0]["status"], "NATIVE", "{report}");
+    assert!(pull.status.success());
 }
 
 #[test]

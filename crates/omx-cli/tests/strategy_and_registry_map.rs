@@ -495,7 +495,7 @@ fn pull_copies_nothing_for_native_images_and_maps_every_kind() {
         ]
     );
 
-    // map --cache-rules-from-region: the region's rule names the prefix of the cache mapping,
+    // map --from-region: the region's rule names the prefix of the cache mapping,
     // even where the namespace file calls that upstream otherwise.
     let renamed = home.path().join("renamed.json");
     let rules = json!({"rules": [{"hosts": [cache], "namespace": "elsewhere", "method": "pull-through-cache"}]});
@@ -512,7 +512,7 @@ fn pull_copies_nothing_for_native_images_and_maps_every_kind() {
             "registry-map",
         ];
         if online {
-            args.push("--cache-rules-from-region");
+            args.push("--from-region");
         }
         on_ecr(&args, &moto, &ecr, home.path())
     };

@@ -24,8 +24,8 @@ pub use puller::{
     prepare_repository, reports_in_order, PullError, PullOptions, Puller, COULD_NOT_CHECK,
 };
 pub use registry_secrets::{
-    read_credential_file, registry_namespace, secret_name, setup_registry_secrets,
-    RegistryCredential, RegistrySecret, REGISTRY_SECRET_PREFIX,
+    discover_registry_secrets, read_credential_file, registry_namespace, secret_name,
+    setup_registry_secrets, RegistryCredential, RegistrySecret, REGISTRY_SECRET_PREFIX,
 };
 pub use setup::{
     check_credential_arn, setup_registry, Action, Resource, SetupOptions, SetupReport, SetupStep,

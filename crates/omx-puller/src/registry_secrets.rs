@@ -8,6 +8,7 @@
 
 use omx_aws::{AwsError, SecretChange, SecretsManager};
 use omx_core::namespace::{healthomics_copies_from, NamespaceTable};
+use omx_core::strategy::{NativeAccess, SecretArn};
 use omx_core::{Reference, Secret};
 use serde::{Deserialize, Serialize};
 
@@ -101,6 +102,40 @@ pub fn secret_name(host: &str) -> String {
 pub fn registry_namespace(host: &str, table: &NamespaceTable) -> Option<String> {
     let probe = Reference::parse(&format!("{host}/probe")).ok()?;
     table.map(&probe).ok()?.namespace
+}
+
+/// `access` with the secret `setup` keeps for each of `hosts` that HealthOmics copies from and
+/// `access` has no credential for, where there is one. A secret that cannot be looked up is a
+/// warning (the image is then copied), never a failure of the run.
+pub async fn discover_registry_secrets<'a>(
+    secrets: &SecretsManager,
+    hosts: impl IntoIterator<Item = &'a str>,
+    mut access: NativeAccess,
+) -> (NativeAccess, Vec<String>) {
+    let mut warnings = Vec::new();
+    let mut asked: Vec<String> = Vec::new();
+    for host in hosts {
+        let host = host.to_ascii_lowercase();
+        if !healthomics_copies_from(&host)
+            || access.credential(&host).is_some()
+            || asked.contains(&host)
+        {
+            continue;
+        }
+        let name = secret_name(&host);
+        match secrets.secret_arn(&name).await {
+            Ok(Some(arn)) => match SecretArn::parse(&arn) {
+                Ok(arn) => access = access.with_credential(&host, arn),
+                Err(why) => warnings.push(format!("secret {name}: {why}")),
+            },
+            Ok(None) => {}
+            Err(error) => warnings.push(format!(
+                "cannot tell whether {host} has a secret ({name}), so its images are copied: {error}"
+            )),
+        }
+        asked.push(host);
+    }
+    (access, warnings)
 }
 
 /// The secret's value: `username` and `accessToken`, the keys ECR documents for upstream
