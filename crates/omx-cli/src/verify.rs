@@ -1,12 +1,16 @@
 //! `omx-ecr-helper verify`: is every image of a manifest ready for HealthOmics?
 
 use clap::Args;
-use omx_puller::{CheckStatus, Fix, TargetOptions, Verifier, VerifyReport};
+use omx_core::registry_map::ContainerRegistryMap;
+use omx_puller::{
+    check_registry_map, CheckStatus, Fix, MapReport, TargetOptions, Verifier, VerifyReport,
+};
 use omx_registry::RegistryClient;
+use serde::Serialize;
 
 use crate::copy::RegistryAccessArgs;
-use crate::exit::Outcome;
-use crate::plan::{Format, PullManifestArgs};
+use crate::exit::{Outcome, UnusableInput};
+use crate::plan::{read_input_file, shown_path, Format, PullManifestArgs};
 use crate::pull::target_client_config;
 use crate::table;
 
@@ -42,13 +46,44 @@ pub struct VerifyArgs {
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
 
+    /// Also check a workflow's containerRegistryMap (as CreateWorkflow takes it, or the
+    /// --output-map file of pull) against the region: every registry mapping has the
+    /// pull-through cache rule of its prefix caching its upstream, or, with a credentialArn, that
+    /// secret exists; and every image of the manifest is reached by some mapping.
+    #[arg(long, value_name = "FILE")]
+    pub registry_map: Option<std::path::PathBuf>,
+
     #[command(flatten)]
     pub access: RegistryAccessArgs,
+}
+
+/// What `verify` reports: the images' checks, and the registry map's when one was given.
+#[derive(Serialize)]
+struct Verified {
+    #[serde(flatten)]
+    report: VerifyReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    registry_map: Option<MapReport>,
+}
+
+/// Reads --registry-map: a containerRegistryMap, or an object holding one under that key.
+fn read_registry_map(path: &std::path::Path) -> anyhow::Result<ContainerRegistryMap> {
+    let unusable = |why: String| UnusableInput(format!("{}: {why}", shown_path(path)));
+    let value: serde_json::Value = serde_json::from_str(&read_input_file(path)?)
+        .map_err(|e| unusable(format!("not valid JSON: {e}")))?;
+    let map = value.get("containerRegistryMap").cloned().unwrap_or(value);
+    serde_json::from_value(map)
+        .map_err(|e| unusable(format!("not a containerRegistryMap: {e}")).into())
 }
 
 pub async fn run(args: VerifyArgs) -> anyhow::Result<Outcome> {
     // The registry is looked at in its own region; a --region that differs is where workflows
     // run, which the region check then reports for every image.
+    let map = args
+        .registry_map
+        .as_deref()
+        .map(read_registry_map)
+        .transpose()?;
     let (table, target, plan, _) = args
         .input
         .resolve_and_plan(&TargetOptions {
@@ -57,14 +92,40 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<Outcome> {
             ecr_registry_endpoint: args.ecr_registry_endpoint.clone(),
         })
         .await?;
+    let map_parts = match (&map, &target.ecr, &target.secrets) {
+        (None, _, _) => None,
+        (Some(map), Some(ecr), Some(secrets)) => Some((map, ecr.clone(), secrets.clone())),
+        (Some(_), _, _) => return Err(UnusableInput(
+            "--registry-map is checked against ECR: give --registry ecr (or ecr://ACCOUNT/REGION)"
+                .to_string(),
+        )
+        .into()),
+    };
+    let registry_map = match map_parts {
+        Some((map, ecr, secrets)) => {
+            Some(check_registry_map(&ecr, &secrets, map, &plan, &table).await)
+        }
+        None => None,
+    };
     let client = RegistryClient::new(target_client_config(&target, None, &args.access)?)?;
     let verifier = Verifier::new(client, target, table, args.region.clone());
-    let report = verifier.verify(&plan).await;
+    let report = Verified {
+        report: verifier.verify(&plan).await,
+        registry_map,
+    };
 
     crate::output::print_report(args.format, &report, |value| {
-        render(value, &FixCommands::of(&args))
+        let mut out = render(&value.report, &FixCommands::of(&args));
+        if let Some(map) = &value.registry_map {
+            out.push_str(&render_map(map));
+        }
+        out
     })?;
-    Ok(if report.all_passed() {
+    let map_passed = report
+        .registry_map
+        .as_ref()
+        .is_none_or(MapReport::all_passed);
+    Ok(if report.report.all_passed() && map_passed {
         Outcome::Success
     } else {
         Outcome::PartialFailure
@@ -144,6 +205,43 @@ fn status_word(status: CheckStatus) -> &'static str {
         CheckStatus::Fail => "FAIL",
         CheckStatus::Skip => "-",
     }
+}
+
+fn render_map(map: &MapReport) -> String {
+    let mut rows: Vec<Vec<String>> = map
+        .mappings
+        .iter()
+        .map(|m| {
+            vec![
+                format!(
+                    "{} -> {}/",
+                    m.upstream_registry_url, m.ecr_repository_prefix
+                ),
+                status_word(m.status).to_string(),
+                m.reason.clone(),
+            ]
+        })
+        .collect();
+    rows.extend(map.images.iter().map(|image| {
+        vec![
+            image.input.clone(),
+            status_word(image.status).to_string(),
+            image.reason.clone(),
+        ]
+    }));
+    let failed = map
+        .mappings
+        .iter()
+        .map(|m| m.status)
+        .chain(map.images.iter().map(|i| i.status))
+        .filter(|status| *status == CheckStatus::Fail)
+        .count();
+    format!(
+        "\n{}\nregistry map: {} mapping(s), {} image(s), {failed} failed\n",
+        table::render(&["MAPPING / IMAGE", "RESULT", "REASON"], &rows),
+        map.mappings.len(),
+        map.images.len()
+    )
 }
 
 fn render(report: &VerifyReport, fixes: &FixCommands) -> String {

@@ -222,6 +222,73 @@ fn setup_keeps_registry_secrets_idempotently_and_never_shows_a_token() {
         .unwrap_or_else(|e| panic!("{e}: {}", text(&pull.stderr)));
     assert_eq!(report["images"][0]["status"], "NATIVE", "{report}");
     assert!(pull.status.success());
+
+    // verify --registry-map: each mapping against the region, each image against the map.
+    let missing_secret = nvcr_arn.replace("omics-registry/nvcr.io", "omics-registry/gone");
+    let workflow_map = json!({"containerRegistryMap": {
+        "registryMappings": [
+            {"upstreamRegistryUrl": "nvcr.io", "ecrRepositoryPrefix": "nvcr", "credentialArn": nvcr_arn},
+            {"upstreamRegistryUrl": "quay.io", "ecrRepositoryPrefix": "quay"},
+            {"upstreamRegistryUrl": "public.ecr.aws", "ecrRepositoryPrefix": "elsewhere"},
+            {"upstreamRegistryUrl": "gcr.io", "ecrRepositoryPrefix": "gcr", "credentialArn": missing_secret},
+            {"upstreamRegistryUrl": "us-central1-docker.pkg.dev", "ecrRepositoryPrefix": "gar"}
+        ]
+    }});
+    let map_file = home.path().join("workflow-map.json");
+    std::fs::write(&map_file, workflow_map.to_string()).unwrap();
+    let images = home.path().join("images.json");
+    std::fs::write(
+        &images,
+        json!({"manifest": ["nvcr.io/nvidia/clara/parabricks:4.2.0-1",
+                            "quay.io/biocontainers/samtools:1.17--h00cdaf9_0",
+                            "ghcr.io/owner/tool:1"]})
+        .to_string(),
+    )
+    .unwrap();
+    let verify = on_ecr(&[
+        "verify",
+        images.to_str().unwrap(),
+        "--strategy",
+        "native",
+        "--registry-map",
+        map_file.to_str().unwrap(),
+        "--ecr-registry-endpoint",
+        &endpoint,
+        "--format",
+        "json",
+    ]);
+    assert_eq!(verify.status.code(), Some(1), "{}", text(&verify.stderr));
+    let verified: Value = serde_json::from_str(&text(&verify.stdout)).unwrap();
+    let checks: Vec<(String, String)> = verified["registry_map"]["mappings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["status"].as_str().unwrap().to_string(),
+                m["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let expect = [
+        ("pass", "secretsmanager:GetSecretValue"),
+        ("pass", "pull-through cache rule quay caches quay.io"),
+        ("fail", "no pull-through cache rule for prefix elsewhere"),
+        ("fail", "no secret"),
+        ("fail", "only with a credentialArn"),
+    ];
+    for ((status, reason), (want_status, want_reason)) in checks.iter().zip(expect) {
+        assert_eq!(status, want_status, "{reason}");
+        assert!(reason.contains(want_reason), "{reason}");
+    }
+    assert_eq!(checks.len(), expect.len());
+    let routes: Vec<&str> = verified["registry_map"]["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(routes, ["pass", "pass", "fail"]);
 }
 
 #[test]
@@ -246,4 +313,36 @@ fn a_credential_file_naming_an_unset_variable_is_unusable_input() {
         "{stderr}"
     );
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+
+    // A registry map with a member the service does not know is unusable input too.
+    let map_file = home.path().join("map.json");
+    std::fs::write(
+        &map_file,
+        json!({"registryMappings": [{"upstreamRegistryUrl": "quay.io", "ecrRepositoryPrefix": "quay", "colour": "red"}]})
+            .to_string(),
+    )
+    .unwrap();
+    let manifest = home.path().join("manifest.json");
+    std::fs::write(
+        &manifest,
+        json!({"manifest": ["quay.io/x/y:1"]}).to_string(),
+    )
+    .unwrap();
+    let output = common::fresh_machine(
+        &[
+            "verify",
+            manifest.to_str().unwrap(),
+            "--registry-map",
+            map_file.to_str().unwrap(),
+        ],
+        home.path(),
+    )
+    .output()
+    .unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("not a containerRegistryMap: unknown field `colour`"),
+        "{stderr}"
+    );
 }

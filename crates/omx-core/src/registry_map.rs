@@ -72,16 +72,19 @@ impl OutputMap {
     }
 }
 
-/// The exact shape `CreateWorkflow --container-registry-map` accepts.
+/// The exact shape `CreateWorkflow --container-registry-map` accepts (read back strictly: an
+/// unknown member is an error, as it is to the service).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ContainerRegistryMap {
+    #[serde(default)]
     pub registry_mappings: Vec<RegistryMapping>,
+    #[serde(default)]
     pub image_mappings: Vec<ImageMapping>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RegistryMapping {
     pub upstream_registry_url: String,
     pub ecr_repository_prefix: String,
@@ -96,7 +99,7 @@ pub struct RegistryMapping {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ImageMapping {
     pub source_image: String,
     pub destination_image: String,
@@ -153,6 +156,44 @@ pub fn container_registry_map(
         }
     }
     map
+}
+
+impl ContainerRegistryMap {
+    /// How the map reaches `image`: an image mapping of one of its spellings, or the registry
+    /// mapping of its registry (by its host, or the host a pull-through cache fetches it from,
+    /// `registry-1.docker.io` for Docker Hub). `None`: a workflow naming it would not reach ECR.
+    pub fn route_to(&self, image: &PlannedImage, table: &NamespaceTable) -> Option<String> {
+        let fully_qualified = image.source.to_string();
+        let spellings: Vec<&str> = image
+            .aliases
+            .iter()
+            .map(String::as_str)
+            .chain([fully_qualified.as_str()])
+            .collect();
+        if let Some(mapping) = self
+            .image_mappings
+            .iter()
+            .find(|m| spellings.contains(&m.source_image.as_str()))
+        {
+            return Some(format!("image mapping to {}", mapping.destination_image));
+        }
+        let host = image.source.domain();
+        let upstream = table
+            .rule_for(host)
+            .and_then(|rule| rule.upstream_registry());
+        self.registry_mappings
+            .iter()
+            .find(|m| {
+                m.upstream_registry_url.eq_ignore_ascii_case(host)
+                    || upstream.is_some_and(|u| m.upstream_registry_url.eq_ignore_ascii_case(u))
+            })
+            .map(|m| {
+                format!(
+                    "registry mapping {} -> {}/",
+                    m.upstream_registry_url, m.ecr_repository_prefix
+                )
+            })
+    }
 }
 
 fn add_registry_mapping(

@@ -13,6 +13,7 @@
 //! images are ready for HealthOmics.
 
 mod ecr_credentials;
+mod map_check;
 mod puller;
 mod registry_secrets;
 mod setup;
@@ -20,6 +21,7 @@ mod target;
 mod verify;
 
 pub use ecr_credentials::EcrCredentials;
+pub use map_check::{check_registry_map, MapReport, MappingCheck, RouteCheck};
 pub use puller::{
     prepare_repository, reports_in_order, PullError, PullOptions, Puller, COULD_NOT_CHECK,
 };
