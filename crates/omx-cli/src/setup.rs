@@ -339,6 +339,7 @@ mod tests {
                 serde_json::json!({"hosts": ["docker.io"], "namespace": "dockerhub",
                 "method": "pull-through-cache", "upstream_registry": "registry-1.docker.io"}),
             ],
+            credentials: Vec::new(),
         };
         let text = render(&report, "us-east-1", true);
         assert!(
