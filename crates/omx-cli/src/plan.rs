@@ -7,7 +7,7 @@ use omx_core::manifest::parse_pull_manifest;
 use omx_core::namespace::NamespaceTable;
 use omx_core::plan::{plan_pull, PullPlan, TargetRegistry};
 use omx_core::strategy::{
-    choose_strategies, parse_credential_arg, NativeAccess, SecretArn, StrategyChoice,
+    choose_strategies, parse_credential_arg, NativeAccess, SecretArn, Strategy, StrategyChoice,
 };
 
 use crate::exit::{Outcome, UnusableInput};
@@ -183,9 +183,10 @@ pub fn shown_path(path: &std::path::Path) -> String {
 
 /// Show what `pull` would do for a manifest, without touching any network.
 ///
-/// Each image's fully-qualified source, its private repository and URI, its strategy (native:
-/// left for HealthOmics to fetch; prime: primed through ECR's pull-through cache; copy: copied;
-/// see --strategy) and the namespace method behind it. Exit 0: every entry is valid; 1: some
+/// Each image's fully-qualified source, its private repository and URI, and whether it will be
+/// primed through ECR's pull-through cache or copied. When some image is native (left for
+/// HealthOmics to fetch, see --strategy), a STRATEGY column says which (native, prime, copy);
+/// --format json always has each image's strategy. Exit 0: every entry is valid; 1: some
 /// entries are invalid (the valid ones are still listed); 2: the file cannot be used.
 #[derive(Args, Debug)]
 pub struct PlanArgs {
@@ -216,19 +217,30 @@ pub fn run(args: PlanArgs) -> anyhow::Result<Outcome> {
 }
 
 fn render_table(plan: &PullPlan) -> String {
+    // The method says what happens to an image unless HealthOmics is left to fetch it: the
+    // strategy column is shown only when some image is native (--format json always has it).
+    let any_native = plan
+        .images
+        .iter()
+        .any(|image| image.strategy == Strategy::Native);
     let rows: Vec<Vec<String>> = plan
         .images
         .iter()
         .map(|image| {
-            vec![
-                image.source.to_string(),
-                image.strategy.to_string(),
-                image.method.to_string(),
-                image.target.clone(),
-            ]
+            let mut row = vec![image.source.to_string()];
+            if any_native {
+                row.push(image.strategy.to_string());
+            }
+            row.extend([image.method.to_string(), image.target.clone()]);
+            row
         })
         .collect();
-    let mut out = table::render(&["SOURCE", "STRATEGY", "METHOD", "TARGET"], &rows);
+    let headers: &[&str] = if any_native {
+        &["SOURCE", "STRATEGY", "METHOD", "TARGET"]
+    } else {
+        &["SOURCE", "METHOD", "TARGET"]
+    };
+    let mut out = table::render(headers, &rows);
     for image in &plan.images {
         for warning in &image.warnings {
             out.push_str(&format!("warning: {warning}\n"));

@@ -21,8 +21,10 @@ use crate::table;
 /// cached yet the creation template of its prefix and the registry policy statement letting
 /// HealthOmics import into it); it has a linux/amd64 variant (an index's
 /// children, or a single image's config); and it is in the region the workflows run in
-/// (--region, else the target's). Each failed check says why and what fixes it. Exit 0: all
-/// passed; 1: some check failed or an entry is invalid; 2: unusable input.
+/// (--region, else the target's). An image whose strategy is native (see --strategy) is not
+/// looked for in ECR: HealthOmics fetches it on first use, through what --registry-map checks.
+/// Each failed check says why and what fixes it. Exit 0: all passed; 1: some check failed or an
+/// entry is invalid; 2: unusable input.
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
     #[command(flatten)]

@@ -18,6 +18,7 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// `setup --credential-file` with the two tokens in the environment (`ngc` for NGC).
 fn setup(moto: &Moto, ecr: &EcrStandIn, home: &Path, extra: &[&str], ngc: &str) -> Output {
     let file = home.join("registry-credentials.json");
     let mut args = vec!["setup", "--credential-file", file.to_str().unwrap()];
@@ -192,12 +193,7 @@ fn setup_keeps_registry_secrets_idempotently_and_never_shows_a_token() {
     .unwrap();
     // What setup keeps is found by name: map --from-region and pull, given no --credential,
     // make nvcr.io native with that secret.
-    let on_ecr = |args: &[&str]| {
-        common::command(args, &moto, home.path())
-            .env("AWS_ENDPOINT_URL_ECR", ecr.endpoint())
-            .output()
-            .expect("the binary runs")
-    };
+    let on_ecr = |args: &[&str]| common::on_ecr(args, &moto, &ecr, home.path());
     let manifest = manifest.to_str().unwrap();
     let map = on_ecr(&["map", manifest, "--format", "registry-map", "--from-region"]);
     assert!(map.status.success(), "{}", text(&map.stderr));
@@ -209,15 +205,7 @@ fn setup_keeps_registry_secrets_idempotently_and_never_shows_a_token() {
     let offline = on_ecr(&["map", manifest, "--format", "registry-map"]);
     let offline: Value = serde_json::from_str(&text(&offline.stdout)).unwrap();
     assert_eq!(offline["registryMappings"], json!([]));
-    let endpoint = ecr.host();
-    let pull = on_ecr(&[
-        "pull",
-        manifest,
-        "--ecr-registry-endpoint",
-        &endpoint,
-        "--format",
-        "json",
-    ]);
+    let pull = on_ecr(&["pull", manifest, "--format", "json"]);
     let report: Value = serde_json::from_str(&text(&pull.stdout))
         .unwrap_or_else(|e| panic!("{e}: {}", text(&pull.stderr)));
     assert_eq!(report["images"][0]["status"], "NATIVE", "{report}");
@@ -252,8 +240,6 @@ fn setup_keeps_registry_secrets_idempotently_and_never_shows_a_token() {
         "native",
         "--registry-map",
         map_file.to_str().unwrap(),
-        "--ecr-registry-endpoint",
-        &endpoint,
         "--format",
         "json",
     ]);
@@ -300,14 +286,13 @@ fn a_credential_file_naming_an_unset_variable_is_unusable_input() {
     ]});
     std::fs::write(&file, entries.to_string()).unwrap();
     // Unusable before any AWS call: no AWS is configured at all.
-    let output = common::fresh_machine(
-        &["setup", "--credential-file", file.to_str().unwrap()],
-        home.path(),
-    )
-    .output()
-    .unwrap();
-    let stderr = text(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let unusable = |args: &[&str]| {
+        let output = common::fresh_machine(args, home.path()).output().unwrap();
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        stderr
+    };
+    let stderr = unusable(&["setup", "--credential-file", file.to_str().unwrap()]);
     assert!(
         stderr.contains("registries[0] (nvcr.io): the environment variable OMX_TEST_UNSET_TOKEN"),
         "{stderr}"
@@ -328,19 +313,12 @@ fn a_credential_file_naming_an_unset_variable_is_unusable_input() {
         json!({"manifest": ["quay.io/x/y:1"]}).to_string(),
     )
     .unwrap();
-    let output = common::fresh_machine(
-        &[
-            "verify",
-            manifest.to_str().unwrap(),
-            "--registry-map",
-            map_file.to_str().unwrap(),
-        ],
-        home.path(),
-    )
-    .output()
-    .unwrap();
-    let stderr = text(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let stderr = unusable(&[
+        "verify",
+        manifest.to_str().unwrap(),
+        "--registry-map",
+        map_file.to_str().unwrap(),
+    ]);
     assert!(
         stderr.contains("not a containerRegistryMap: unknown field `colour`"),
         "{stderr}"

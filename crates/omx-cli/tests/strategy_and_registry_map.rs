@@ -363,19 +363,6 @@ fn a_bad_credential_is_unusable_input_naming_the_reason() {
     }
 }
 
-/// The binary with STS on moto and ECR (control plane and registry) on the stand-in.
-fn on_ecr(args: &[&str], moto: &Moto, ecr: &EcrStandIn, home: &Path) -> Output {
-    let mut all: Vec<&str> = args.to_vec();
-    let endpoint = ecr.host();
-    if matches!(args[0], "pull" | "verify") {
-        all.extend(["--ecr-registry-endpoint", &endpoint]);
-    }
-    common::command(&all, moto, home)
-        .env("AWS_ENDPOINT_URL_ECR", ecr.endpoint())
-        .output()
-        .expect("the binary runs")
-}
-
 fn status_of<'a>(report: &'a Value, input: &str) -> &'a str {
     report["images"]
         .as_array()
@@ -409,7 +396,7 @@ fn pull_copies_nothing_for_native_images_and_maps_every_kind() {
     fixture(2).push(&cache_upstream, "bio/left:1");
     fixture(3).push(&source, "team/tool:1");
 
-    let setup = on_ecr(
+    let setup = common::on_ecr(
         &["setup", "--namespaces", &namespaces],
         &moto,
         &ecr,
@@ -432,7 +419,7 @@ fn pull_copies_nothing_for_native_images_and_maps_every_kind() {
     let map_file = home.path().join("map.json");
     let nvcr_credential = format!("nvcr.io={}", arn("nvcr"));
     let pull = |manifest: &Path, strategy: &str| {
-        on_ecr(
+        common::on_ecr(
             &[
                 "pull",
                 manifest.to_str().unwrap(),
@@ -514,7 +501,7 @@ fn pull_copies_nothing_for_native_images_and_maps_every_kind() {
         if online {
             args.push("--from-region");
         }
-        on_ecr(&args, &moto, &ecr, home.path())
+        common::on_ecr(&args, &moto, &ecr, home.path())
     };
     let offline_map = stdout_json(&map_args(false));
     assert_model_accepts(&offline_map);
