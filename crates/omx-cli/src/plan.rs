@@ -7,7 +7,7 @@ use omx_core::manifest::parse_pull_manifest;
 use omx_core::namespace::NamespaceTable;
 use omx_core::plan::{plan_pull, PullPlan, TargetRegistry};
 use omx_core::strategy::{
-    choose_strategies, parse_credential_arg, NativeAccess, SecretArn, Strategy, StrategyChoice,
+    choose_strategies, parse_credential_arg, NativeAccess, SecretArn, StrategyChoice,
 };
 
 use crate::exit::{Outcome, UnusableInput};
@@ -222,7 +222,7 @@ fn render_table(plan: &PullPlan) -> String {
     let any_native = plan
         .images
         .iter()
-        .any(|image| image.strategy == Strategy::Native);
+        .any(|image| image.strategy == omx_core::strategy::Strategy::Native);
     let rows: Vec<Vec<String>> = plan
         .images
         .iter()
