@@ -38,8 +38,9 @@ pub struct PullManifestArgs {
     /// How images reach HealthOmics. auto: images of a registry HealthOmics copies from itself
     /// (community.wave.seqera.io, wave.seqera.io, nvcr.io, gcr.io, REGION-docker.pkg.dev) are
     /// left to it (native: a registry mapping with the registry's credentialArn, nothing copied)
-    /// when --credential names that registry's secret, else copied; pull-through cache images
-    /// are primed now; the rest are copied. copy: no image is native (what earlier versions did).
+    /// when that registry's secret is known (--credential; for pull, verify and map
+    /// --from-region also the omics-registry/HOST secret `setup --credential-file` keeps), else
+    /// copied; pull-through cache images are primed now; the rest are copied. copy: no image is native (what earlier versions did).
     /// native: pull-through cache images are not primed either (HealthOmics pulls them through
     /// the cache on first use); images it cannot fetch are copied, with a warning saying why.
     /// Only an ECR target has native images.
@@ -47,7 +48,8 @@ pub struct PullManifestArgs {
     pub strategy: StrategyArg,
 
     /// The Secrets Manager secret HealthOmics signs in to a registry it copies from with, as
-    /// HOST=SECRET_ARN (e.g. nvcr.io=arn:aws:secretsmanager:us-east-1:111122223333:secret:omics-registry/nvcr).
+    /// HOST=SECRET_ARN, e.g.
+    /// nvcr.io=arn:aws:secretsmanager:us-east-1:111122223333:secret:omics-registry/nvcr.io-AbCdEf.
     /// Repeatable. Makes that registry's images native under --strategy auto or native, and
     /// gives its registry mapping the credentialArn.
     #[arg(long = "credential", value_name = "HOST=SECRET_ARN",
