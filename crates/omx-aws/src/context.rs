@@ -91,4 +91,9 @@ impl AwsContext {
     pub fn ecr(&self) -> Ecr {
         Ecr::new(&self.config)
     }
+
+    /// A Secrets Manager client for this context's region.
+    pub fn secrets_manager(&self) -> crate::SecretsManager {
+        crate::SecretsManager::new(&self.config)
+    }
 }

@@ -37,6 +37,11 @@ pub(crate) const CODEBUILD: Service = Service {
     iam_prefix: "codebuild",
     host_prefix: "codebuild",
 };
+pub(crate) const SECRETS_MANAGER: Service = Service {
+    id: "Secrets Manager",
+    iam_prefix: "secretsmanager",
+    host_prefix: "secretsmanager",
+};
 pub(crate) const STEP_FUNCTIONS: Service = Service {
     id: "SFN",
     iam_prefix: "states",

@@ -5,7 +5,8 @@
 //! plane: repositories tagged `createdBy=omx-ecr-helper`, the HealthOmics repository and registry
 //! policies (merged by [`omx_core::policy`], written only when they change), image lookups,
 //! cached registry credentials, pull-through-cache rules and repository creation templates.
-//! [`S3`] lists and streams build bundles; [`CodeBuild`] starts builds of them and follows them.
+//! [`SecretsManager`] keeps the registry credentials HealthOmics copies with; [`S3`] lists and
+//! streams build bundles; [`CodeBuild`] starts builds of them and follows them.
 //!
 //! Only a "not found" answer is ever read as absence; every other failure (access denied,
 //! throttling, no credentials) is an [`AwsError`] naming the operation and what it was about.
@@ -17,6 +18,7 @@ mod endpoint;
 mod error;
 mod pull_through;
 mod s3;
+mod secrets_manager;
 mod step_functions;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -31,6 +33,7 @@ pub use pull_through::{
     CreationTemplate, PullThroughCacheRule, RuleState, TemplateScenario, TemplateState,
 };
 pub use s3::{ObjectReader, S3Object, S3};
+pub use secrets_manager::{SecretChange, SecretsManager};
 pub use step_functions::{Execution, ExecutionStatus, StepFunctions};
 pub use token::{EcrToken, Secret, TOKEN_REFRESH_MARGIN};
 

@@ -94,6 +94,45 @@ struct TemplateChange {
 }
 
 impl Ecr {
+    /// Every pull-through-cache rule of the registry, all pages of DescribePullThroughCacheRules
+    /// (which, asked for no prefix, lists them all: ECR API Reference,
+    /// DescribePullThroughCacheRules, `ecrRepositoryPrefixes` and `nextToken`).
+    pub async fn pull_through_cache_rules(&self) -> Result<Vec<PullThroughCacheRule>, AwsError> {
+        const OPERATION: &str = "DescribePullThroughCacheRules";
+        let target = "the registry's pull-through cache rules";
+        let mut rules = Vec::new();
+        let mut next_token = None;
+        loop {
+            let described = self
+                .client
+                .describe_pull_through_cache_rules()
+                .set_next_token(next_token)
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk(&self.endpoint, OPERATION, target, e))?;
+            for rule in described.pull_through_cache_rules() {
+                let (Some(prefix), Some(upstream_url)) =
+                    (rule.ecr_repository_prefix(), rule.upstream_registry_url())
+                else {
+                    return Err(AwsError::unexpected(
+                        OPERATION,
+                        target,
+                        "a rule without ecrRepositoryPrefix or upstreamRegistryUrl",
+                    ));
+                };
+                rules.push(PullThroughCacheRule {
+                    prefix: prefix.to_string(),
+                    upstream_url: upstream_url.to_string(),
+                    credential_arn: rule.credential_arn().map(str::to_string),
+                });
+            }
+            next_token = described.next_token().map(str::to_string);
+            if next_token.is_none() {
+                return Ok(rules);
+            }
+        }
+    }
+
     /// The pull-through-cache rule for `prefix`, if there is one.
     pub async fn pull_through_cache_rule(
         &self,

@@ -73,7 +73,7 @@ async fn main() -> ExitCode {
         Command::Submit(args) => submit::run(args).await,
         Command::Copy(args) => copy::run(args).await,
         Command::Scan(args) => scan::run(args),
-        Command::Map(args) => map::run(args),
+        Command::Map(args) => map::run(args).await,
         Command::Prepare(args) => prepare::run(args).await,
         Command::Verify(args) => verify::run(args).await,
         Command::Setup(args) => setup::run(args).await,

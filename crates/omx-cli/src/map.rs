@@ -3,24 +3,28 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
+use omx_aws::AwsContext;
 use omx_core::registry_map::container_registry_map;
 use omx_core::workflow_map::{
     planned_output_map, private_uris, rewrite_wdl_inputs, ContainerSetting, ImageLookup,
     NextflowConfig, Unplaced,
 };
+use omx_puller::discover_registry_secrets;
 use omx_workflow::{scan_path, ScanReport};
 
 use crate::exit::{Outcome, UnusableInput};
 use crate::plan::{read_input_file, PullManifestArgs};
 
-/// Write how a workflow reaches the private images of a manifest, without any network access.
+/// Write how a workflow reaches the private images of a manifest, without any network access
+/// (unless --from-region asks the region for its pull-through cache rules and registry secrets).
 ///
 /// The private URIs are the ones `pull` uses; with `--registry ecr` and no account, they show
 /// <account> and <region> placeholders (give ecr://ACCOUNT/REGION for real ones).
 ///
 /// registry-map: the HealthOmics containerRegistryMap for CreateWorkflow
-/// (--container-registry-map): a registry mapping per pull-through-cache prefix, an image
-/// mapping per spelling of every copied image.
+/// (--container-registry-map): a registry mapping per pull-through-cache prefix, one with the
+/// credentialArn of --credential for each registry whose images are native (see --strategy),
+/// and an image mapping per spelling of every copied image.
 ///
 /// nextflow (needs --workflow): a Nextflow configuration that sets the private container of
 /// every process, to give last on the command line (`nextflow run ... -c FILE`). Nextflow runs the
@@ -56,6 +60,22 @@ pub struct MapArgs {
     /// A WDL inputs JSON file to rewrite (--format wdl-inputs).
     #[arg(long, value_name = "FILE")]
     pub inputs: Option<PathBuf>,
+
+    /// Ask the region (the only network calls map makes, and only with this flag) for its
+    /// pull-through cache rules, so that a cache mapping names the prefix of the region's rule
+    /// for its upstream rather than the namespace table's, and for the secrets `setup
+    /// --credential-file` keeps (omics-registry/HOST) of the registries HealthOmics copies from
+    /// that no --credential names.
+    #[arg(long)]
+    pub from_region: bool,
+
+    /// AWS region to ask (--from-region; default: the credential chain's region).
+    #[arg(long, requires = "from_region")]
+    pub region: Option<String>,
+
+    /// AWS profile to use (--from-region).
+    #[arg(long, requires = "from_region")]
+    pub profile: Option<String>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,10 +90,25 @@ pub enum MapFormat {
     Json,
 }
 
-pub fn run(args: MapArgs) -> anyhow::Result<Outcome> {
+pub async fn run(args: MapArgs) -> anyhow::Result<Outcome> {
     check_options(&args)?;
     let table = args.input.namespace_table()?;
-    let plan = args.input.plan(&args.input.registry)?;
+    let mut plan = args.input.plan(&args.input.registry)?;
+    let mut access = args.input.native_access();
+    if args.from_region {
+        let context = AwsContext::load(args.region.clone(), args.profile.clone()).await?;
+        for rule in context.ecr().pull_through_cache_rules().await? {
+            access = access.with_cache_prefix(&rule.upstream_url, &rule.prefix);
+        }
+        let hosts = plan.images.iter().map(|image| image.source.domain());
+        let (found, warnings) =
+            discover_registry_secrets(&context.secrets_manager(), hosts, access).await;
+        for warning in warnings {
+            eprintln!("warning: {warning}");
+        }
+        access = found;
+        plan = args.input.plan_with(&args.input.registry, &access)?;
+    }
     for error in &plan.errors {
         eprintln!("error: {error}");
     }
@@ -82,9 +117,9 @@ pub fn run(args: MapArgs) -> anyhow::Result<Outcome> {
     let output = match args.format {
         MapFormat::RegistryMap => {
             let images: Vec<_> = plan.images.iter().collect();
-            json_text(&container_registry_map(&images, &table))?
+            json_text(&container_registry_map(&images, &table, &access))?
         }
-        MapFormat::Json => json_text(&planned_output_map(&plan, &table))?,
+        MapFormat::Json => json_text(&planned_output_map(&plan, &table, &access))?,
         MapFormat::WdlInputs => match &args.inputs {
             Some(path) => {
                 let text = read_input_file(path)?;
@@ -164,6 +199,10 @@ pub(crate) fn nextflow_config(scan: &ScanReport, lookup: &ImageLookup) -> Nextfl
             ));
             continue;
         };
+        if image.strategy == omx_core::strategy::Strategy::Native {
+            // HealthOmics fetches it under its upstream name, which the process keeps.
+            continue;
+        }
         if !is_nextflow_file(&finding.location.file) {
             config.add_unplaced(unplaced("not in a Nextflow file".to_string()));
             continue;

@@ -6,6 +6,9 @@ use clap::{Args, ValueEnum};
 use omx_core::manifest::{parse_pull_manifest, Entries, PullEntry};
 use omx_core::namespace::NamespaceTable;
 use omx_core::plan::{plan_pull, PullPlan, TargetRegistry};
+use omx_core::strategy::{
+    choose_strategies, parse_credential_arg, NativeAccess, SecretArn, StrategyChoice,
+};
 
 use crate::exit::{Outcome, UnusableInput};
 use crate::table;
@@ -36,6 +39,56 @@ pub struct PullManifestArgs {
     /// workflow); `manifest` then names where it is (or would be) written, for messages.
     #[arg(skip)]
     pub made: Option<String>,
+
+    #[command(flatten)]
+    pub strategy: StrategyArgs,
+}
+
+/// How images reach HealthOmics (`--strategy`, `--credential`): what reads a manifest and what
+/// scans a workflow take alike.
+#[derive(Args, Debug, Clone, Default)]
+pub struct StrategyArgs {
+    /// How images reach HealthOmics. auto: images of a registry HealthOmics copies from itself
+    /// (community.wave.seqera.io, wave.seqera.io, nvcr.io, gcr.io, REGION-docker.pkg.dev) are
+    /// left to it (native: a registry mapping with the registry's credentialArn, nothing copied)
+    /// when that registry's secret is known (--credential; for pull, verify and map
+    /// --from-region also the omics-registry/HOST secret `setup --credential-file` keeps), else
+    /// copied; pull-through cache images are primed now; the rest are copied. copy: no image is
+    /// native (what earlier versions did). native: pull-through cache images are not primed either (HealthOmics pulls them through
+    /// the cache on first use); images it cannot fetch are copied, with a warning saying why.
+    /// Only an ECR target has native images.
+    #[arg(long, value_enum, default_value_t = StrategyArg::Auto)]
+    pub strategy: StrategyArg,
+
+    /// The Secrets Manager secret HealthOmics signs in to a registry it copies from with, as
+    /// HOST=SECRET_ARN, e.g.
+    /// nvcr.io=arn:aws:secretsmanager:us-east-1:111122223333:secret:omics-registry/nvcr.io-AbCdEf.
+    /// Repeatable. Makes that registry's images native under --strategy auto or native, and
+    /// gives its registry mapping the credentialArn.
+    #[arg(long = "credential", value_name = "HOST=SECRET_ARN",
+          value_parser = crate::exit::echoless(|text: &str| {
+              parse_credential_arg(text).map_err(|e| format!("invalid --credential: {e}"))
+          }))]
+    pub credentials: Vec<(String, SecretArn)>,
+}
+
+/// `--strategy`.
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StrategyArg {
+    #[default]
+    Auto,
+    Copy,
+    Native,
+}
+
+impl From<StrategyArg> for StrategyChoice {
+    fn from(arg: StrategyArg) -> StrategyChoice {
+        match arg {
+            StrategyArg::Auto => StrategyChoice::Auto,
+            StrategyArg::Copy => StrategyChoice::Copy,
+            StrategyArg::Native => StrategyChoice::Native,
+        }
+    }
 }
 
 impl PullManifestArgs {
@@ -51,11 +104,38 @@ impl PullManifestArgs {
             .map_err(|e| UnusableInput(format!("{}: {e}", shown_path(path))).into())
     }
 
-    /// Reads and plans the manifest against `registry`.
+    /// The credentials given with --credential.
+    pub fn native_access(&self) -> NativeAccess {
+        self.strategy
+            .credentials
+            .iter()
+            .fold(NativeAccess::default(), |access, (host, arn)| {
+                access.with_credential(host, arn.clone())
+            })
+    }
+
+    /// Reads and plans the manifest against `registry`, with each image's strategy chosen for
+    /// the credentials of --credential.
     pub fn plan(&self, registry: &TargetRegistry) -> anyhow::Result<PullPlan> {
+        self.plan_with(registry, &self.native_access())
+    }
+
+    /// [`PullManifestArgs::plan`] with the credentials `access` knows.
+    pub fn plan_with(
+        &self,
+        registry: &TargetRegistry,
+        access: &NativeAccess,
+    ) -> anyhow::Result<PullPlan> {
         // The rules first: a bad rule file is named before the manifest is read.
         let table = self.namespace_table()?;
-        Ok(plan_entries(&self.entries()?, &table, registry))
+        let mut plan = plan_entries(&self.entries()?, &table, registry);
+        choose_strategies(
+            &mut plan,
+            self.strategy.strategy.into(),
+            access,
+            registry.is_ecr(),
+        );
+        Ok(plan)
     }
 
     /// The manifest's entries (or `--single`'s one) and the errors of the unusable ones.
@@ -92,16 +172,35 @@ pub fn plan_entries(
 
 impl PullManifestArgs {
     /// Checks the manifest offline first, so bad input fails fast and before any AWS call; then
-    /// resolves the target (account and region for ECR) and plans against it.
+    /// resolves the target (account and region for ECR) and plans against it. The credentials
+    /// are --credential's and, for the registries HealthOmics copies from that it does not name,
+    /// the secrets `setup --credential-file` keeps in the target's region.
     pub async fn resolve_and_plan(
         &self,
         options: &omx_puller::TargetOptions,
-    ) -> anyhow::Result<(NamespaceTable, omx_puller::ResolvedTarget, PullPlan)> {
+    ) -> anyhow::Result<(
+        NamespaceTable,
+        omx_puller::ResolvedTarget,
+        PullPlan,
+        NativeAccess,
+    )> {
         let table = self.namespace_table()?;
-        self.plan(&self.registry)?;
+        let offline = self.plan(&self.registry)?;
         let target = omx_puller::ResolvedTarget::resolve(&self.registry, options).await?;
-        let plan = self.plan(&target.registry)?;
-        Ok((table, target, plan))
+        let mut access = self.native_access();
+        if let (Some(secrets), false) =
+            (&target.secrets, self.strategy.strategy == StrategyArg::Copy)
+        {
+            let hosts = offline.images.iter().map(|image| image.source.domain());
+            let (found, warnings) =
+                omx_puller::discover_registry_secrets(secrets, hosts, access).await;
+            for warning in warnings {
+                eprintln!("warning: {warning}");
+            }
+            access = found;
+        }
+        let plan = self.plan_with(&target.registry, &access)?;
+        Ok((table, target, plan, access))
     }
 }
 
@@ -127,7 +226,9 @@ pub fn shown_path(path: &std::path::Path) -> String {
 /// Show what `pull` would do for a manifest, without touching any network.
 ///
 /// Each image's fully-qualified source, its private repository and URI, and whether it will be
-/// primed through ECR's pull-through cache or copied. Exit 0: every entry is valid; 1: some
+/// primed through ECR's pull-through cache or copied. When some image is native (left for
+/// HealthOmics to fetch, see --strategy), a STRATEGY column says which (native, prime, copy);
+/// --format json always has each image's strategy. Exit 0: every entry is valid; 1: some
 /// entries are invalid (the valid ones are still listed); 2: the file cannot be used.
 #[derive(Args, Debug)]
 pub struct PlanArgs {
@@ -158,18 +259,30 @@ pub fn run(args: PlanArgs) -> anyhow::Result<Outcome> {
 }
 
 fn render_table(plan: &PullPlan) -> String {
+    // The method says what happens to an image unless HealthOmics is left to fetch it: the
+    // strategy column is shown only when some image is native (--format json always has it).
+    let any_native = plan
+        .images
+        .iter()
+        .any(|image| image.strategy == omx_core::strategy::Strategy::Native);
     let rows: Vec<Vec<String>> = plan
         .images
         .iter()
         .map(|image| {
-            vec![
-                image.source.to_string(),
-                image.method.to_string(),
-                image.target.clone(),
-            ]
+            let mut row = vec![image.source.to_string()];
+            if any_native {
+                row.push(image.strategy.to_string());
+            }
+            row.extend([image.method.to_string(), image.target.clone()]);
+            row
         })
         .collect();
-    let mut out = table::render(&["SOURCE", "METHOD", "TARGET"], &rows);
+    let headers: &[&str] = if any_native {
+        &["SOURCE", "STRATEGY", "METHOD", "TARGET"]
+    } else {
+        &["SOURCE", "METHOD", "TARGET"]
+    };
+    let mut out = table::render(headers, &rows);
     for image in &plan.images {
         for warning in &image.warnings {
             out.push_str(&format!("warning: {warning}\n"));

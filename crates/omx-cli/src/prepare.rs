@@ -15,7 +15,7 @@ use omx_puller::{CheckStatus, VerifyReport};
 use omx_workflow::{scan_path, ScanReport, WdlInputs};
 
 use crate::exit::{Outcome, UnusableInput};
-use crate::plan::{read_input_file, shown_path, PullManifestArgs};
+use crate::plan::{read_input_file, shown_path, PullManifestArgs, StrategyArgs};
 use crate::pull::{PullRun, PullRunArgs};
 use crate::verify::FixCommands;
 
@@ -66,6 +66,9 @@ pub struct PrepareArgs {
     /// A JSON file of namespace rules that extend or override the built-in table.
     #[arg(long, value_name = "FILE")]
     pub namespaces: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub strategy: StrategyArgs,
 
     /// Keep the workflow's tags: pull, verify and map the scanned manifest as it is, without
     /// pinning each image to its digest first.
@@ -122,6 +125,7 @@ pub async fn run(args: PrepareArgs) -> anyhow::Result<Outcome> {
         registry: args.registry.clone(),
         namespaces: args.namespaces.clone(),
         made: Some(manifest_text),
+        strategy: args.strategy.clone(),
     };
     let locked = if args.no_lock {
         None
@@ -158,10 +162,15 @@ pub async fn run(args: PrepareArgs) -> anyhow::Result<Outcome> {
     } else {
         let options = args.run.aws.target_options();
         let access = &args.run.access;
-        Some(crate::verify::check(&input, &options, args.run.aws.region.clone(), access).await?)
+        let region = args.run.aws.region.clone();
+        Some(
+            crate::verify::check(&input, &options, region, access, None)
+                .await?
+                .report,
+        )
     };
 
-    let map = OutputMap::from_run(&pulled.plan, &pulled.report, &pulled.table);
+    let map = OutputMap::from_run(&pulled.plan, &pulled.report, &pulled.table, &pulled.access);
     files.write(
         REGISTRY_MAP_FILE,
         &json_text(&map.container_registry_map)?,
@@ -446,6 +455,7 @@ impl Report<'_> {
                     registry: self.args.registry.clone(),
                     namespaces: self.args.namespaces.clone(),
                     made: None,
+                    strategy: self.args.strategy.clone(),
                 },
                 self.args.run.aws.profile.as_deref(),
                 self.args.run.aws.region.as_deref(),

@@ -10,6 +10,7 @@ use omx_core::namespace::NamespaceTable;
 use omx_core::plan::PullPlan;
 use omx_core::registry_map::OutputMap;
 use omx_core::report::{ImageReport, ImageStatus, RunReport};
+use omx_core::strategy::NativeAccess;
 use omx_puller::{EcrCredentials, PullOptions, Puller, ResolvedTarget, TargetOptions};
 use omx_registry::{
     ChainCredentials, ClientConfig, CopyEngine, CopyOptions, CredentialProvider,
@@ -27,12 +28,14 @@ use crate::table;
 /// For each image, concurrently: create its repository with the tag createdBy=omx-ecr-helper
 /// and a policy that lets HealthOmics pull (ECR), skip it when the target already has it, prime
 /// it through ECR's pull-through cache (quay, ecr-public) or copy it registry to registry
-/// (digests preserved, multi-arch kept), and verify the target's digest. One failing image never
+/// (digests preserved, multi-arch kept), and verify the target's digest. Images whose strategy
+/// is native (see --strategy) are not touched: they are reported NATIVE, and --output-map gives
+/// their registry a mapping that HealthOmics fetches them through. One failing image never
 /// stops the others. Before copying, the pulls the plan needs are counted against the budget a
 /// source registry publishes (Docker Hub's pull limits): images that do not fit are reported
 /// FAILED up front (--strict: nothing is copied), and a registry that answers 429 for a spent
-/// limit fails its remaining images at once. Exit 0: all succeeded or skipped; 1: some failed;
-/// 2: unusable input.
+/// limit fails its remaining images at once. Exit 0: all succeeded, skipped or native; 1: some
+/// failed; 2: unusable input.
 #[derive(Args, Debug)]
 pub struct PullArgs {
     #[command(flatten)]
@@ -136,10 +139,11 @@ pub async fn run(args: PullArgs) -> anyhow::Result<Outcome> {
         table,
         plan,
         report,
+        access,
     } = execute(&args.input, &args.run).await?;
     crate::output::print_report(args.format, &report, render_report)?;
     if let Some(path) = &args.output_map {
-        write_output_map(path, &plan, &report, &table)?;
+        write_output_map(path, &plan, &report, &table, &access)?;
     }
     Ok(if report.all_ok() {
         Outcome::Success
@@ -154,11 +158,14 @@ pub struct PullRun {
     pub table: NamespaceTable,
     pub plan: PullPlan,
     pub report: RunReport,
+    /// What the plan's strategies were chosen with: credentials and the region's cache rules.
+    pub access: NativeAccess,
 }
 
 /// Plans the manifest `input` names and brings its images over, with progress on the terminal.
 pub async fn execute(input: &PullManifestArgs, args: &PullRunArgs) -> anyhow::Result<PullRun> {
-    let (table, mut target, plan) = input.resolve_and_plan(&args.aws.target_options()).await?;
+    let (table, mut target, plan, access) =
+        input.resolve_and_plan(&args.aws.target_options()).await?;
     // A dry run asks AWS and each registry once and moves on: nothing it finds out is worth
     // waiting through retries for, and it must stay quick when they are out of reach.
     if args.dry_run {
@@ -238,6 +245,7 @@ pub async fn execute(input: &PullManifestArgs, args: &PullRunArgs) -> anyhow::Re
         table,
         plan,
         report,
+        access,
     })
 }
 
@@ -278,8 +286,9 @@ fn write_output_map(
     plan: &PullPlan,
     report: &RunReport,
     table: &NamespaceTable,
+    access: &NativeAccess,
 ) -> anyhow::Result<()> {
-    let map = OutputMap::from_run(plan, report, table);
+    let map = OutputMap::from_run(plan, report, table, access);
     let text = serde_json::to_string_pretty(&map)? + "\n";
     std::fs::write(path, text)
         .with_context(|| format!("cannot write {}", crate::plan::shown_path(path)))
@@ -291,6 +300,7 @@ pub(crate) fn status_word(status: ImageStatus) -> &'static str {
         ImageStatus::Succeeded => "done",
         ImageStatus::Failed => "FAILED",
         ImageStatus::Planned => "planned",
+        ImageStatus::Native => "NATIVE",
     }
 }
 
@@ -327,11 +337,12 @@ pub(crate) fn render_report(report: &RunReport) -> String {
     }
     let count = |status| report.count(status);
     out.push_str(&format!(
-        "\n{} succeeded, {} skipped, {} failed, {} planned, {} invalid entr{}\n",
+        "\n{} succeeded, {} skipped, {} failed, {} planned, {} native, {} invalid entr{}\n",
         count(ImageStatus::Succeeded),
         count(ImageStatus::Skipped),
         count(ImageStatus::Failed),
         count(ImageStatus::Planned),
+        count(ImageStatus::Native),
         report.errors.len(),
         if report.errors.len() == 1 { "y" } else { "ies" }
     ));

@@ -3,7 +3,8 @@
 use clap::Args;
 use omx_aws::AwsContext;
 use omx_puller::{
-    check_credential_arn, setup_registry, Action, SetupOptions, SetupReport, Upstream,
+    check_credential_arn, read_credential_file, setup_registry, setup_registry_secrets, Action,
+    RegistryCredential, SetupOptions, SetupReport, Upstream,
 };
 
 use omx_core::namespace::NamespaceTable;
@@ -12,7 +13,8 @@ use crate::exit::{Outcome, UnusableInput};
 use crate::plan::{read_input_file, Format};
 use crate::table;
 
-/// Prepare a region's ECR registry for HealthOmics pull-through caches, idempotently.
+/// Prepare a region's ECR registry for HealthOmics pull-through caches (and, with
+/// --credential-file, the secrets of registries HealthOmics copies from), idempotently.
 ///
 /// For ecr-public (public.ecr.aws), quay (quay.io) and k8s (registry.k8s.io), and for Docker Hub,
 /// GitHub, GitLab and Azure when given a Secrets Manager secret with their credentials: a
@@ -63,6 +65,17 @@ pub struct SetupArgs {
     /// A rule for the prefix of a built-in upstream replaces that upstream.
     #[arg(long, value_name = "FILE")]
     pub namespaces: Option<std::path::PathBuf>,
+
+    /// Also keep the credentials of registries HealthOmics copies from itself (nvcr.io, gcr.io,
+    /// REGION-docker.pkg.dev, community.wave.seqera.io, wave.seqera.io) in Secrets Manager, one
+    /// secret omics-registry/HOST each ({"username", "accessToken"}), created or updated only
+    /// when its value differs. The file holds no secret, only where to find it:
+    /// {"registries": [{"host": "nvcr.io", "username": "$oauthtoken", "access_token_env": "NGC_API_KEY"}]}
+    /// takes the token from the environment variable NGC_API_KEY. Prints the --credential
+    /// HOST=ARN that pull, plan and map take; the workflow role needs
+    /// secretsmanager:GetSecretValue on these secrets.
+    #[arg(long, value_name = "FILE")]
+    pub credential_file: Option<std::path::PathBuf>,
 
     /// Read and report what would change; change nothing.
     #[arg(long)]
@@ -115,15 +128,33 @@ impl SetupArgs {
         Ok(upstreams)
     }
 
-    fn namespace_file_upstreams(&self) -> anyhow::Result<Vec<Upstream>> {
-        let Some(path) = &self.namespaces else {
+    /// The credentials of --credential-file, tokens taken from the environment; a bad file is
+    /// unusable input, found before any AWS call.
+    fn registry_credentials(&self) -> anyhow::Result<Vec<RegistryCredential>> {
+        let Some(path) = &self.credential_file else {
             return Ok(Vec::new());
         };
+        read_credential_file(&read_input_file(path)?, |name| std::env::var(name).ok())
+            .map_err(|e| UnusableInput(format!("{}: {e}", crate::plan::shown_path(path))).into())
+    }
+
+    /// The namespace table with the --namespaces file's rules in front.
+    fn namespace_table(&self) -> anyhow::Result<NamespaceTable> {
         let builtin = NamespaceTable::builtin();
-        let table = builtin
-            .clone()
+        let Some(path) = &self.namespaces else {
+            return Ok(builtin);
+        };
+        builtin
             .with_user_rules(&read_input_file(path)?)
-            .map_err(|e| UnusableInput(format!("{}: {e}", crate::plan::shown_path(path))))?;
+            .map_err(|e| UnusableInput(format!("{}: {e}", crate::plan::shown_path(path))).into())
+    }
+
+    fn namespace_file_upstreams(&self) -> anyhow::Result<Vec<Upstream>> {
+        if self.namespaces.is_none() {
+            return Ok(Vec::new());
+        }
+        let builtin = NamespaceTable::builtin();
+        let table = self.namespace_table()?;
         // The user's rules come first in the table, the built-in ones after them.
         let user_rules = &table.rules()[..table.rules().len() - builtin.rules().len()];
         Ok(user_rules
@@ -135,10 +166,23 @@ impl SetupArgs {
 
 pub async fn run(args: SetupArgs) -> anyhow::Result<Outcome> {
     let upstreams = args.upstreams()?;
+    let credentials = args.registry_credentials()?;
     let context = AwsContext::load(args.region.clone(), args.profile.clone()).await?;
     let account = context.account_id().await?.to_string();
     let options = SetupOptions::new(&account, args.dry_run);
-    let report = setup_registry(&context.ecr(), &upstreams, &options).await;
+    let mut report = setup_registry(&context.ecr(), &upstreams, &options).await;
+    if !credentials.is_empty() {
+        let table = args.namespace_table()?;
+        let (steps, secrets) = setup_registry_secrets(
+            &context.secrets_manager(),
+            &credentials,
+            &table,
+            args.dry_run,
+        )
+        .await;
+        report.steps.extend(steps);
+        report.credentials = secrets;
+    }
     crate::output::print_report(args.format, &report, |value| {
         render(value, context.region(), args.dry_run)
     })?;
@@ -186,6 +230,18 @@ fn render(report: &SetupReport, region: &str, dry_run: bool) -> String {
         report.steps.len(),
         if dry_run { " checked (dry run)" } else { "" }
     ));
+    if !report.credentials.is_empty() {
+        out.push_str(
+            "\nHealthOmics copies these registries' images itself with their secret; give pull, \
+             plan and map:\n",
+        );
+        for secret in &report.credentials {
+            out.push_str(&format!(
+                "  --credential {}={}\n",
+                secret.host, secret.credential_arn
+            ));
+        }
+    }
     if !report.namespace_rules.is_empty() {
         let file = serde_json::json!({ "rules": report.namespace_rules });
         out.push_str(
@@ -283,6 +339,7 @@ mod tests {
                 serde_json::json!({"hosts": ["docker.io"], "namespace": "dockerhub",
                 "method": "pull-through-cache", "upstream_registry": "registry-1.docker.io"}),
             ],
+            credentials: Vec::new(),
         };
         let text = render(&report, "us-east-1", true);
         assert!(

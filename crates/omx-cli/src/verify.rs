@@ -1,12 +1,16 @@
 //! `omx-ecr-helper verify`: is every image of a manifest ready for HealthOmics?
 
 use clap::Args;
-use omx_puller::{CheckStatus, Fix, TargetOptions, Verifier, VerifyReport};
+use omx_core::registry_map::ContainerRegistryMap;
+use omx_puller::{
+    check_registry_map, CheckStatus, Fix, MapReport, TargetOptions, Verifier, VerifyReport,
+};
 use omx_registry::RegistryClient;
+use serde::Serialize;
 
 use crate::copy::RegistryAccessArgs;
-use crate::exit::Outcome;
-use crate::plan::{Format, PullManifestArgs};
+use crate::exit::{Outcome, UnusableInput};
+use crate::plan::{read_input_file, shown_path, Format, PullManifestArgs};
 use crate::pull::target_client_config;
 use crate::table;
 
@@ -17,8 +21,10 @@ use crate::table;
 /// cached yet the creation template of its prefix and the registry policy statement letting
 /// HealthOmics import into it); it has a linux/amd64 variant (an index's
 /// children, or a single image's config); and it is in the region the workflows run in
-/// (--region, else the target's). Each failed check says why and what fixes it. Exit 0: all
-/// passed; 1: some check failed or an entry is invalid; 2: unusable input.
+/// (--region, else the target's). An image whose strategy is native (see --strategy) is not
+/// looked for in ECR: HealthOmics fetches it on first use, through what --registry-map checks.
+/// Each failed check says why and what fixes it. Exit 0: all passed; 1: some check failed or an
+/// entry is invalid; 2: unusable input.
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
     #[command(flatten)]
@@ -42,21 +48,67 @@ pub struct VerifyArgs {
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
 
+    /// Also check a workflow's containerRegistryMap (as CreateWorkflow takes it, or the
+    /// --output-map file of pull) against the region: every registry mapping has the
+    /// pull-through cache rule of its prefix caching its upstream, or, with a credentialArn, that
+    /// secret exists; and every image of the manifest is reached by some mapping.
+    #[arg(long, value_name = "FILE")]
+    pub registry_map: Option<std::path::PathBuf>,
+
     #[command(flatten)]
     pub access: RegistryAccessArgs,
 }
 
+/// What `verify` reports: the images' checks, and the registry map's when one was given.
+#[derive(Serialize)]
+pub(crate) struct Verified {
+    #[serde(flatten)]
+    pub(crate) report: VerifyReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) registry_map: Option<MapReport>,
+}
+
+/// Reads --registry-map: a containerRegistryMap, or an object holding one under that key.
+fn read_registry_map(path: &std::path::Path) -> anyhow::Result<ContainerRegistryMap> {
+    let unusable = |why: String| UnusableInput(format!("{}: {why}", shown_path(path)));
+    let value: serde_json::Value = serde_json::from_str(&read_input_file(path)?)
+        .map_err(|e| unusable(format!("not valid JSON: {e}")))?;
+    let map = value.get("containerRegistryMap").cloned().unwrap_or(value);
+    serde_json::from_value(map)
+        .map_err(|e| unusable(format!("not a containerRegistryMap: {e}")).into())
+}
+
 pub async fn run(args: VerifyArgs) -> anyhow::Result<Outcome> {
+    let map = args
+        .registry_map
+        .as_deref()
+        .map(read_registry_map)
+        .transpose()?;
     let options = TargetOptions {
         region: args.region.clone(),
         profile: args.profile.clone(),
         ecr_registry_endpoint: args.ecr_registry_endpoint.clone(),
     };
-    let report = check(&args.input, &options, args.region.clone(), &args.access).await?;
+    let report = check(
+        &args.input,
+        &options,
+        args.region.clone(),
+        &args.access,
+        map.as_ref(),
+    )
+    .await?;
     crate::output::print_report(args.format, &report, |value| {
-        render(value, &FixCommands::of(&args))
+        let mut out = render(&value.report, &FixCommands::of(&args));
+        if let Some(map) = &value.registry_map {
+            out.push_str(&render_map(map));
+        }
+        out
     })?;
-    Ok(if report.all_passed() {
+    let map_passed = report
+        .registry_map
+        .as_ref()
+        .is_none_or(MapReport::all_passed);
+    Ok(if report.report.all_passed() && map_passed {
         Outcome::Success
     } else {
         Outcome::PartialFailure
@@ -71,11 +123,29 @@ pub async fn check(
     options: &TargetOptions,
     workflow_region: Option<String>,
     access: &RegistryAccessArgs,
-) -> anyhow::Result<VerifyReport> {
-    let (table, target, plan) = input.resolve_and_plan(options).await?;
+    map: Option<&ContainerRegistryMap>,
+) -> anyhow::Result<Verified> {
+    let (table, target, plan, _) = input.resolve_and_plan(options).await?;
+    let registry_map = match (map, &target.ecr, &target.secrets) {
+        (None, _, _) => None,
+        (Some(map), Some(ecr), Some(secrets)) => {
+            Some(check_registry_map(ecr, secrets, map, &plan, &table).await)
+        }
+        (Some(_), _, _) => {
+            return Err(UnusableInput(
+                "--registry-map is checked against ECR: give --registry ecr (or \
+                 ecr://ACCOUNT/REGION)"
+                    .to_string(),
+            )
+            .into())
+        }
+    };
     let client = RegistryClient::new(target_client_config(&target, None, access)?)?;
     let verifier = Verifier::new(client, target, table, workflow_region);
-    Ok(verifier.verify(&plan).await)
+    Ok(Verified {
+        report: verifier.verify(&plan).await,
+        registry_map,
+    })
 }
 
 /// The commands that fix failed checks, spelled for the input this run was given.
@@ -160,6 +230,43 @@ fn status_word(status: CheckStatus) -> &'static str {
         CheckStatus::Fail => "FAIL",
         CheckStatus::Skip => "-",
     }
+}
+
+fn render_map(map: &MapReport) -> String {
+    let mut rows: Vec<Vec<String>> = map
+        .mappings
+        .iter()
+        .map(|m| {
+            vec![
+                format!(
+                    "{} -> {}/",
+                    m.upstream_registry_url, m.ecr_repository_prefix
+                ),
+                status_word(m.status).to_string(),
+                m.reason.clone(),
+            ]
+        })
+        .collect();
+    rows.extend(map.images.iter().map(|image| {
+        vec![
+            image.input.clone(),
+            status_word(image.status).to_string(),
+            image.reason.clone(),
+        ]
+    }));
+    let failed = map
+        .mappings
+        .iter()
+        .map(|m| m.status)
+        .chain(map.images.iter().map(|i| i.status))
+        .filter(|status| *status == CheckStatus::Fail)
+        .count();
+    format!(
+        "\n{}\nregistry map: {} mapping(s), {} image(s), {failed} failed\n",
+        table::render(&["MAPPING / IMAGE", "RESULT", "REASON"], &rows),
+        map.mappings.len(),
+        map.images.len()
+    )
 }
 
 pub(crate) fn render(report: &VerifyReport, fixes: &FixCommands) -> String {

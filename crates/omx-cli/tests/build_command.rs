@@ -255,7 +255,7 @@ fn build_pushes_reports_maps_and_then_skips() {
     assert_eq!(skipped.len(), 3, "{stdout}");
     assert!(skipped[0].contains("up to date"), "{stdout}");
     assert!(
-        stdout.contains("0 succeeded, 3 skipped, 1 failed, 0 planned, 1 invalid entry"),
+        stdout.contains("0 succeeded, 3 skipped, 1 failed, 0 planned, 0 native, 1 invalid entry"),
         "{stdout}"
     );
     assert!(

@@ -9,7 +9,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
@@ -19,19 +18,6 @@ use serde_json::{json, Value};
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// The binary with STS on moto and ECR (control plane and registry) on the stand-in.
-fn omx(args: &[&str], moto: &Moto, ecr: &EcrStandIn, home: &Path) -> Output {
-    let mut all: Vec<&str> = args.to_vec();
-    let endpoint = ecr.host();
-    if matches!(args[0], "pull" | "verify" | "copy" | "build") {
-        all.extend(["--ecr-registry-endpoint", &endpoint]);
-    }
-    common::command(&all, moto, home)
-        .env("AWS_ENDPOINT_URL_ECR", ecr.endpoint())
-        .output()
-        .expect("the binary runs")
 }
 
 fn report(output: &Output) -> Value {
@@ -76,7 +62,7 @@ impl World {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        omx(args, &self.moto, &self.ecr, self.home.path())
+        common::on_ecr(args, &self.moto, &self.ecr, self.home.path())
     }
 
     fn manifest(&self, entries: &[String]) -> std::path::PathBuf {

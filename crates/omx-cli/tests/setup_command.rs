@@ -65,7 +65,7 @@ fn malformed_arns_and_azure_options_are_refused() {
                 "--ghcr-secret",
                 "ecr-pullthroughcache/ghcr",
             ],
-            "is not a secret ARN",
+            "not a Secrets Manager secret ARN (too few ':'-separated fields)",
         ),
         (
             vec![
@@ -74,7 +74,7 @@ fn malformed_arns_and_azure_options_are_refused() {
                 "--gitlab-secret",
                 "arn:aws:s3:us-east-1:1:secret:ecr-pullthroughcache/x",
             ],
-            "is not a Secrets Manager secret ARN",
+            "not a Secrets Manager secret ARN (it must name a secretsmanager secret)",
         ),
         (
             vec!["setup", "--dry-run", "--azure-secret", SECRET],

@@ -18,6 +18,7 @@ pub mod reference;
 pub mod registry_map;
 pub mod report;
 pub mod secret;
+pub mod strategy;
 pub mod workflow_map;
 
 pub use digest::Digest;

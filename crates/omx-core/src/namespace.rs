@@ -42,13 +42,19 @@ pub enum HostPattern {
     Exact(String),
     /// Any sub-domain of this suffix: `*.gcr.io` matches `us.gcr.io`, not `gcr.io`.
     SubdomainOf(String),
+    /// A host that is one label, a dash, then this suffix: `*-docker.pkg.dev` matches
+    /// `us-central1-docker.pkg.dev` (Artifact Registry's regional hosts), not `docker.pkg.dev`.
+    DashPrefixed(String),
 }
 
 impl HostPattern {
     fn parse(text: &str) -> HostPattern {
         let text = text.trim().to_ascii_lowercase();
-        match text.strip_prefix("*.") {
-            Some(suffix) => HostPattern::SubdomainOf(suffix.to_string()),
+        if let Some(suffix) = text.strip_prefix("*.") {
+            return HostPattern::SubdomainOf(suffix.to_string());
+        }
+        match text.strip_prefix("*-") {
+            Some(suffix) => HostPattern::DashPrefixed(suffix.to_string()),
             None => HostPattern::Exact(text),
         }
     }
@@ -60,6 +66,16 @@ impl HostPattern {
             HostPattern::SubdomainOf(suffix) => host
                 .strip_suffix(suffix.as_str())
                 .is_some_and(|head| head.len() > 1 && head.ends_with('.')),
+            HostPattern::DashPrefixed(suffix) => {
+                host.strip_suffix(suffix.as_str()).is_some_and(|head| {
+                    head.strip_suffix('-').is_some_and(|label| {
+                        !label.is_empty()
+                            && label
+                                .bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    })
+                })
+            }
         }
     }
 }
@@ -233,7 +249,7 @@ impl NamespaceRule {
     pub fn canonical_host(&self) -> Option<&str> {
         self.hosts.iter().find_map(|pattern| match pattern {
             HostPattern::Exact(host) => Some(host.as_str()),
-            HostPattern::SubdomainOf(_) => None,
+            HostPattern::SubdomainOf(_) | HostPattern::DashPrefixed(_) => None,
         })
     }
 
@@ -281,6 +297,30 @@ fn namespace_from_host(host: &str) -> Result<String, NamespaceError> {
         Some(port) => format!("{name}-{port}"),
         None => name,
     })
+}
+
+/// The upstream registries that ECR's pull-through cache does not serve but HealthOmics copies
+/// from itself, on a task's first use, when the workflow's registry mapping for the host carries
+/// a `credentialArn`: Seqera Containers (`community.wave.seqera.io`, `wave.seqera.io`), NVIDIA NGC
+/// (`nvcr.io`), Google Container Registry (`gcr.io`) and Google Artifact Registry by its full
+/// regional host (`us-central1-docker.pkg.dev`). Source: AWS HealthOmics User Guide, "Using
+/// third-party registries not supported by pull through cache"
+/// (docs.aws.amazon.com/omics/latest/dev/containers-non-ptc-registries.html, October 2026).
+/// Only these exact hosts are listed there: `us.gcr.io` or `docker.pkg.dev` are not.
+pub const HEALTHOMICS_COPIED_UPSTREAMS: [&str; 5] = [
+    "community.wave.seqera.io",
+    "wave.seqera.io",
+    "nvcr.io",
+    "gcr.io",
+    "*-docker.pkg.dev",
+];
+
+/// Whether HealthOmics copies images of this registry host itself (see
+/// [`HEALTHOMICS_COPIED_UPSTREAMS`]).
+pub fn healthomics_copies_from(host: &str) -> bool {
+    HEALTHOMICS_COPIED_UPSTREAMS
+        .iter()
+        .any(|pattern| HostPattern::parse(pattern).matches(host))
 }
 
 /// Checks a repository name against ECR's rules (lower-case components joined by `/`, each
@@ -508,6 +548,36 @@ mod tests {
         assert!(pattern.matches("EU.GCR.IO"));
         assert!(!pattern.matches("gcr.io"));
         assert!(!pattern.matches("notgcr.io"));
+        let regional = HostPattern::parse("*-docker.pkg.dev");
+        assert!(regional.matches("us-central1-docker.pkg.dev"));
+        assert!(regional.matches("EUROPE-WEST4-docker.pkg.dev"));
+        assert!(!regional.matches("docker.pkg.dev"));
+        assert!(!regional.matches("-docker.pkg.dev"));
+        assert!(!regional.matches("evil.io/x-docker.pkg.dev"));
+        assert!(!regional.matches("a.b-docker.pkg.dev"));
+    }
+
+    #[test]
+    fn healthomics_copies_only_the_documented_hosts() {
+        for host in [
+            "community.wave.seqera.io",
+            "wave.seqera.io",
+            "nvcr.io",
+            "gcr.io",
+            "us-central1-docker.pkg.dev",
+        ] {
+            assert!(healthomics_copies_from(host), "{host}");
+        }
+        for host in [
+            "us.gcr.io",
+            "docker.pkg.dev",
+            "quay.io",
+            "docker.io",
+            "mcr.microsoft.com",
+            "seqera.io",
+        ] {
+            assert!(!healthomics_copies_from(host), "{host}");
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@ use crate::namespace::{
     EcrEndpoint, Method, NamespaceTable,
 };
 use crate::reference::Reference;
+use crate::strategy::Strategy;
 
 /// The registry images are copied into.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,6 +147,9 @@ pub struct PlannedImage {
     /// The full private URI (`<registry>/<repository>:<tag>`, `@<digest>` for digest references).
     pub target: String,
     pub method: Method,
+    /// What happens to it: primed, copied, or left for HealthOmics to fetch (see
+    /// [`crate::strategy::choose_strategies`]; until then, what `method` does).
+    pub strategy: Strategy,
     /// Tag to push or look up; `None` for a digest-only reference.
     #[serde(skip)]
     pub target_tag: Option<String>,
@@ -265,6 +269,7 @@ fn plan_entry(
         target_repository: mapping.repository,
         target,
         method: mapping.method,
+        strategy: Strategy::of_method(mapping.method),
         target_tag,
         indexes: vec![entry.index],
         aliases: vec![entry.input.trim().to_string()],
@@ -314,14 +319,16 @@ mod tests {
                         "source": "docker.io/library/ubuntu:20.04",
                         "target_repository": "dockerhub/ubuntu",
                         "target": format!("{HOST}/dockerhub/ubuntu:20.04"),
-                        "method": "copy"
+                        "method": "copy",
+                        "strategy": "copy"
                     },
                     {
                         "input": "quay.io/biocontainers/bcftools:1.16--hfe4b78e_1",
                         "source": "quay.io/biocontainers/bcftools:1.16--hfe4b78e_1",
                         "target_repository": "quay/biocontainers/bcftools",
                         "target": format!("{HOST}/quay/biocontainers/bcftools:1.16--hfe4b78e_1"),
-                        "method": "pull-through-cache"
+                        "method": "pull-through-cache",
+                        "strategy": "prime"
                     }
                 ],
                 "errors": []

@@ -1,7 +1,10 @@
 //! How a workflow reaches the private images: HealthOmics' `containerRegistryMap`.
 //!
 //! Pull-through-cache namespaces become registry mappings (HealthOmics rewrites every image of
-//! that upstream registry to the prefix); copied images become one image mapping per spelling the
+//! that upstream registry to the prefix); so do the registries HealthOmics copies from itself
+//! (strategy `native`), whose mapping carries the `credentialArn` of the registry's secret (HealthOmics
+//! User Guide, "Adding private or third-party containers during workflow creation": one registry
+//! map holds both kinds). Images this tool copied become one image mapping per spelling the
 //! manifest used, since HealthOmics matches the image string the workflow names.
 
 use serde::{Deserialize, Serialize};
@@ -11,6 +14,7 @@ use crate::lock::unpinned_spelling;
 use crate::namespace::{Method, NamespaceTable};
 use crate::plan::{PlannedImage, PullPlan};
 use crate::report::{ImageStatus, RunReport};
+use crate::strategy::{NativeAccess, Strategy};
 
 /// What `--output-map FILE` holds: every image that is in place, with its private URI, and the
 /// map to pass to `CreateWorkflow --container-registry-map`.
@@ -31,8 +35,14 @@ pub struct MappedImage {
 
 impl OutputMap {
     /// The images of `plan` whose report (same order) says they are in place, or, in a dry run,
-    /// would be (`PLANNED`): a dry run writes the map the real run would.
-    pub fn from_run(plan: &PullPlan, report: &RunReport, table: &NamespaceTable) -> OutputMap {
+    /// would be (`PLANNED`), or that HealthOmics fetches itself (`NATIVE`): a dry run writes the
+    /// map the real run would.
+    pub fn from_run(
+        plan: &PullPlan,
+        report: &RunReport,
+        table: &NamespaceTable,
+        access: &NativeAccess,
+    ) -> OutputMap {
         let in_place: Vec<(&PlannedImage, &crate::report::ImageReport)> = plan
             .images
             .iter()
@@ -40,7 +50,10 @@ impl OutputMap {
             .filter(|(_, r)| {
                 matches!(
                     r.status,
-                    ImageStatus::Succeeded | ImageStatus::Skipped | ImageStatus::Planned
+                    ImageStatus::Succeeded
+                        | ImageStatus::Skipped
+                        | ImageStatus::Planned
+                        | ImageStatus::Native
                 )
             })
             .collect();
@@ -55,21 +68,24 @@ impl OutputMap {
                     digest: report.digest.clone(),
                 })
                 .collect(),
-            container_registry_map: container_registry_map(&planned, table),
+            container_registry_map: container_registry_map(&planned, table, access),
         }
     }
 }
 
-/// The exact shape `CreateWorkflow --container-registry-map` accepts.
+/// The exact shape `CreateWorkflow --container-registry-map` accepts (read back strictly: an
+/// unknown member is an error, as it is to the service).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ContainerRegistryMap {
+    #[serde(default)]
     pub registry_mappings: Vec<RegistryMapping>,
+    #[serde(default)]
     pub image_mappings: Vec<ImageMapping>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RegistryMapping {
     pub upstream_registry_url: String,
     pub ecr_repository_prefix: String,
@@ -77,41 +93,52 @@ pub struct RegistryMapping {
     pub upstream_repository_prefix: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ecr_account_id: Option<String>,
+    /// The Secrets Manager secret HealthOmics signs in to the upstream with, for a registry it
+    /// copies from (absent for pull-through cache mappings, whose rule holds any credential).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential_arn: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ImageMapping {
     pub source_image: String,
     pub destination_image: String,
 }
 
 /// Builds the map for the planned images (only those given: pass the ones that ended well).
+/// A pull-through cache prefix is the region's own rule's, when `access` knows it, else the
+/// namespace table's.
 pub fn container_registry_map(
     images: &[&PlannedImage],
     table: &NamespaceTable,
+    access: &NativeAccess,
 ) -> ContainerRegistryMap {
     let mut map = ContainerRegistryMap::default();
     for image in images {
-        match image.method {
-            Method::PullThroughCache => {
+        match (image.strategy, image.method) {
+            (Strategy::Prime | Strategy::Native, Method::PullThroughCache) => {
                 let Some(rule) = table.rule_for(image.source.domain()) else {
                     continue;
                 };
                 let Some(upstream) = rule.upstream_registry() else {
                     continue;
                 };
-                let mapping = RegistryMapping {
-                    upstream_registry_url: upstream.to_string(),
-                    ecr_repository_prefix: rule.namespace.clone(),
-                    upstream_repository_prefix: None,
-                    ecr_account_id: None,
-                };
-                if !map.registry_mappings.contains(&mapping) {
-                    map.registry_mappings.push(mapping);
-                }
+                let prefix = access.cache_prefix(upstream).unwrap_or(&rule.namespace);
+                add_registry_mapping(&mut map, upstream, prefix, None);
             }
-            Method::Copy => {
+            (Strategy::Native, Method::Copy) => {
+                let Ok(mapping) = table.map(&image.source) else {
+                    continue;
+                };
+                let Some(prefix) = mapping.namespace else {
+                    continue;
+                };
+                let host = image.source.domain().to_ascii_lowercase();
+                let credential = access.credential(&host).map(|arn| arn.to_string());
+                add_registry_mapping(&mut map, &host, &prefix, credential);
+            }
+            (Strategy::Copy | Strategy::Prime, _) => {
                 let fully_qualified = image.source.to_string();
                 // A locked manifest pins `name:tag@digest` while the workflow may still name
                 // `name:tag`: both spellings lead to the pinned private image.
@@ -135,6 +162,62 @@ pub fn container_registry_map(
         }
     }
     map
+}
+
+impl ContainerRegistryMap {
+    /// How the map reaches `image`: an image mapping of one of its spellings, or the registry
+    /// mapping of its registry (by its host, or the host a pull-through cache fetches it from,
+    /// `registry-1.docker.io` for Docker Hub). `None`: a workflow naming it would not reach ECR.
+    pub fn route_to(&self, image: &PlannedImage, table: &NamespaceTable) -> Option<String> {
+        let fully_qualified = image.source.to_string();
+        let spellings: Vec<&str> = image
+            .aliases
+            .iter()
+            .map(String::as_str)
+            .chain([fully_qualified.as_str()])
+            .collect();
+        if let Some(mapping) = self
+            .image_mappings
+            .iter()
+            .find(|m| spellings.contains(&m.source_image.as_str()))
+        {
+            return Some(format!("image mapping to {}", mapping.destination_image));
+        }
+        let host = image.source.domain();
+        let upstream = table
+            .rule_for(host)
+            .and_then(|rule| rule.upstream_registry());
+        self.registry_mappings
+            .iter()
+            .find(|m| {
+                m.upstream_registry_url.eq_ignore_ascii_case(host)
+                    || upstream.is_some_and(|u| m.upstream_registry_url.eq_ignore_ascii_case(u))
+            })
+            .map(|m| {
+                format!(
+                    "registry mapping {} -> {}/",
+                    m.upstream_registry_url, m.ecr_repository_prefix
+                )
+            })
+    }
+}
+
+fn add_registry_mapping(
+    map: &mut ContainerRegistryMap,
+    upstream: &str,
+    prefix: &str,
+    credential_arn: Option<String>,
+) {
+    let mapping = RegistryMapping {
+        upstream_registry_url: upstream.to_string(),
+        ecr_repository_prefix: prefix.to_string(),
+        upstream_repository_prefix: None,
+        ecr_account_id: None,
+        credential_arn,
+    };
+    if !map.registry_mappings.contains(&mapping) {
+        map.registry_mappings.push(mapping);
+    }
 }
 
 #[cfg(test)]
@@ -164,7 +247,7 @@ mod tests {
             ],
             errors: vec![],
         };
-        let map = OutputMap::from_run(&plan, &run, &table);
+        let map = OutputMap::from_run(&plan, &run, &table, &NativeAccess::default());
         assert_eq!(map.images.len(), 1);
         assert_eq!(
             map.images[0].target,
@@ -192,7 +275,7 @@ mod tests {
             &"ecr://123456789012/us-east-1".parse().unwrap(),
         );
         let images: Vec<_> = plan.images.iter().collect();
-        let map = container_registry_map(&images, &table);
+        let map = container_registry_map(&images, &table, &NativeAccess::default());
         let host = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
         assert_eq!(
             serde_json::to_value(&map).unwrap(),
@@ -217,7 +300,7 @@ mod tests {
             parse_pull_manifest(&format!(r#"{{"manifest": ["ubuntu:20.04@{digest}"]}}"#)).unwrap();
         let plan = plan_pull(&entries.entries, &table, &"127.0.0.1:5000".parse().unwrap());
         let images: Vec<_> = plan.images.iter().collect();
-        let map = container_registry_map(&images, &table);
+        let map = container_registry_map(&images, &table, &NativeAccess::default());
         let pinned = format!("127.0.0.1:5000/dockerhub/ubuntu:20.04@{digest}");
         let mappings: Vec<(&str, &str)> = map
             .image_mappings
@@ -235,5 +318,50 @@ mod tests {
             .map(|spelling| (spelling.as_str(), pinned.as_str()))
             .collect();
         assert_eq!(mappings, expected);
+    }
+
+    #[test]
+    fn native_registries_map_with_their_credential() {
+        use crate::strategy::{choose_strategies, SecretArn, StrategyChoice};
+        let table = NamespaceTable::builtin();
+        let entries = parse_pull_manifest(
+            r#"{"manifest": ["nvcr.io/nvidia/clara/parabricks:4.2", "nvcr.io/nvidia/other:1",
+                "us-central1-docker.pkg.dev/p/r/tool:1", "quay.io/biocontainers/x:1", "gcr.io/p/t:1"]}"#,
+        )
+        .unwrap();
+        let mut plan = plan_pull(
+            &entries.entries,
+            &table,
+            &"ecr://123456789012/us-east-1".parse().unwrap(),
+        );
+        let arn = |name: &str| {
+            SecretArn::parse(&format!(
+                "arn:aws:secretsmanager:us-east-1:123456789012:secret:omics-registry/{name}"
+            ))
+            .unwrap()
+        };
+        let access = NativeAccess::default()
+            .with_credential("nvcr.io", arn("nvcr"))
+            .with_credential("us-central1-docker.pkg.dev", arn("gar"))
+            .with_cache_prefix("quay.io", "quay-cache");
+        choose_strategies(&mut plan, StrategyChoice::Auto, &access, true);
+        let images: Vec<_> = plan.images.iter().collect();
+        let map = container_registry_map(&images, &table, &access);
+        let secret = |name: &str| {
+            format!("arn:aws:secretsmanager:us-east-1:123456789012:secret:omics-registry/{name}")
+        };
+        assert_eq!(
+            serde_json::to_value(&map).unwrap(),
+            serde_json::json!({
+                "registryMappings": [
+                    {"upstreamRegistryUrl": "nvcr.io", "ecrRepositoryPrefix": "nvcr", "credentialArn": secret("nvcr")},
+                    {"upstreamRegistryUrl": "us-central1-docker.pkg.dev", "ecrRepositoryPrefix": "gar", "credentialArn": secret("gar")},
+                    {"upstreamRegistryUrl": "quay.io", "ecrRepositoryPrefix": "quay-cache"}
+                ],
+                "imageMappings": [
+                    {"sourceImage": "gcr.io/p/t:1", "destinationImage": "123456789012.dkr.ecr.us-east-1.amazonaws.com/gcr/p/t:1"}
+                ]
+            })
+        );
     }
 }

@@ -15,6 +15,8 @@ pub enum ImageStatus {
     Failed,
     /// A dry run found work to do and did none of it.
     Planned,
+    /// Left for HealthOmics to fetch on first use (strategy `native`): nothing was copied.
+    Native,
 }
 
 /// One image's line of a run report.

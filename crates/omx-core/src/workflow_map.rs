@@ -18,6 +18,7 @@ use crate::lock::unpinned_spelling;
 use crate::namespace::NamespaceTable;
 use crate::plan::{PlannedImage, PullPlan};
 use crate::registry_map::{container_registry_map, MappedImage, OutputMap};
+use crate::strategy::{NativeAccess, Strategy};
 
 /// Finds the planned image a workflow names, by any spelling of it.
 #[derive(Debug, Clone, Copy)]
@@ -65,7 +66,11 @@ impl<'a> ImageLookup<'a> {
 
 /// Every planned image with its private URI (no digest: nothing was looked up) and the
 /// `containerRegistryMap` for all of them.
-pub fn planned_output_map(plan: &PullPlan, table: &NamespaceTable) -> OutputMap {
+pub fn planned_output_map(
+    plan: &PullPlan,
+    table: &NamespaceTable,
+    access: &NativeAccess,
+) -> OutputMap {
     let images: Vec<&PlannedImage> = plan.images.iter().collect();
     OutputMap {
         images: plan
@@ -78,7 +83,7 @@ pub fn planned_output_map(plan: &PullPlan, table: &NamespaceTable) -> OutputMap 
                 digest: None,
             })
             .collect(),
-        container_registry_map: container_registry_map(&images, table),
+        container_registry_map: container_registry_map(&images, table, access),
     }
 }
 
@@ -86,6 +91,7 @@ pub fn planned_output_map(plan: &PullPlan, table: &NamespaceTable) -> OutputMap 
 pub fn private_uris(plan: &PullPlan) -> BTreeMap<String, String> {
     plan.images
         .iter()
+        .filter(|image| image.strategy != Strategy::Native)
         .flat_map(|image| {
             image
                 .aliases
@@ -126,9 +132,11 @@ fn rewrite_value(
 ) -> Value {
     match value {
         Value::String(text) => {
+            // A native image keeps its upstream name: HealthOmics fetches it through the map.
             let named = lookup.find(text).filter(|image| {
-                image.aliases.iter().any(|alias| alias == text.trim())
-                    || text.contains([':', '/', '@'])
+                image.strategy != Strategy::Native
+                    && (image.aliases.iter().any(|alias| alias == text.trim())
+                        || text.contains([':', '/', '@']))
             });
             match named {
                 Some(image) => {
@@ -352,7 +360,7 @@ mod tests {
     #[test]
     fn the_planned_output_map_lists_every_image_and_the_registry_map() {
         let (plan, table) = plan(&["ubuntu:20.04", "quay.io/biocontainers/x:1"]);
-        let map = planned_output_map(&plan, &table);
+        let map = planned_output_map(&plan, &table, &NativeAccess::default());
         assert_eq!(map.images.len(), 2);
         assert_eq!(
             map.images[1].target,

@@ -15,8 +15,10 @@
 mod budget;
 mod ecr_credentials;
 mod lock;
+mod map_check;
 mod platforms;
 mod puller;
+mod registry_secrets;
 mod setup;
 mod target;
 mod verify;
@@ -24,9 +26,14 @@ mod verify;
 pub use budget::{BudgetPlan, RegistryBudget};
 pub use ecr_credentials::EcrCredentials;
 pub use lock::Locker;
+pub use map_check::{check_registry_map, MapReport, MappingCheck, RouteCheck};
 pub use platforms::{platforms_of, Platforms};
 pub use puller::{
     prepare_repository, reports_in_order, PullError, PullOptions, Puller, COULD_NOT_CHECK,
+};
+pub use registry_secrets::{
+    discover_registry_secrets, read_credential_file, registry_namespace, secret_name,
+    setup_registry_secrets, RegistryCredential, RegistrySecret, REGISTRY_SECRET_PREFIX,
 };
 pub use setup::{
     check_credential_arn, setup_registry, Action, Resource, SetupOptions, SetupReport, SetupStep,

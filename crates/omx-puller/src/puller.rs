@@ -7,6 +7,7 @@ use omx_aws::{AwsError, Ecr};
 use omx_core::namespace::Method;
 use omx_core::plan::{PlannedImage, PullPlan};
 use omx_core::report::{error_chain, human_bytes, ImageReport, ImageStatus, RunReport};
+use omx_core::strategy::Strategy;
 use omx_core::{Digest, Reference, ReferenceError};
 use omx_registry::{
     CopyEngine, CopyError, CopyReport, Known, ManifestKind, ManifestRef, ProgressSink,
@@ -102,6 +103,22 @@ struct Done {
     /// Referrers brought along (`with_referrers`), when the image was copied rather than
     /// primed through the pull-through cache.
     referrers: Option<usize>,
+}
+
+/// An image HealthOmics fetches itself: nothing to copy or prime, and the report says how it
+/// will get there.
+fn native(image: &PlannedImage) -> Done {
+    let how = match image.method {
+        Method::PullThroughCache => "through its pull-through cache registry mapping",
+        Method::Copy => "by copying it with the registry mapping's credential",
+    };
+    Done {
+        status: ImageStatus::Native,
+        digest: None,
+        message: format!("not copied: HealthOmics fetches it on first use, {how}"),
+        bytes_copied: None,
+        referrers: None,
+    }
 }
 
 impl Puller {
@@ -227,6 +244,9 @@ impl Puller {
         image: &PlannedImage,
         progress: &dyn ProgressSink,
     ) -> Result<Done, PullError> {
+        if image.strategy == Strategy::Native {
+            return Ok(native(image));
+        }
         let api_target = self.target.api_reference(image)?;
         match (&self.target.ecr, image.method) {
             (Some(ecr), Method::PullThroughCache) if image.target_tag.is_none() => {

@@ -8,6 +8,7 @@
 use omx_aws::{AwsError, Ecr, PolicyChange, RuleState, TemplateScenario, TemplateState};
 use omx_core::namespace::{Method, NamespaceTable};
 use omx_core::policy::merge_omics_registry_statement;
+use omx_core::strategy::SecretArn;
 use serde::Serialize;
 
 /// The prefix of the Secrets Manager secret names ECR's pull-through cache can read.
@@ -141,22 +142,8 @@ impl Upstream {
 /// Checks that `arn` names a Secrets Manager secret ECR's pull-through cache can use: its name
 /// must start with `ecr-pullthroughcache/`.
 pub fn check_credential_arn(arn: &str) -> Result<(), String> {
-    let parts: Vec<&str> = arn.splitn(7, ':').collect();
-    let [prefix, _partition, service, region, account, kind, name] = parts[..] else {
-        return Err(format!(
-            "{arn:?} is not a secret ARN (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME)"
-        ));
-    };
-    if prefix != "arn"
-        || service != "secretsmanager"
-        || kind != "secret"
-        || region.is_empty()
-        || account.is_empty()
-    {
-        return Err(format!(
-            "{arn:?} is not a Secrets Manager secret ARN (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME)"
-        ));
-    }
+    SecretArn::parse(arn)?;
+    let name = arn.splitn(7, ':').nth(6).unwrap_or_default();
     match name.strip_prefix(PTC_SECRET_PREFIX) {
         Some(rest) if !rest.is_empty() => Ok(()),
         _ => Err(format!(
@@ -227,6 +214,8 @@ pub enum Resource {
     PullThroughCacheRule,
     CreationTemplate,
     RegistryPolicy,
+    /// The Secrets Manager secret of a registry HealthOmics copies from.
+    CredentialSecret,
 }
 
 impl std::fmt::Display for Resource {
@@ -235,6 +224,7 @@ impl std::fmt::Display for Resource {
             Resource::PullThroughCacheRule => "pull-through cache rule",
             Resource::CreationTemplate => "creation template",
             Resource::RegistryPolicy => "registry policy",
+            Resource::CredentialSecret => "credential secret",
         })
     }
 }
@@ -255,6 +245,9 @@ pub struct SetupReport {
     /// Rules for a `--namespaces` file: without them `pull` copies these upstreams' images
     /// instead of priming them through their cache.
     pub namespace_rules: Vec<serde_json::Value>,
+    /// The secret of each registry HealthOmics copies from, for `--credential HOST=ARN`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub credentials: Vec<crate::registry_secrets::RegistrySecret>,
 }
 
 impl SetupReport {

@@ -37,6 +37,9 @@ pub struct ResolvedTarget {
     pub api_host: String,
     /// ECR's control plane (repositories, policies, tokens); `None` for other registries.
     pub ecr: Option<Ecr>,
+    /// The region's Secrets Manager, where `setup` keeps the credentials of registries
+    /// HealthOmics copies from; `None` for other registries.
+    pub secrets: Option<omx_aws::SecretsManager>,
 }
 
 impl ResolvedTarget {
@@ -48,6 +51,7 @@ impl ResolvedTarget {
             },
             api_host: host.to_string(),
             ecr: None,
+            secrets: None,
         }
     }
 
@@ -124,6 +128,7 @@ impl ResolvedTarget {
             registry,
             api_host,
             ecr: Some(context.ecr()),
+            secrets: Some(context.secrets_manager()),
         })
     }
 

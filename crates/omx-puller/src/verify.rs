@@ -8,6 +8,7 @@ use omx_core::manifest::EntryError;
 use omx_core::namespace::{Method, NamespaceTable};
 use omx_core::plan::{PlannedImage, PullPlan, TargetRegistry};
 use omx_core::policy::{merge_omics_registry_statement, omics_grants, PolicyChange};
+use omx_core::strategy::Strategy;
 use omx_registry::{ManifestRef, RegistryClient, Repository};
 use serde::Serialize;
 
@@ -195,11 +196,22 @@ impl Verifier {
 
     /// Checks one image: presence, HealthOmics access, linux/amd64 and region, in that order.
     pub async fn verify_image(&self, image: &PlannedImage) -> ImageVerification {
-        let (presence, image_check) = self.presence(image).await;
-        let mut checks = vec![image_check];
-        checks.push(self.omics_access(image, &presence).await);
-        checks.push(self.platform(image, &presence).await);
-        checks.push(self.region());
+        let checks = if image.strategy == Strategy::Native {
+            // Nothing of it is in ECR before a run asks for it: what HealthOmics needs is the
+            // workflow's registry mapping and the registry's secret.
+            vec![Check::skip(
+                CheckKind::Image,
+                "HealthOmics fetches it on first use (strategy native); nothing to find in ECR yet",
+            )]
+        } else {
+            let (presence, image_check) = self.presence(image).await;
+            vec![
+                image_check,
+                self.omics_access(image, &presence).await,
+                self.platform(image, &presence).await,
+                self.region(),
+            ]
+        };
         ImageVerification {
             input: image.input.trim().to_string(),
             source: image.source.to_string(),

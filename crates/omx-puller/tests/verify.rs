@@ -288,6 +288,7 @@ async fn images_of_a_pull_through_cache_are_checked_by_rule_template_and_upstrea
         api_host: registry.host(),
         registry: registry.clone(),
         ecr: Some(ecr),
+        secrets: None,
     };
     let plan = plan(
         &[

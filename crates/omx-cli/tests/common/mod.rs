@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use omx_testenv::Moto;
+use omx_testenv::{EcrStandIn, Moto};
 
 /// The binary with AWS pointed at moto and nothing of the host's configuration.
 #[allow(dead_code)] // not every test binary that includes this module runs it this way
@@ -33,6 +33,21 @@ pub fn command(args: &[&str], moto: &Moto, home: &Path) -> Command {
         .env_remove("AWS_PROFILE")
         .env_remove("RUST_LOG");
     command
+}
+
+/// The binary with STS (and Secrets Manager) on moto and ECR, control plane and registry, on
+/// the stand-in: commands that talk to a registry get `--ecr-registry-endpoint`.
+#[allow(dead_code)] // not every test binary that includes this module runs it this way
+pub fn on_ecr(args: &[&str], moto: &Moto, ecr: &EcrStandIn, home: &Path) -> Output {
+    let mut all: Vec<&str> = args.to_vec();
+    let endpoint = ecr.host();
+    if matches!(args[0], "pull" | "verify" | "copy" | "build") {
+        all.extend(["--ecr-registry-endpoint", &endpoint]);
+    }
+    command(&all, moto, home)
+        .env("AWS_ENDPOINT_URL_ECR", ecr.endpoint())
+        .output()
+        .expect("the binary runs")
 }
 
 /// The binary on a machine with nothing of AWS set up: no variables but PATH, a fresh HOME, and
