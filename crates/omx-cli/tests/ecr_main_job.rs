@@ -192,19 +192,37 @@ fn setup_pull_verify_map_on_ecr_with_expiring_tokens_and_throttling() {
     let manifest = manifest.to_str().unwrap();
     let registry = format!("ecr://{}/us-east-1", world.ecr.account());
     let map_file = world.home.path().join("image-map.json");
-    let pull = world.run(&[
-        "pull",
-        manifest,
-        "--registry",
-        &registry,
-        "--namespaces",
-        &namespaces,
-        "--refresh",
-        "--format",
-        "json",
-        "--output-map",
-        map_file.to_str().unwrap(),
-    ]);
+    // A fast run can end within a token's 2 s: once the first image is in, the credentials
+    // behind every token issued so far expire too, so the run meets an expired token for sure.
+    let pushed_once = std::sync::atomic::AtomicBool::new(false);
+    let puts_before_pull = world.ecr.counters().puts_accepted;
+    let pull = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while std::time::Instant::now() < deadline {
+                if world.ecr.counters().puts_accepted > puts_before_pull {
+                    world.ecr.expire_tokens();
+                    pushed_once.store(true, std::sync::atomic::Ordering::SeqCst);
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        world.run(&[
+            "pull",
+            manifest,
+            "--registry",
+            &registry,
+            "--namespaces",
+            &namespaces,
+            "--refresh",
+            "--format",
+            "json",
+            "--output-map",
+            map_file.to_str().unwrap(),
+        ])
+    });
+    assert!(pushed_once.load(std::sync::atomic::Ordering::SeqCst));
     assert_eq!(pull.status.code(), Some(1), "{}", text(&pull.stderr));
     let first = report(&pull);
     for (input, wanted) in [
