@@ -362,3 +362,60 @@ fn a_container_from_a_parameter_default_is_set_on_its_process() {
         text(&output.stdout)
     );
 }
+
+/// An image HealthOmics fetches itself (native: its registry has a credential) keeps its
+/// upstream name: the configuration sets only the processes whose images are copied or cached,
+/// since HealthOmics maps the upstream name through the registry mapping.
+#[test]
+fn native_images_keep_their_upstream_names_in_the_nextflow_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("pipeline");
+    write(
+        &root,
+        "main.nf",
+        "process GPU {\n    container 'nvcr.io/nvidia/clara/parabricks:4.2'\n    script:\n    'true'\n}\n\
+         process QC {\n    container 'quay.io/biocontainers/fastqc:0.12.1--hdfd78af_0'\n    script:\n    'true'\n}\n",
+    );
+    let manifest = manifest(
+        dir.path(),
+        &[
+            "nvcr.io/nvidia/clara/parabricks:4.2",
+            "quay.io/biocontainers/fastqc:0.12.1--hdfd78af_0",
+        ],
+    );
+    let credential =
+        "nvcr.io=arn:aws:secretsmanager:us-east-1:123456789012:secret:omics-registry/nvcr.io-AbCdEf";
+    let output = omx(&[
+        "map",
+        &manifest,
+        "--format",
+        "nextflow",
+        "--workflow",
+        root.to_str().unwrap(),
+        "--registry",
+        REGISTRY,
+        "--credential",
+        credential,
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let config = text(&output.stdout);
+    assert!(config.contains("withName: 'QC'"), "{config}");
+    assert!(
+        !config.contains("GPU") && !config.contains("nvcr"),
+        "{config}"
+    );
+    // The same images without the credential are copied, and both processes are set.
+    let copied = omx(&[
+        "map",
+        &manifest,
+        "--format",
+        "nextflow",
+        "--workflow",
+        root.to_str().unwrap(),
+        "--registry",
+        REGISTRY,
+    ]);
+    assert!(text(&copied.stdout).contains(&format!(
+        "withName: 'GPU' {{\n        container = '{HOST}/nvcr/nvidia/clara/parabricks:4.2'"
+    )));
+}

@@ -8,6 +8,7 @@
 //! One attempt (`transfer_blob_once`) checks the target, tries a mount, else uploads
 //! (`upload.rs`); `transfer_blob` retries it whole.
 
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -36,22 +37,50 @@ pub(super) struct BlobRecord {
 #[derive(Default)]
 struct Homes {
     /// Repositories that hold the blob (this run put it there or found it).
-    holding: Vec<String>,
+    holding: RepositorySet,
     /// Those of them where a pushed manifest references it: the mount sources ECR accepts.
-    referenced: Vec<String>,
+    referenced: RepositorySet,
 }
 
 impl Homes {
-    /// Mount sources, best first: referenced, then merely holding.
+    /// The repository to mount from, if any: one where a manifest references the blob, else one
+    /// that merely holds it. One is enough, since a mount is tried once before an upload.
     fn mount_sources(&self) -> Vec<String> {
-        let mut sources = self.referenced.clone();
-        sources.extend(
-            self.holding
-                .iter()
-                .filter(|repository| !self.referenced.contains(repository))
-                .cloned(),
-        );
-        sources
+        self.referenced
+            .first()
+            .or(self.holding.first())
+            .into_iter()
+            .cloned()
+            .collect()
+    }
+}
+
+/// Repositories each recorded once, first recorded first. A blob every image of a run shares (a
+/// base layer of thousands of images) has a home in each of their repositories, so membership
+/// is a hash lookup, not a scan.
+#[derive(Default)]
+struct RepositorySet {
+    first: Option<String>,
+    members: HashSet<String>,
+}
+
+impl RepositorySet {
+    fn contains(&self, repository: &str) -> bool {
+        self.members.contains(repository)
+    }
+
+    fn insert(&mut self, repository: &str) {
+        if self.members.insert(repository.to_string()) && self.first.is_none() {
+            self.first = Some(repository.to_string());
+        }
+    }
+
+    fn first(&self) -> Option<&String> {
+        self.first.as_ref()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.members.is_empty()
     }
 }
 
@@ -154,13 +183,8 @@ impl CopyEngine {
         }
         let outcome = self.transfer_blob(job, blob, &mount_sources).await?;
         match first_transfer {
-            Some(mut homes) => homes.holding.push(job.target.path.clone()),
-            None => record
-                .homes
-                .lock()
-                .await
-                .holding
-                .push(job.target.path.clone()),
+            Some(mut homes) => homes.holding.insert(&job.target.path),
+            None => record.homes.lock().await.holding.insert(&job.target.path),
         }
         match outcome {
             BlobOutcome::Present => event_skipped(),
@@ -193,12 +217,8 @@ impl CopyEngine {
             let record = self.blob_homes(&job.target.registry, &blob.digest);
             let mut homes = record.homes.lock().await;
             let path = &job.target.path;
-            if !homes.holding.contains(path) {
-                homes.holding.push(path.clone());
-            }
-            if !homes.referenced.contains(path) {
-                homes.referenced.push(path.clone());
-            }
+            homes.holding.insert(path);
+            homes.referenced.insert(path);
             drop(homes);
             record.referenced.notify_waiters();
         }
