@@ -15,7 +15,7 @@ use omx_core::manifest::parse_build_manifest;
 use omx_core::plan::TargetRegistry;
 use omx_core::registry_map::{ContainerRegistryMap, ImageMapping, MappedImage, OutputMap};
 use omx_core::report::{ImageReport, ImageStatus, RunReport};
-use omx_puller::{ResolvedTarget, TargetOptions};
+use omx_puller::ResolvedTarget;
 use omx_registry::{Platform, Secret};
 
 use crate::copy::{parse_secret, RegistryAccessArgs};
@@ -135,18 +135,9 @@ pub struct BuildArgs {
           value_parser = clap::value_parser!(u64).range(1..=300))]
     pub codebuild_poll_interval: u64,
 
-    /// AWS region (ECR target, S3 bundles, CodeBuild; default: the credential chain's region).
-    #[arg(long)]
-    pub region: Option<String>,
-
-    /// AWS profile to use.
-    #[arg(long)]
-    pub profile: Option<String>,
-
-    /// A registry endpoint (host[:port]) that receives the ECR registry API calls instead of
-    /// the ECR host (emulators, VPC endpoints); private URIs still name the ECR host.
-    #[arg(long, value_name = "HOST", value_parser = crate::exit::echoless(crate::copy::ecr_registry_endpoint))]
-    pub ecr_registry_endpoint: Option<String>,
+    /// Region (of the ECR target, S3 bundles and CodeBuild), profile, ECR registry endpoint.
+    #[command(flatten)]
+    pub aws: crate::aws_args::AwsTargetArgs,
 
     /// Credentials for a non-ECR target registry (ECR uses your AWS credentials).
     #[arg(long, value_name = "USER:PASSWORD", value_parser = parse_secret)]
@@ -334,8 +325,8 @@ async fn resolve_target(
         } => (account.clone(), region.clone()),
         TargetRegistry::Oci { .. } => (None, None),
     };
-    let region = registry_region.clone().or_else(|| args.region.clone());
-    let context = AwsContext::load(region, args.profile.clone()).await?;
+    let region = registry_region.clone().or_else(|| args.aws.region.clone());
+    let context = AwsContext::load(region, args.aws.profile.clone()).await?;
     if !args.registry.is_ecr() {
         return Ok((
             ResolvedTarget::registry(&args.registry.host()),
@@ -348,11 +339,7 @@ async fn resolve_target(
         AwsContext::from_config(context.sdk_config().clone())?,
         account,
         registry_region,
-        &TargetOptions {
-            region: args.region.clone(),
-            profile: args.profile.clone(),
-            ecr_registry_endpoint: args.ecr_registry_endpoint.clone(),
-        },
+        &args.aws.target_options(),
     )
     .await?;
     Ok((target, Some(context)))

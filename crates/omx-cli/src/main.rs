@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod aws_args;
 mod build;
 mod completions;
 mod copy;

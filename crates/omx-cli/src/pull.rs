@@ -11,12 +11,13 @@ use omx_core::plan::PullPlan;
 use omx_core::registry_map::OutputMap;
 use omx_core::report::{ImageReport, ImageStatus, RunReport};
 use omx_core::strategy::NativeAccess;
-use omx_puller::{EcrCredentials, PullOptions, Puller, ResolvedTarget, TargetOptions};
+use omx_puller::{EcrCredentials, PullOptions, Puller, ResolvedTarget};
 use omx_registry::{
     ChainCredentials, ClientConfig, CopyEngine, CopyOptions, CredentialProvider,
     DockerConfigCredentials, Platform, RegistryClient, Secret, StaticCredentials,
 };
 
+use crate::aws_args::AwsTargetArgs;
 use crate::copy::{command_line_credential, parse_secret, RegistryAccessArgs};
 use crate::exit::{Outcome, UnusableInput};
 use crate::plan::{Format, PullManifestArgs};
@@ -102,33 +103,6 @@ pub struct PullRunArgs {
     /// No progress output.
     #[arg(short, long)]
     pub quiet: bool,
-}
-
-/// Where the AWS side of a command points.
-#[derive(Args, Debug, Clone)]
-pub struct AwsTargetArgs {
-    /// AWS region of the ECR target (default: the credential chain's region).
-    #[arg(long)]
-    pub region: Option<String>,
-
-    /// AWS profile to use.
-    #[arg(long)]
-    pub profile: Option<String>,
-
-    /// A registry endpoint (host[:port]) that receives the ECR registry API calls instead of
-    /// the ECR host (emulators, VPC endpoints); private URIs still name the ECR host.
-    #[arg(long, value_name = "HOST", value_parser = crate::exit::echoless(crate::copy::ecr_registry_endpoint))]
-    pub ecr_registry_endpoint: Option<String>,
-}
-
-impl AwsTargetArgs {
-    pub fn target_options(&self) -> TargetOptions {
-        TargetOptions {
-            region: self.region.clone(),
-            profile: self.profile.clone(),
-            ecr_registry_endpoint: self.ecr_registry_endpoint.clone(),
-        }
-    }
 }
 
 /// How long a dry run waits for a registry to accept a connection.

@@ -8,6 +8,7 @@ use omx_puller::{
 use omx_registry::RegistryClient;
 use serde::Serialize;
 
+use crate::aws_args::AwsTargetArgs;
 use crate::copy::RegistryAccessArgs;
 use crate::exit::{Outcome, UnusableInput};
 use crate::plan::{read_input_file, shown_path, Format, PullManifestArgs};
@@ -30,19 +31,10 @@ pub struct VerifyArgs {
     #[command(flatten)]
     pub input: PullManifestArgs,
 
-    /// The region HealthOmics workflows run in (default: the credential chain's region, or the
-    /// region of --registry ecr://ACCOUNT/REGION).
-    #[arg(long)]
-    pub region: Option<String>,
-
-    /// AWS profile to use.
-    #[arg(long)]
-    pub profile: Option<String>,
-
-    /// A registry endpoint (host[:port]) that receives the ECR registry API calls instead of
-    /// the ECR host (emulators, VPC endpoints); private URIs still name the ECR host.
-    #[arg(long, value_name = "HOST", value_parser = crate::exit::echoless(crate::copy::ecr_registry_endpoint))]
-    pub ecr_registry_endpoint: Option<String>,
+    /// Region (where HealthOmics workflows run, checked for every image), profile, ECR
+    /// registry endpoint.
+    #[command(flatten)]
+    pub aws: AwsTargetArgs,
 
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -84,15 +76,10 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<Outcome> {
         .as_deref()
         .map(read_registry_map)
         .transpose()?;
-    let options = TargetOptions {
-        region: args.region.clone(),
-        profile: args.profile.clone(),
-        ecr_registry_endpoint: args.ecr_registry_endpoint.clone(),
-    };
     let report = check(
         &args.input,
-        &options,
-        args.region.clone(),
+        &args.aws.target_options(),
+        args.aws.region.clone(),
         &args.access,
         map.as_ref(),
     )
@@ -158,7 +145,11 @@ pub(crate) struct FixCommands {
 
 impl FixCommands {
     fn of(args: &VerifyArgs) -> FixCommands {
-        FixCommands::for_input(&args.input, args.profile.as_deref(), args.region.as_deref())
+        FixCommands::for_input(
+            &args.input,
+            args.aws.profile.as_deref(),
+            args.aws.region.as_deref(),
+        )
     }
 
     /// The fixes for `input`, with `--profile`/`--region` as given.
