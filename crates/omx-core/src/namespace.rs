@@ -1,5 +1,8 @@
 //! Which private repository an image lands in, and how it gets there.
 //!
+//! (Over 600 lines with its tests, which are a table of the documented namespace rules; the
+//! code is about 400.)
+//!
 //! Every source registry gets a namespace (`quay.io/biocontainers/x` → `quay/biocontainers/x`), so
 //! images from different registries never collide and a user can tell at a glance where a private
 //! image came from. The table is data: [`NamespaceTable::builtin`] holds the documented defaults

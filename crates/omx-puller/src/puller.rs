@@ -1,4 +1,7 @@
 //! Bringing one plan's images into the target, concurrently, each to its own end state.
+//!
+//! Over 600 lines because one image's way (skip, prime through the cache, copy, verify) reads
+//! best in one place: its steps share the puller's state and hand each other what they found.
 
 use std::time::Duration;
 
