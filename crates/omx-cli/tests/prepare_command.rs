@@ -90,6 +90,22 @@ impl World {
             .expect("the binary runs")
     }
 
+    /// `prepare PIPELINE --out-dir OUT` into this world's ECR, quietly, with `extra` options.
+    fn prepare(&self, pipeline: &Path, out: &Path, extra: &[&str]) -> Output {
+        let registry = self.registry();
+        let mut args = vec![
+            "prepare",
+            pipeline.to_str().unwrap(),
+            "--out-dir",
+            out.to_str().unwrap(),
+            "--registry",
+            &registry,
+            "--quiet",
+        ];
+        args.extend(extra);
+        self.run(&args)
+    }
+
     fn registry(&self) -> String {
         format!("ecr://{}/us-east-1", self.ecr.account())
     }
@@ -175,21 +191,9 @@ fn prepare_takes_nf_core_demo_to_ready_through_the_pull_through_cache() {
 
     let pipeline = world.pipeline("nf-core-demo");
     let out = world.home.path().join("nf-out");
-    let registry = world.registry();
-    let args = [
-        "prepare",
-        pipeline.to_str().unwrap(),
-        "--out-dir",
-        out.to_str().unwrap(),
-        "--registry",
-        &registry,
-        "--quiet",
-    ];
 
     // A dry run changes nothing in the registry, and says what it would do.
-    let mut dry = args.to_vec();
-    dry.push("--dry-run");
-    let dry_run = world.run(&dry);
+    let dry_run = world.prepare(&pipeline, &out, &["--dry-run"]);
     assert_ran(&dry_run, 0);
     assert!(text(&dry_run.stdout).starts_with("dry run, nothing changed"));
     for image in NF_CORE_DEMO_IMAGES {
@@ -205,7 +209,7 @@ fn prepare_takes_nf_core_demo_to_ready_through_the_pull_through_cache() {
             .is_none());
     }
 
-    let prepared = world.run(&args);
+    let prepared = world.prepare(&pipeline, &out, &[]);
     assert_ran(&prepared, 0);
     let stdout = text(&prepared.stdout);
     assert!(
@@ -293,18 +297,7 @@ fn prepare_takes_a_gatk_wdl_workflow_to_ready_by_copying_from_docker_hub() {
     let pipeline = world.pipeline("seq-format-conversion");
     let inputs = pipeline.join("paired-fastq-to-unmapped-bam.inputs.json");
     let out = world.home.path().join("wdl-out");
-    let registry = world.registry();
-    let prepared = world.run(&[
-        "prepare",
-        pipeline.to_str().unwrap(),
-        "--inputs",
-        inputs.to_str().unwrap(),
-        "--out-dir",
-        out.to_str().unwrap(),
-        "--registry",
-        &registry,
-        "--quiet",
-    ]);
+    let prepared = world.prepare(&pipeline, &out, &["--inputs", inputs.to_str().unwrap()]);
     assert_ran(&prepared, 0);
 
     let manifest = read_json(&out.join("container_image_manifest.json"));
@@ -366,16 +359,7 @@ fn prepare_reports_an_image_upstream_lacks_and_exits_1() {
     single(300).push(&world.public, "broadinstitute/gatk:latest");
     let pipeline = world.pipeline("seq-format-conversion");
     let out = world.home.path().join("out");
-    let registry = world.registry();
-    let prepared = world.run(&[
-        "prepare",
-        pipeline.to_str().unwrap(),
-        "--out-dir",
-        out.to_str().unwrap(),
-        "--registry",
-        &registry,
-        "--quiet",
-    ]);
+    let prepared = world.prepare(&pipeline, &out, &[]);
     assert_ran(&prepared, 1);
     let stdout = text(&prepared.stdout);
     assert!(stdout.starts_with("NOT READY"), "{stdout}");
