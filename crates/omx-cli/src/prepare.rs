@@ -16,7 +16,7 @@ use omx_workflow::{scan_path, ScanReport, WdlInputs};
 
 use crate::exit::{Outcome, UnusableInput};
 use crate::plan::{read_input_file, shown_path, PullManifestArgs, StrategyArgs};
-use crate::pull::{PullRun, PullRunArgs};
+use crate::pull::{PullRun, PullRunArgs, PullSession};
 use crate::verify::FixCommands;
 
 /// Take a workflow from its folder to ready for HealthOmics, in one command.
@@ -127,10 +127,13 @@ pub async fn run(args: PrepareArgs) -> anyhow::Result<Outcome> {
         made: Some(manifest_text),
         strategy: args.strategy.clone(),
     };
-    let locked = if args.no_lock {
-        None
+    // One client from lock to pull: what locking read (an index, by digest) is not pulled again.
+    let session = PullSession::open(&input, &args.run).await?;
+    let (locked, session) = if args.no_lock {
+        (None, session)
     } else {
-        let report = crate::lock::resolve(&input, &args.run.access, args.run.jobs, false).await?;
+        let client = session.client.clone();
+        let report = crate::lock::resolve_with(&input, client, args.run.jobs, false).await?;
         let locked_text = report.locked_manifest();
         files.write(
             LOCKED_MANIFEST_FILE,
@@ -153,10 +156,10 @@ pub async fn run(args: PrepareArgs) -> anyhow::Result<Outcome> {
         // From here on the images are the pinned ones.
         input.manifest = Some(args.out_dir.join(LOCKED_MANIFEST_FILE));
         input.made = Some(locked_text);
-        Some(report)
+        (Some(report), session.replan(&input)?)
     };
 
-    let pulled = crate::pull::execute(&input, &args.run).await?;
+    let pulled = session.run(&args.run).await?;
     let verified = if args.run.dry_run {
         None
     } else {
