@@ -27,7 +27,8 @@ use crate::verify::FixCommands;
 /// copy otherwise), checks each is ready (as `verify` does), and writes into --out-dir:
 ///
 ///   container_image_manifest.json  the pull manifest the scan found
-///   container_image_manifest.lock.json  the same, every image pinned (name:tag@sha256:...)
+///   container_image_manifest.lock.json
+///                                  the same, every image pinned (name:tag@sha256:...)
 ///   lock-report.json               per image: tag, digest, media type, platforms, status
 ///   container-registry-map.json    the HealthOmics containerRegistryMap of the images in place,
 ///                                  for `aws omics create-workflow --container-registry-map`
@@ -41,7 +42,9 @@ use crate::verify::FixCommands;
 /// not brought over or verified, and the files are written as the real run would write them.
 /// Exit 0: every image is ready; 1: some image failed, a check failed or the scan could not
 /// resolve a container; 2: the workflow or an option cannot be used.
+// Verbatim: the list of files keeps its columns.
 #[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
 pub struct PrepareArgs {
     /// The workflow: a directory to walk (a Nextflow pipeline, WDL or CWL repository) or one
     /// workflow file.
