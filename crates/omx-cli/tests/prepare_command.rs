@@ -325,7 +325,11 @@ fn prepare_takes_a_gatk_wdl_workflow_to_ready_by_copying_from_docker_hub() {
     // resolves it).
     let log = world.public.log();
     let gets = |path: &str| log.matches(&format!("\"GET /v2/{path} ")).count();
-    assert_eq!(gets(&format!("library/ubuntu/manifests/{ubuntu}")), 1, "{log}");
+    assert_eq!(
+        gets(&format!("library/ubuntu/manifests/{ubuntu}")),
+        1,
+        "{log}"
+    );
     assert_eq!(gets("library/ubuntu/manifests/latest"), 0, "{log}");
     // Copied images are reached through image mappings of the spellings the workflow uses,
     // each to the pinned private image: a tag moving upstream later changes nothing.
