@@ -35,6 +35,22 @@ fn write(dir: &Path, name: &str, contents: &str) -> String {
     path.to_str().unwrap().to_string()
 }
 
+/// `map MANIFEST --format nextflow --workflow WORKFLOW --registry REGISTRY`, with `extra` options.
+fn nextflow_map(manifest: &str, workflow: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "map",
+        manifest,
+        "--format",
+        "nextflow",
+        "--workflow",
+        workflow,
+        "--registry",
+        REGISTRY,
+    ];
+    args.extend(extra);
+    omx(&args)
+}
+
 fn manifest(dir: &Path, images: &[&str]) -> String {
     write(
         dir,
@@ -210,16 +226,7 @@ fn nextflow_config_sets_every_process_container() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = manifest(dir.path(), &IMAGES);
     let workflow = pipeline(dir.path());
-    let output = omx(&[
-        "map",
-        &manifest,
-        "--format",
-        "nextflow",
-        "--workflow",
-        &workflow,
-        "--registry",
-        REGISTRY,
-    ]);
+    let output = nextflow_map(&manifest, &workflow, &[]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     assert_eq!(
         text(&output.stdout),
@@ -343,16 +350,7 @@ fn a_container_from_a_parameter_default_is_set_on_its_process() {
         "process TOOL {\n    container params.tool_container\n    script:\n    'true'\n}\n",
     );
     let manifest = manifest(dir.path(), &["quay.io/biocontainers/tool:1.0--0"]);
-    let output = omx(&[
-        "map",
-        &manifest,
-        "--format",
-        "nextflow",
-        "--workflow",
-        root.to_str().unwrap(),
-        "--registry",
-        REGISTRY,
-    ]);
+    let output = nextflow_map(&manifest, root.to_str().unwrap(), &[]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     assert!(
         text(&output.stdout).contains(&format!(
@@ -385,18 +383,11 @@ fn native_images_keep_their_upstream_names_in_the_nextflow_configuration() {
     );
     let credential =
         "nvcr.io=arn:aws:secretsmanager:us-east-1:123456789012:secret:omics-registry/nvcr.io-AbCdEf";
-    let output = omx(&[
-        "map",
+    let output = nextflow_map(
         &manifest,
-        "--format",
-        "nextflow",
-        "--workflow",
         root.to_str().unwrap(),
-        "--registry",
-        REGISTRY,
-        "--credential",
-        credential,
-    ]);
+        &["--credential", credential],
+    );
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     let config = text(&output.stdout);
     assert!(config.contains("withName: 'QC'"), "{config}");
@@ -405,16 +396,7 @@ fn native_images_keep_their_upstream_names_in_the_nextflow_configuration() {
         "{config}"
     );
     // The same images without the credential are copied, and both processes are set.
-    let copied = omx(&[
-        "map",
-        &manifest,
-        "--format",
-        "nextflow",
-        "--workflow",
-        root.to_str().unwrap(),
-        "--registry",
-        REGISTRY,
-    ]);
+    let copied = nextflow_map(&manifest, root.to_str().unwrap(), &[]);
     assert!(text(&copied.stdout).contains(&format!(
         "withName: 'GPU' {{\n        container = '{HOST}/nvcr/nvidia/clara/parabricks:4.2'"
     )));
