@@ -9,8 +9,8 @@ use omx_builder::{
 };
 use omx_core::manifest::parse_build_manifest;
 use omx_core::report::{ImageReport, ImageStatus};
-use omx_puller::{EcrCredentials, ResolvedTarget, TargetOptions};
-use omx_registry::{ChainCredentials, ClientConfig};
+use omx_puller::{CredentialChain, EcrReach, ResolvedTarget, TargetOptions};
+use omx_registry::ClientConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::HandlerError;
@@ -64,14 +64,8 @@ impl BuildPrepareHandler {
         let target = ResolvedTarget::for_ecr(context, account, None, &options)
             .await
             .map_err(|e| HandlerError::Setup(e.to_string()))?;
-        let ecr = target
-            .ecr
-            .clone()
-            .expect("an ECR target has a control plane");
         let client = ClientConfig {
-            credentials: std::sync::Arc::new(ChainCredentials::new(vec![std::sync::Arc::new(
-                EcrCredentials::new(ecr, target.ecr_hosts()),
-            )])),
+            credentials: CredentialChain::ecr(&target, EcrReach::Target).build(),
             ..ClientConfig::default()
         };
         // The engine is the state machine's CodeBuild step; this handler never builds.

@@ -12,8 +12,6 @@
 //! - `omx-apply-policy`: the EventBridge target for ECR `CreateRepository` events; merges the
 //!   HealthOmics statement into the new repository's policy.
 
-use std::sync::Arc;
-
 mod build_prepare;
 
 pub use build_prepare::{BuildPrepareHandler, BuildPrepareRequest, BuildPrepareResponse};
@@ -24,10 +22,10 @@ use omx_core::namespace::{Method, NamespaceTable};
 use omx_core::plan::{plan_pull, PlannedImage, TargetRegistry};
 use omx_core::report::ImageStatus;
 use omx_core::Digest;
-use omx_puller::{EcrCredentials, PullOptions, Puller, ResolvedTarget, TargetOptions};
+use omx_puller::{CredentialChain, EcrReach, PullOptions, Puller, ResolvedTarget, TargetOptions};
 use omx_registry::{
-    ChainCredentials, ClientConfig, CopyEngine, CopyOptions, ManifestKind, ManifestRef, NoProgress,
-    RegistryClient, Repository,
+    ClientConfig, CopyEngine, CopyOptions, ManifestKind, ManifestRef, NoProgress, RegistryClient,
+    Repository,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -88,15 +86,8 @@ impl PullImageHandler {
         let target = ResolvedTarget::for_ecr(context, account, None, &options)
             .await
             .map_err(|e| HandlerError::Setup(e.to_string()))?;
-        let ecr = target
-            .ecr
-            .clone()
-            .expect("an ECR target has a control plane");
-        let credentials = ChainCredentials::new(vec![Arc::new(
-            EcrCredentials::new(ecr, target.ecr_hosts()).with_other_registries(),
-        )]);
         let client = RegistryClient::new(ClientConfig {
-            credentials: Arc::new(credentials),
+            credentials: CredentialChain::ecr(&target, EcrReach::AnyRegistry).build(),
             ..ClientConfig::default()
         })
         .map_err(|e| HandlerError::Setup(e.to_string()))?;

@@ -13,6 +13,7 @@
 //! images are ready for HealthOmics.
 
 mod budget;
+mod credential_chain;
 mod ecr_credentials;
 mod lock;
 mod map_check;
@@ -24,6 +25,7 @@ mod target;
 mod verify;
 
 pub use budget::{BudgetPlan, RegistryBudget};
+pub use credential_chain::{CredentialChain, EcrReach};
 pub use ecr_credentials::EcrCredentials;
 pub use lock::Locker;
 pub use map_check::{check_registry_map, MapReport, MappingCheck, RouteCheck};

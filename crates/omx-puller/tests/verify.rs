@@ -4,8 +4,6 @@
 //! served through a pull-through cache are checked against recorded ECR exchanges (moto answers
 //! HTTP 500 for rules and creation templates) and a real upstream registry.
 
-use std::sync::Arc;
-
 use omx_aws::testing::emulator_context;
 use omx_aws::testing::recorded::{ecr as recorded_ecr, exchange};
 use omx_aws::AwsContext;
@@ -14,10 +12,10 @@ use omx_core::namespace::NamespaceTable;
 use omx_core::plan::{plan_pull, PullPlan, TargetRegistry};
 use omx_core::policy::Grant;
 use omx_puller::{
-    CheckKind, CheckStatus, EcrCredentials, Fix, ResolvedTarget, TargetOptions, Verifier,
-    VerifyReport,
+    CheckKind, CheckStatus, CredentialChain, EcrReach, Fix, ResolvedTarget, TargetOptions,
+    Verifier, VerifyReport,
 };
-use omx_registry::{ChainCredentials, ClientConfig, RegistryClient};
+use omx_registry::{ClientConfig, RegistryClient};
 use omx_testenv::{moto_ecr_password, Format, ImageFixture, LayerSpec, Moto, Registry};
 use serde_json::json;
 
@@ -37,12 +35,9 @@ fn plan(images: &[String], table: &NamespaceTable, registry: &TargetRegistry) ->
 
 /// A client that logs in to the ECR stand-in with the token moto hands out.
 fn client(target: &ResolvedTarget) -> RegistryClient {
-    let ecr = target.ecr.clone().expect("an ECR target");
+    assert!(target.ecr.is_some(), "an ECR target");
     RegistryClient::new(ClientConfig {
-        credentials: Arc::new(ChainCredentials::new(vec![Arc::new(EcrCredentials::new(
-            ecr,
-            target.ecr_hosts(),
-        ))])),
+        credentials: CredentialChain::ecr(target, EcrReach::Target).build(),
         ..ClientConfig::default()
     })
     .unwrap()

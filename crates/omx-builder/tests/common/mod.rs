@@ -8,15 +8,15 @@
 use std::io::{Cursor, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use aws_config::SdkConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use omx_aws::AwsContext;
 use omx_builder::BuildProgress;
 use omx_core::report::ImageReport;
-use omx_puller::{EcrCredentials, ResolvedTarget, TargetOptions};
-use omx_registry::{ChainCredentials, ClientConfig};
+use omx_puller::{CredentialChain, EcrReach, ResolvedTarget, TargetOptions};
+use omx_registry::ClientConfig;
 use omx_testenv::{moto_ecr_password, Moto, Registry, MOTO_ACCOUNT_ID};
 
 pub const ECR_HOST: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
@@ -47,10 +47,9 @@ pub async fn ecr_target(config: &SdkConfig, registry: &Registry) -> (ResolvedTar
     )
     .await
     .unwrap();
-    let ecr = target.ecr.clone().unwrap();
-    let credentials = EcrCredentials::new(ecr, target.ecr_hosts());
+    assert!(target.ecr.is_some(), "an ECR target");
     let client = ClientConfig {
-        credentials: Arc::new(ChainCredentials::new(vec![Arc::new(credentials)])),
+        credentials: CredentialChain::ecr(&target, EcrReach::Target).build(),
         ..ClientConfig::default()
     };
     (target, client)
