@@ -4,24 +4,18 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-mod aws_args;
-mod build;
-mod completions;
-mod copy;
-mod doctor;
+mod args;
+mod commands;
 mod exit;
-mod lock;
-mod map;
 mod output;
-mod plan;
-mod prepare;
 mod progress;
-mod pull;
-mod scan;
-mod setup;
-mod submit;
+mod render;
+mod steps;
 mod table;
-mod verify;
+
+use commands::{
+    build, completions, copy, doctor, lock, map, plan, prepare, pull, scan, setup, submit, verify,
+};
 
 /// Gets container images ready for AWS HealthOmics workflows.
 ///

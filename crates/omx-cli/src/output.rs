@@ -2,9 +2,17 @@
 
 use std::io::Write as _;
 
+use clap::ValueEnum;
 use serde::Serialize;
 
-use crate::plan::Format;
+/// How a command prints its result (`--format`).
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// An aligned table for people.
+    Table,
+    /// One JSON object: {"images": [...], "errors": [...]}.
+    Json,
+}
 
 /// Writes a command's result to stdout. A reader that went away (`omx-ecr-helper plan m.json |
 /// head -1`) is not a failure: the work is done, and the exit code still says how it went.

@@ -13,7 +13,7 @@ use crate::digest::Digest;
 use crate::lock::unpinned_spelling;
 use crate::namespace::{Method, NamespaceTable};
 use crate::plan::{PlannedImage, PullPlan};
-use crate::report::{ImageStatus, RunReport};
+use crate::report::{ImageReport, ImageStatus, RunReport};
 use crate::strategy::{NativeAccess, Strategy};
 
 /// What `--output-map FILE` holds: every image that is in place, with its private URI, and the
@@ -43,7 +43,7 @@ impl OutputMap {
         table: &NamespaceTable,
         access: &NativeAccess,
     ) -> OutputMap {
-        let in_place: Vec<(&PlannedImage, &crate::report::ImageReport)> = plan
+        let in_place: Vec<(&PlannedImage, &ImageReport)> = plan
             .images
             .iter()
             .zip(&report.images)
@@ -69,6 +69,57 @@ impl OutputMap {
                 })
                 .collect(),
             container_registry_map: container_registry_map(&planned, table, access),
+        }
+    }
+
+    /// Every image of `plan` with its private URI (no digest: nothing was looked up) and the map
+    /// for all of them: what a workflow needs once the plan is carried out (`map`, offline).
+    pub fn planned(plan: &PullPlan, table: &NamespaceTable, access: &NativeAccess) -> OutputMap {
+        let images: Vec<&PlannedImage> = plan.images.iter().collect();
+        OutputMap {
+            images: plan
+                .images
+                .iter()
+                .map(|image| MappedImage {
+                    input: image.input.trim().to_string(),
+                    source: image.source.to_string(),
+                    target: image.target.clone(),
+                    digest: None,
+                })
+                .collect(),
+            container_registry_map: container_registry_map(&images, table, access),
+        }
+    }
+
+    /// The images a build put in place (built or unchanged), each mapped from the name the build
+    /// manifest gave it to its private URI. A built image has no upstream registry, so the map
+    /// holds image mappings only.
+    pub fn from_build_report(report: &RunReport) -> OutputMap {
+        let in_place: Vec<&ImageReport> = report
+            .images
+            .iter()
+            .filter(|image| matches!(image.status, ImageStatus::Succeeded | ImageStatus::Skipped))
+            .collect();
+        OutputMap {
+            images: in_place
+                .iter()
+                .map(|image| MappedImage {
+                    input: image.input.trim().to_string(),
+                    source: image.source.clone(),
+                    target: image.target.clone(),
+                    digest: image.digest.clone(),
+                })
+                .collect(),
+            container_registry_map: ContainerRegistryMap {
+                registry_mappings: Vec::new(),
+                image_mappings: in_place
+                    .iter()
+                    .map(|image| ImageMapping {
+                        source_image: image.input.trim().to_string(),
+                        destination_image: image.target.clone(),
+                    })
+                    .collect(),
+            },
         }
     }
 }
@@ -363,5 +414,39 @@ mod tests {
                 ]
             })
         );
+    }
+
+    #[test]
+    fn a_build_map_names_only_images_in_place() {
+        let image = |input: &str, status| ImageReport {
+            input: input.to_string(),
+            source: "s3://b/x/".to_string(),
+            target: format!("r.example/{input}"),
+            digest: None,
+            status,
+            message: String::new(),
+            bytes_copied: None,
+        };
+        let report = RunReport {
+            images: vec![
+                image("a:1", ImageStatus::Succeeded),
+                image("b:1", ImageStatus::Failed),
+                image("c:1", ImageStatus::Skipped),
+            ],
+            errors: vec![],
+        };
+        let map = serde_json::to_value(OutputMap::from_build_report(&report)).unwrap();
+        assert_eq!(
+            map["containerRegistryMap"],
+            serde_json::json!({
+                "registryMappings": [],
+                "imageMappings": [
+                    {"sourceImage": "a:1", "destinationImage": "r.example/a:1"},
+                    {"sourceImage": "c:1", "destinationImage": "r.example/c:1"}
+                ]
+            })
+        );
+        assert_eq!(map["images"][1]["input"], "c:1");
+        assert_eq!(map["images"][1]["target"], "r.example/c:1");
     }
 }

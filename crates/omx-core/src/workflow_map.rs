@@ -17,8 +17,7 @@ use serde_json::Value;
 use crate::lock::unpinned_spelling;
 use crate::namespace::NamespaceTable;
 use crate::plan::{PlannedImage, PullPlan};
-use crate::registry_map::{container_registry_map, MappedImage, OutputMap};
-use crate::strategy::{NativeAccess, Strategy};
+use crate::strategy::Strategy;
 
 /// Finds the planned image a workflow names, by any spelling of it.
 #[derive(Debug, Clone, Copy)]
@@ -61,29 +60,6 @@ impl<'a> ImageLookup<'a> {
                     planned.source.tag().is_some() && planned.source.without_digest() == parsed
                 })
             })
-    }
-}
-
-/// Every planned image with its private URI (no digest: nothing was looked up) and the
-/// `containerRegistryMap` for all of them.
-pub fn planned_output_map(
-    plan: &PullPlan,
-    table: &NamespaceTable,
-    access: &NativeAccess,
-) -> OutputMap {
-    let images: Vec<&PlannedImage> = plan.images.iter().collect();
-    OutputMap {
-        images: plan
-            .images
-            .iter()
-            .map(|image| MappedImage {
-                input: image.input.trim().to_string(),
-                source: image.source.to_string(),
-                target: image.target.clone(),
-                digest: None,
-            })
-            .collect(),
-        container_registry_map: container_registry_map(&images, table, access),
     }
 }
 
@@ -321,6 +297,8 @@ mod tests {
     use super::*;
     use crate::manifest::parse_pull_manifest;
     use crate::plan::plan_pull;
+    use crate::registry_map::OutputMap;
+    use crate::strategy::NativeAccess;
     use serde_json::json;
 
     const HOST: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
@@ -360,7 +338,7 @@ mod tests {
     #[test]
     fn the_planned_output_map_lists_every_image_and_the_registry_map() {
         let (plan, table) = plan(&["ubuntu:20.04", "quay.io/biocontainers/x:1"]);
-        let map = planned_output_map(&plan, &table, &NativeAccess::default());
+        let map = OutputMap::planned(&plan, &table, &NativeAccess::default());
         assert_eq!(map.images.len(), 2);
         assert_eq!(
             map.images[1].target,

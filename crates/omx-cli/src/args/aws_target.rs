@@ -18,7 +18,7 @@ pub struct AwsTargetArgs {
 
     /// A registry endpoint (host[:port]) that receives the ECR registry API calls instead of
     /// the ECR host (emulators, VPC endpoints); private URIs still name the ECR host.
-    #[arg(long, value_name = "HOST", value_parser = crate::exit::echoless(crate::copy::ecr_registry_endpoint))]
+    #[arg(long, value_name = "HOST", value_parser = crate::exit::echoless(crate::args::registry_access::ecr_registry_endpoint))]
     pub ecr_registry_endpoint: Option<String>,
 }
 

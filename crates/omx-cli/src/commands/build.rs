@@ -13,16 +13,17 @@ use omx_builder::{
 };
 use omx_core::manifest::parse_build_manifest;
 use omx_core::plan::TargetRegistry;
-use omx_core::registry_map::{ContainerRegistryMap, ImageMapping, MappedImage, OutputMap};
-use omx_core::report::{ImageReport, ImageStatus, RunReport};
+use omx_core::registry_map::OutputMap;
+use omx_core::report::ImageReport;
 use omx_puller::ResolvedTarget;
 use omx_registry::{Platform, Secret};
 
-use crate::copy::{parse_secret, RegistryAccessArgs};
+use crate::args::read_input_file;
+use crate::args::{parse_secret, RegistryAccessArgs};
 use crate::exit::{Outcome, UnusableInput};
-use crate::plan::{read_input_file, Format};
+use crate::output::Format;
 use crate::progress::{Mode, TerminalProgress};
-use crate::pull::{render_report, status_line, target_client_config};
+use crate::render::image_report::{render_report, status_line};
 
 /// Build the images of a build manifest and push them to ECR (or any OCI registry).
 ///
@@ -137,7 +138,7 @@ pub struct BuildArgs {
 
     /// Region (of the ECR target, S3 bundles and CodeBuild), profile, ECR registry endpoint.
     #[command(flatten)]
-    pub aws: crate::aws_args::AwsTargetArgs,
+    pub aws: crate::args::AwsTargetArgs,
 
     /// Credentials for a non-ECR target registry (ECR uses your AWS credentials).
     #[arg(long, value_name = "USER:PASSWORD", value_parser = parse_secret)]
@@ -238,7 +239,9 @@ pub async fn run(args: BuildArgs) -> anyhow::Result<Outcome> {
         );
     }
     let s3 = aws.as_ref().map(|context| S3::new(context.sdk_config()));
-    let client = target_client_config(&target, args.dest_creds.as_ref(), &args.access)?;
+    let client = args
+        .access
+        .target_client_config(&target, args.dest_creds.as_ref())?;
     let builder = Builder::new(engine, target, client, s3, build_options(&args))
         .map_err(|e| UnusableInput(e.to_string()))?;
 
@@ -251,9 +254,9 @@ pub async fn run(args: BuildArgs) -> anyhow::Result<Outcome> {
 
     crate::output::print_report(args.format, &report, render_report)?;
     if let Some(path) = &args.output_map {
-        let text = serde_json::to_string_pretty(&output_map(&report))? + "\n";
+        let text = serde_json::to_string_pretty(&OutputMap::from_build_report(&report))? + "\n";
         std::fs::write(path, text)
-            .with_context(|| format!("cannot write {}", crate::plan::shown_path(path)))?;
+            .with_context(|| format!("cannot write {}", crate::args::shown_path(path)))?;
     }
     Ok(if report.all_ok() {
         Outcome::Success
@@ -359,36 +362,6 @@ fn build_options(args: &BuildArgs) -> BuildOptions {
     }
 }
 
-/// The images in place, each mapped from the name the manifest gave it to its private URI.
-fn output_map(report: &RunReport) -> OutputMap {
-    let in_place: Vec<&ImageReport> = report
-        .images
-        .iter()
-        .filter(|image| matches!(image.status, ImageStatus::Succeeded | ImageStatus::Skipped))
-        .collect();
-    OutputMap {
-        images: in_place
-            .iter()
-            .map(|image| MappedImage {
-                input: image.input.trim().to_string(),
-                source: image.source.clone(),
-                target: image.target.clone(),
-                digest: image.digest.clone(),
-            })
-            .collect(),
-        container_registry_map: ContainerRegistryMap {
-            registry_mappings: Vec::new(),
-            image_mappings: in_place
-                .iter()
-                .map(|image| ImageMapping {
-                    source_image: image.input.trim().to_string(),
-                    destination_image: image.target.clone(),
-                })
-                .collect(),
-        },
-    }
-}
-
 /// Each image's steps and its end as lines (above the bars on a terminal).
 struct LineProgress<'a>(&'a TerminalProgress);
 
@@ -472,40 +445,6 @@ mod tests {
         assert!(parse_build_arg("=x").is_err());
         assert!(parse_build_arg("A B=x").is_err());
         assert!(Harness::try_parse_from(["build", "m.json", "--jobs", "0"]).is_err());
-    }
-
-    #[test]
-    fn the_output_map_names_only_images_in_place() {
-        let image = |input: &str, status| ImageReport {
-            input: input.to_string(),
-            source: "s3://b/x/".to_string(),
-            target: format!("r.example/{input}"),
-            digest: None,
-            status,
-            message: String::new(),
-            bytes_copied: None,
-        };
-        let report = RunReport {
-            images: vec![
-                image("a:1", ImageStatus::Succeeded),
-                image("b:1", ImageStatus::Failed),
-                image("c:1", ImageStatus::Skipped),
-            ],
-            errors: vec![],
-        };
-        let map = serde_json::to_value(output_map(&report)).unwrap();
-        assert_eq!(
-            map["containerRegistryMap"],
-            serde_json::json!({
-                "registryMappings": [],
-                "imageMappings": [
-                    {"sourceImage": "a:1", "destinationImage": "r.example/a:1"},
-                    {"sourceImage": "c:1", "destinationImage": "r.example/c:1"}
-                ]
-            })
-        );
-        assert_eq!(map["images"][1]["input"], "c:1");
-        assert_eq!(map["images"][1]["target"], "r.example/c:1");
     }
 
     #[test]

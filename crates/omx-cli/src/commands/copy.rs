@@ -1,20 +1,20 @@
 //! `omx-ecr-helper copy SRC DST`: one image, registry to registry, digests preserved.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Args;
 use omx_aws::AwsContext;
-use omx_core::excerpt::quoted;
 use omx_core::namespace::is_ecr_private_host;
-use omx_core::plan::{check_registry_host, TargetRegistry};
+use omx_core::plan::TargetRegistry;
 use omx_core::Reference;
-use omx_puller::{prepare_repository, EcrCredentials, ResolvedTarget, TargetOptions};
+use omx_puller::{prepare_repository, CredentialChain, EcrReach, ResolvedTarget, TargetOptions};
 use omx_registry::{
-    ChainCredentials, ClientConfig, CopyEngine, CopyOptions, Credential, CredentialProvider,
-    DockerConfigCredentials, Platform, RegistryClient, Secret, StaticCredentials,
+    ClientConfig, CopyEngine, CopyOptions, CredentialProvider, Platform, RegistryClient, Secret,
+    StaticCredentials,
 };
 
+use crate::args::registry_access::{command_line_credential, ecr_registry_endpoint};
+use crate::args::{parse_secret, RegistryAccessArgs};
 use crate::exit::{echoless, Outcome, UnusableInput};
 use crate::progress::{Mode, TerminalProgress};
 
@@ -75,76 +75,6 @@ pub struct CopyArgs {
     pub quiet: bool,
 }
 
-/// How to reach registries, for every command that talks to them.
-#[derive(Args, Debug, Clone)]
-pub struct RegistryAccessArgs {
-    /// A registry host (host or host:port) that may be reached over plain HTTP; repeatable.
-    /// Loopback hosts always may.
-    #[arg(long = "insecure-registry", value_name = "HOST", value_parser = echoless(insecure_registry))]
-    pub insecure_registries: Vec<String>,
-
-    /// A PEM file of extra CA certificates to trust (added to the system roots); repeatable.
-    #[arg(long = "ca-cert", value_name = "FILE")]
-    pub ca_certs: Vec<PathBuf>,
-
-    /// How long a request answered 429 Too Many Requests keeps being retried, with backoff
-    /// (ECR throttles manifest pushes at 10/s by default). A registry that asks to wait longer
-    /// (a Retry-After past this, Docker Hub's spent pull limit) is not retried: its remaining
-    /// images fail at once, saying until when.
-    #[arg(long, value_name = "SECONDS", default_value_t = 90)]
-    pub throttle_window: u64,
-}
-
-impl RegistryAccessArgs {
-    /// A client configuration with these choices and anonymous credentials.
-    pub fn client_config(&self) -> ClientConfig {
-        let defaults = ClientConfig::default();
-        ClientConfig {
-            insecure_registries: self.insecure_registries.clone(),
-            ca_certificates: self.ca_certs.clone(),
-            retry: omx_registry::RetryPolicy {
-                throttle_window: std::time::Duration::from_secs(self.throttle_window),
-                ..defaults.retry.clone()
-            },
-            ..defaults
-        }
-    }
-}
-
-/// `--insecure-registry`: a registry host[:port], also taken as an `http://` URL with a slash.
-pub(crate) fn insecure_registry(value: &str) -> Result<String, String> {
-    let host = value
-        .trim()
-        .trim_start_matches("http://")
-        .trim_start_matches("https://")
-        .trim_end_matches('/');
-    registry_host_argument("insecure-registry", host)?;
-    Ok(value.to_string())
-}
-
-/// `--ecr-registry-endpoint`: the host[:port] ECR's registry API calls go to instead.
-pub(crate) fn ecr_registry_endpoint(value: &str) -> Result<String, String> {
-    registry_host_argument("ecr-registry-endpoint", value.trim())?;
-    Ok(value.trim().to_string())
-}
-
-/// The error names the argument and quotes the value through the redaction of every echo.
-fn registry_host_argument(flag: &str, host: &str) -> Result<(), String> {
-    check_registry_host(host)
-        .map_err(|reason| format!("invalid --{flag} {}: {reason}", quoted(host)))
-}
-
-/// Keeps `USER:PASSWORD` secret from the moment it is read: clap echoes values it rejects, so
-/// the split into user and password happens later, with an error that does not repeat it.
-pub(crate) fn parse_secret(value: &str) -> Result<Secret, std::convert::Infallible> {
-    Ok(Secret::new(value))
-}
-
-pub(crate) fn command_line_credential(flag: &str, value: &Secret) -> anyhow::Result<Credential> {
-    Credential::from_user_colon_password(value.expose())
-        .map_err(|e| UnusableInput(format!("--{flag}: {e}")).into())
-}
-
 /// The error already quotes the input, with any `user:password@` replaced: the raw text is not
 /// repeated here, since it may hold a password.
 fn parse_reference(role: &str, text: &str) -> anyhow::Result<Reference> {
@@ -153,13 +83,13 @@ fn parse_reference(role: &str, text: &str) -> anyhow::Result<Reference> {
     })
 }
 
-/// Explicit credentials first, then ECR tokens (for any ECR registry, when an AWS context was
-/// loaded), then the Docker config.
-fn credentials(
+/// Explicit credentials first, then ECR tokens (for any ECR registry: the destination's and,
+/// when an AWS context is needed, a source's), then the Docker config.
+async fn credentials(
     args: &CopyArgs,
     source: &Reference,
     destination: &Reference,
-    ecr: Option<EcrCredentials>,
+    ecr_target: Option<&ResolvedTarget>,
 ) -> anyhow::Result<Arc<dyn CredentialProvider>> {
     let mut explicit = StaticCredentials::new();
     if let Some(value) = &args.src_creds {
@@ -174,12 +104,17 @@ fn credentials(
             command_line_credential("dest-creds", value)?,
         );
     }
-    let mut providers: Vec<Arc<dyn CredentialProvider>> = vec![Arc::new(explicit)];
-    if let Some(ecr) = ecr {
-        providers.push(Arc::new(ecr));
-    }
-    providers.push(Arc::new(DockerConfigCredentials::from_environment()?));
-    Ok(Arc::new(ChainCredentials::new(providers)))
+    let chain = CredentialChain::explicit(explicit);
+    let chain = match ecr_target {
+        Some(target) => chain.then_ecr(target, EcrReach::AnyRegistry),
+        // A source in ECR needs an AWS context only then: it is loaded lazily for no one else.
+        None if is_ecr_private_host(source.domain()) => {
+            let context = AwsContext::load(None, args.profile.clone()).await?;
+            chain.then_ecr_of(context.ecr(), Vec::new(), EcrReach::AnyRegistry)
+        }
+        None => chain,
+    };
+    Ok(chain.then_docker_config()?.build())
 }
 
 /// The ECR registry of `destination`, resolved (its control plane, and the host its registry
@@ -207,19 +142,6 @@ pub async fn run(args: CopyArgs) -> anyhow::Result<Outcome> {
     let source = parse_reference("source", &args.source)?;
     let destination = parse_reference("destination", &args.destination)?;
     let ecr_target = ecr_destination(&args, &destination).await?;
-    let ecr_credentials = match &ecr_target {
-        Some(target) => target
-            .ecr
-            .clone()
-            .map(|ecr| EcrCredentials::new(ecr, target.ecr_hosts())),
-        // A source in ECR needs an AWS context only then: it is loaded lazily for no one else.
-        None if is_ecr_private_host(source.domain()) => {
-            let context = AwsContext::load(None, args.profile.clone()).await?;
-            Some(EcrCredentials::new(context.ecr(), Vec::new()))
-        }
-        None => None,
-    }
-    .map(EcrCredentials::with_other_registries);
     // Registry API calls for an ECR destination go to its API host (an endpoint standing in).
     let api_destination = match &ecr_target {
         Some(target) => Reference::new(
@@ -231,7 +153,7 @@ pub async fn run(args: CopyArgs) -> anyhow::Result<Outcome> {
         None => destination.clone(),
     };
     let config = ClientConfig {
-        credentials: credentials(&args, &source, &api_destination, ecr_credentials)?,
+        credentials: credentials(&args, &source, &api_destination, ecr_target.as_ref()).await?,
         ..args.access.client_config()
     };
     let client = RegistryClient::new(config)?;

@@ -12,9 +12,10 @@ use omx_core::report::error_chain;
 use omx_registry::{ClientConfig, DockerConfigCredentials, RegistryClient};
 use serde::Serialize;
 
-use crate::copy::RegistryAccessArgs;
+use crate::args::read_input_file;
+use crate::args::RegistryAccessArgs;
 use crate::exit::{Outcome, UnusableInput};
-use crate::plan::{read_input_file, Format};
+use crate::output::Format;
 use crate::table;
 
 /// Check what `pull` needs on this machine, and say how to fix what is missing.

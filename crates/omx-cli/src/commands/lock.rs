@@ -1,18 +1,15 @@
 //! `omx-ecr-helper lock`: pins every image of a pull manifest to the digest its tag points at.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Args;
-use omx_core::lock::{LockReport, LockStatus};
-use omx_puller::Locker;
-use omx_registry::{ClientConfig, DockerConfigCredentials, RegistryClient};
 
-use crate::copy::RegistryAccessArgs;
+use crate::args::RegistryAccessArgs;
+use crate::args::{shown_path, PullManifestArgs};
 use crate::exit::Outcome;
-use crate::plan::{plan_entries, shown_path, PullManifestArgs};
-use crate::table;
+use crate::render::lock_report::render_report;
+use crate::steps::lock::resolve;
 
 /// Pin every image of a pull manifest to the digest its tag points at upstream.
 ///
@@ -80,76 +77,6 @@ pub async fn run(args: LockArgs) -> anyhow::Result<Outcome> {
     })
 }
 
-/// Locks the manifest `input` names (or, with `check`, checks its pins) against upstream.
-pub async fn resolve(
-    input: &PullManifestArgs,
-    access: &RegistryAccessArgs,
-    jobs: u16,
-    check: bool,
-) -> anyhow::Result<LockReport> {
-    // The rules first: a bad rule file is named before the manifest is read, as for `plan`.
-    input.namespace_table()?;
-    let client = RegistryClient::new(ClientConfig {
-        credentials: Arc::new(DockerConfigCredentials::from_environment()?),
-        ..access.client_config()
-    })?;
-    resolve_with(input, client, jobs, check).await
-}
-
-/// [`resolve`] on `client`: a command that goes on to pull shares its client, so a manifest
-/// read to lock (an index, by digest) is not pulled again.
-pub async fn resolve_with(
-    input: &PullManifestArgs,
-    client: RegistryClient,
-    jobs: u16,
-    check: bool,
-) -> anyhow::Result<LockReport> {
-    let table = input.namespace_table()?;
-    let entries = input.entries()?;
-    let plan = plan_entries(&entries, &table, &input.registry);
-    let locker = Locker::new(client, table, usize::from(jobs));
-    Ok(match check {
-        true => locker.check(&plan, &entries.entries).await,
-        false => locker.lock(&plan, &entries.entries).await,
-    })
-}
-
 fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
     std::fs::write(path, text).with_context(|| format!("cannot write {}", shown_path(path)))
-}
-
-pub(crate) fn render_report(report: &LockReport, check: bool) -> String {
-    let rows: Vec<Vec<String>> = report
-        .entries
-        .iter()
-        .map(|entry| {
-            vec![
-                entry.status.word().to_string(),
-                entry.input.clone(),
-                entry
-                    .digest
-                    .as_ref()
-                    .map_or(String::new(), omx_core::Digest::short),
-                entry.reason.clone(),
-            ]
-        })
-        .collect();
-    let mut out = table::render(&["STATUS", "ENTRY", "DIGEST", "REASON"], &rows);
-    let count = |status| report.count(status);
-    out.push('\n');
-    out.push_str(&match check {
-        true => format!(
-            "{} unchanged, {} moved, {} failed\n",
-            count(LockStatus::Unchanged),
-            count(LockStatus::Moved),
-            count(LockStatus::Failed)
-        ),
-        false => format!(
-            "{} locked, {} kept, {} failed\n",
-            count(LockStatus::Locked),
-            count(LockStatus::Kept),
-            count(LockStatus::Failed)
-        ),
-    });
-    out
 }

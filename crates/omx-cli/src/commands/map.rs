@@ -1,19 +1,17 @@
 //! `omx-ecr-helper map`: how a workflow reaches the private images, worked out offline.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use omx_aws::AwsContext;
-use omx_core::registry_map::container_registry_map;
-use omx_core::workflow_map::{
-    planned_output_map, private_uris, rewrite_wdl_inputs, ContainerSetting, ImageLookup,
-    NextflowConfig, Unplaced,
-};
+use omx_core::registry_map::{container_registry_map, OutputMap};
+use omx_core::workflow_map::{private_uris, rewrite_wdl_inputs, ImageLookup};
 use omx_puller::discover_registry_secrets;
-use omx_workflow::{scan_path, ScanReport};
+use omx_workflow::scan_path;
 
+use crate::args::{read_input_file, PullManifestArgs};
 use crate::exit::{Outcome, UnusableInput};
-use crate::plan::{read_input_file, PullManifestArgs};
+use crate::steps::map::nextflow_config;
 
 /// Write how a workflow reaches the private images of a manifest, without any network access
 /// (unless --from-region asks the region for its pull-through cache rules and registry secrets).
@@ -119,21 +117,21 @@ pub async fn run(args: MapArgs) -> anyhow::Result<Outcome> {
             let images: Vec<_> = plan.images.iter().collect();
             json_text(&container_registry_map(&images, &table, &access))?
         }
-        MapFormat::Json => json_text(&planned_output_map(&plan, &table, &access))?,
+        MapFormat::Json => json_text(&OutputMap::planned(&plan, &table, &access))?,
         MapFormat::WdlInputs => match &args.inputs {
             Some(path) => {
                 let text = read_input_file(path)?;
                 let inputs: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
                     UnusableInput(format!(
                         "{}: not valid JSON: {e}",
-                        crate::plan::shown_path(path)
+                        crate::args::shown_path(path)
                     ))
                 })?;
                 let (rewritten, rewrites) = rewrite_wdl_inputs(&inputs, &lookup);
                 if rewrites.is_empty() {
                     eprintln!(
                         "warning: no value of {} names an image of the manifest",
-                        crate::plan::shown_path(path)
+                        crate::args::shown_path(path)
                     );
                 }
                 json_text(&rewritten)?
@@ -181,58 +179,4 @@ fn check_options(args: &MapArgs) -> Result<(), UnusableInput> {
 
 fn json_text(value: &impl serde::Serialize) -> anyhow::Result<String> {
     Ok(serde_json::to_string_pretty(value)? + "\n")
-}
-
-/// Every container the scan found, placed on the processes it belongs to.
-pub(crate) fn nextflow_config(scan: &ScanReport, lookup: &ImageLookup) -> NextflowConfig {
-    let mut config = NextflowConfig::default();
-    for finding in &scan.findings {
-        let location = finding.location.to_string();
-        let unplaced = |reason: String| Unplaced {
-            image: finding.image.clone(),
-            location: location.clone(),
-            reason,
-        };
-        let Some(image) = lookup.find(&finding.image) else {
-            config.add_unplaced(unplaced(
-                "not in the manifest: add it and run `pull`".to_string(),
-            ));
-            continue;
-        };
-        if image.strategy == omx_core::strategy::Strategy::Native {
-            // HealthOmics fetches it under its upstream name, which the process keeps.
-            continue;
-        }
-        if !is_nextflow_file(&finding.location.file) {
-            config.add_unplaced(unplaced("not in a Nextflow file".to_string()));
-            continue;
-        }
-        match finding.process.clone() {
-            Some(selector) => config.add(ContainerSetting {
-                selector,
-                image: finding.image.clone(),
-                private_uri: image.target.clone(),
-                location,
-            }),
-            None => config.add_unplaced(unplaced(
-                "not inside a process definition or `process` scope".to_string(),
-            )),
-        }
-    }
-    for warning in &scan.warnings {
-        config.add_unplaced(Unplaced {
-            image: "(unknown image)".to_string(),
-            location: warning.location.to_string(),
-            reason: warning.message.clone(),
-        });
-    }
-    config
-}
-
-/// A Nextflow script (`*.nf`) or configuration file (`*.config`).
-pub(crate) fn is_nextflow_file(path: &Path) -> bool {
-    matches!(
-        path.extension().and_then(|e| e.to_str()),
-        Some("nf" | "config")
-    )
 }

@@ -14,10 +14,11 @@ use omx_core::workflow_map::{private_uris, rewrite_wdl_inputs, ImageLookup};
 use omx_puller::{CheckStatus, VerifyReport};
 use omx_workflow::{scan_path, ScanReport, WdlInputs};
 
+use crate::args::PullRunArgs;
+use crate::args::{read_input_file, shown_path, PullManifestArgs, StrategyArgs};
 use crate::exit::{Outcome, UnusableInput};
-use crate::plan::{read_input_file, shown_path, PullManifestArgs, StrategyArgs};
-use crate::pull::{PullRun, PullRunArgs, PullSession};
-use crate::verify::FixCommands;
+use crate::render::verify_report::FixCommands;
+use crate::steps::pull::{PullRun, PullSession};
 
 /// Take a workflow from its folder to ready for HealthOmics, in one command.
 ///
@@ -136,7 +137,7 @@ pub async fn run(args: PrepareArgs) -> anyhow::Result<Outcome> {
         (None, session)
     } else {
         let client = session.client.clone();
-        let report = crate::lock::resolve_with(&input, client, args.run.jobs, false).await?;
+        let report = crate::steps::lock::resolve_with(&input, client, args.run.jobs, false).await?;
         let locked_text = report.locked_manifest();
         files.write(
             LOCKED_MANIFEST_FILE,
@@ -170,7 +171,7 @@ pub async fn run(args: PrepareArgs) -> anyhow::Result<Outcome> {
         let access = &args.run.access;
         let region = args.run.aws.region.clone();
         Some(
-            crate::verify::check(&input, &options, region, access, None)
+            crate::steps::verify::check(&input, &options, region, access, None)
                 .await?
                 .report,
         )
@@ -191,9 +192,9 @@ pub async fn run(args: PrepareArgs) -> anyhow::Result<Outcome> {
     if scan
         .findings
         .iter()
-        .any(|f| crate::map::is_nextflow_file(&f.location.file))
+        .any(|f| crate::steps::map::is_nextflow_file(&f.location.file))
     {
-        let config = crate::map::nextflow_config(&scan, &lookup);
+        let config = crate::steps::map::nextflow_config(&scan, &lookup);
         unplaced = config
             .unplaced
             .iter()
@@ -440,7 +441,7 @@ impl Report<'_> {
                     .map_or(String::new(), ToString::to_string),
                 format!(
                     "{}: {}",
-                    crate::pull::status_word(report.status),
+                    crate::render::image_report::status_word(report.status),
                     report.message
                 ),
                 ready,
@@ -467,7 +468,7 @@ impl Report<'_> {
                 self.args.run.aws.region.as_deref(),
             );
             out.push_str("## Checks\n\n```\n");
-            out.push_str(&crate::verify::render(verified, &fixes));
+            out.push_str(&crate::render::verify_report::render(verified, &fixes));
             out.push_str("```\n\n");
         }
         if !self.scan.notes.is_empty() || !self.scan.skipped.is_empty() {

@@ -8,8 +8,8 @@ use clap::{Args, ValueEnum};
 use omx_workflow::{scan_path, Note, ScanReport, Skipped, Warning, WdlInputs};
 use serde::Serialize;
 
+use crate::args::read_input_file;
 use crate::exit::{Outcome, UnusableInput};
-use crate::plan::read_input_file;
 use crate::table;
 
 /// Find the container images of a Nextflow, WDL or CWL workflow.
@@ -61,7 +61,7 @@ pub fn run(args: ScanArgs) -> anyhow::Result<Outcome> {
         Some(path) => {
             let text = read_input_file(path)?;
             let inputs = WdlInputs::parse(path, &text)
-                .map_err(|e| UnusableInput(format!("{}: {e}", crate::plan::shown_path(path))))?;
+                .map_err(|e| UnusableInput(format!("{}: {e}", crate::args::shown_path(path))))?;
             Some(inputs)
         }
         None => None,
@@ -94,7 +94,7 @@ pub fn run(args: ScanArgs) -> anyhow::Result<Outcome> {
     };
     match &args.output {
         Some(path) => std::fs::write(path, output)
-            .with_context(|| format!("cannot write {}", crate::plan::shown_path(path)))?,
+            .with_context(|| format!("cannot write {}", crate::args::shown_path(path)))?,
         None => crate::output::write_stdout(&output)?,
     }
     Ok(if report.is_complete() {

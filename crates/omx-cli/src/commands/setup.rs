@@ -9,8 +9,9 @@ use omx_puller::{
 
 use omx_core::namespace::NamespaceTable;
 
+use crate::args::read_input_file;
 use crate::exit::{Outcome, UnusableInput};
-use crate::plan::{read_input_file, Format};
+use crate::output::Format;
 use crate::table;
 
 /// Prepare a region's ECR registry for HealthOmics pull-through caches (and, with
@@ -135,7 +136,7 @@ impl SetupArgs {
             return Ok(Vec::new());
         };
         read_credential_file(&read_input_file(path)?, |name| std::env::var(name).ok())
-            .map_err(|e| UnusableInput(format!("{}: {e}", crate::plan::shown_path(path))).into())
+            .map_err(|e| UnusableInput(format!("{}: {e}", crate::args::shown_path(path))).into())
     }
 
     /// The namespace table with the --namespaces file's rules in front.
@@ -146,7 +147,7 @@ impl SetupArgs {
         };
         builtin
             .with_user_rules(&read_input_file(path)?)
-            .map_err(|e| UnusableInput(format!("{}: {e}", crate::plan::shown_path(path))).into())
+            .map_err(|e| UnusableInput(format!("{}: {e}", crate::args::shown_path(path))).into())
     }
 
     fn namespace_file_upstreams(&self) -> anyhow::Result<Vec<Upstream>> {

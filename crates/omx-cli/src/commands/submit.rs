@@ -13,9 +13,10 @@ use omx_core::plan::{plan_pull, TargetRegistry};
 use omx_core::report::{ImageReport, ImageStatus, RunReport};
 use serde_json::Value;
 
+use crate::args::read_input_file;
 use crate::exit::{Outcome, UnusableInput};
-use crate::plan::{read_input_file, Format};
-use crate::pull::render_report;
+use crate::output::Format;
+use crate::render::image_report::render_report;
 
 /// The state machines the stack deploys (infra/).
 const PULLER: &str = "omx-container-puller";
