@@ -18,6 +18,7 @@ pub mod reference;
 pub mod registry_map;
 pub mod report;
 pub mod secret;
+pub mod state_machine;
 pub mod strategy;
 pub mod workflow_map;
 

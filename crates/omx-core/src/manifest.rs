@@ -142,25 +142,10 @@ pub fn parse_build_manifest(text: &str) -> Result<Entries<BuildEntry>, ManifestF
             other => Err(format!("found {}", json_kind(&other))),
         };
         match parsed {
-            Ok(raw) => {
-                let blank = [
-                    ("source_uri", &raw.source_uri),
-                    ("target_image", &raw.target_image),
-                ]
-                .into_iter()
-                .find(|(_, value)| value.trim().is_empty());
-                match blank {
-                    Some((key, _)) => {
-                        out.errors
-                            .push(EntryError::new(index, &input, format!("{key} is empty")))
-                    }
-                    None => out.entries.push(BuildEntry {
-                        index,
-                        source_uri: raw.source_uri.trim().to_string(),
-                        target_image: raw.target_image.trim().to_string(),
-                    }),
-                }
-            }
+            Ok(raw) => match build_entry(index, &input, &raw.source_uri, &raw.target_image) {
+                Ok(entry) => out.entries.push(entry),
+                Err(error) => out.errors.push(error),
+            },
             Err(e) => out.errors.push(EntryError::new(
                 index,
                 &input,
@@ -169,6 +154,37 @@ pub fn parse_build_manifest(text: &str) -> Result<Entries<BuildEntry>, ManifestF
         }
     }
     Ok(out)
+}
+
+/// One build given on its own (`build --source URI --target IMAGE`, one item of the serverless
+/// builder's manifest), checked as a manifest's entry is.
+pub fn single_build(source_uri: &str, target_image: &str) -> Entries<BuildEntry> {
+    let input = serde_json::json!({"source_uri": source_uri, "target_image": target_image});
+    let (entries, errors) = match build_entry(0, &input.to_string(), source_uri, target_image) {
+        Ok(entry) => (vec![entry], Vec::new()),
+        Err(error) => (Vec::new(), vec![error]),
+    };
+    Entries { entries, errors }
+}
+
+/// A build entry with both members set (trimmed), else the error naming the blank one.
+fn build_entry(
+    index: usize,
+    input: &str,
+    source_uri: &str,
+    target_image: &str,
+) -> Result<BuildEntry, EntryError> {
+    let blank = [("source_uri", source_uri), ("target_image", target_image)]
+        .into_iter()
+        .find(|(_, value)| value.trim().is_empty());
+    match blank {
+        Some((key, _)) => Err(EntryError::new(index, input, format!("{key} is empty"))),
+        None => Ok(BuildEntry {
+            index,
+            source_uri: source_uri.trim().to_string(),
+            target_image: target_image.trim().to_string(),
+        }),
+    }
 }
 
 fn manifest_array(text: &str) -> Result<Vec<Value>, ManifestFileError> {
@@ -302,6 +318,27 @@ mod tests {
             parse_pull_manifest(&text),
             Err(ManifestFileError::TooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn a_single_build_is_checked_as_a_manifest_entry_is() {
+        let single = single_build(" s3://b/x.zip ", "x:omics");
+        assert_eq!(
+            single.entries,
+            vec![BuildEntry {
+                index: 0,
+                source_uri: "s3://b/x.zip".into(),
+                target_image: "x:omics".into()
+            }]
+        );
+        let manifest = parse_build_manifest(
+            r#"{"manifest": [{"source_uri": "s3://b/x.zip", "target_image": " "}]}"#,
+        )
+        .unwrap();
+        let single = single_build("s3://b/x.zip", " ");
+        assert!(single.entries.is_empty());
+        assert_eq!(single.errors[0].error, manifest.errors[0].error);
+        assert_eq!(single.errors[0].error, "target_image is empty");
     }
 
     #[test]

@@ -7,8 +7,9 @@ use omx_builder::{
     BuildOptions, BuildPlan, BuildProgress, Builder, CodeBuildEngine, Engine,
     DEFAULT_CODEBUILD_PROJECT,
 };
-use omx_core::manifest::parse_build_manifest;
+use omx_core::manifest::single_build;
 use omx_core::report::{ImageReport, ImageStatus};
+use omx_core::state_machine::{BuildItem, BuildResult};
 use omx_puller::{CredentialChain, EcrReach, ResolvedTarget, TargetOptions};
 use omx_registry::ClientConfig;
 use serde::{Deserialize, Serialize};
@@ -16,26 +17,17 @@ use serde::{Deserialize, Serialize};
 use crate::HandlerError;
 
 /// One entry of the builder's manifest, as the state machine's Map passes it.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BuildPrepareRequest {
-    pub source_uri: String,
-    pub target_image: String,
-}
+pub type BuildPrepareRequest = BuildItem;
 
 /// Whether the bundle needs building; what the state machine's Choice and CodeBuild step read.
+/// Its `result` is the build's in the execution's output when it is `SKIPPED` (up to date) or
+/// `FAILED`; for `PLANNED` the CodeBuild step writes the result after building.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BuildPrepareResponse {
-    pub source_uri: String,
-    pub target_image: String,
-    pub target: Option<String>,
-    /// The bundle's source digest (a string, as CodeBuild environment overrides need one).
-    pub source_digest: Option<String>,
+    #[serde(flatten)]
+    pub result: BuildResult,
     /// The target already holds a build of exactly this source.
     pub skip: bool,
-    /// `SKIPPED` (up to date), `PLANNED` (CodeBuild builds it next) or `FAILED`.
-    pub status: ImageStatus,
-    pub message: String,
 }
 
 /// Resolves a bundle and compares it with what the target already carries.
@@ -89,37 +81,31 @@ impl BuildPrepareHandler {
     /// Every failure is a `FAILED` response, for the state machine to collect.
     pub async fn handle(&self, request: BuildPrepareRequest) -> BuildPrepareResponse {
         let mut response = BuildPrepareResponse {
-            source_uri: request.source_uri.clone(),
-            target_image: request.target_image.clone(),
-            target: None,
-            source_digest: None,
+            result: BuildResult {
+                source_uri: request.source_uri.clone(),
+                target_image: request.target_image.clone(),
+                target: None,
+                source_digest: None,
+                status: ImageStatus::Failed,
+                message: String::new(),
+            },
             skip: false,
-            status: ImageStatus::Failed,
-            message: String::new(),
         };
-        let entry = serde_json::json!({"manifest": [{
-            "source_uri": request.source_uri, "target_image": request.target_image}]});
-        let entries = match parse_build_manifest(&entry.to_string()) {
-            Ok(entries) => entries,
-            Err(error) => {
-                response.message = error.to_string();
-                return response;
-            }
-        };
+        let entries = single_build(&request.source_uri, &request.target_image);
         let mut plan = BuildPlan::new(&entries, &self.target.registry, std::path::Path::new("/"));
         plan.require_s3_sources("the serverless builder reads bundles from S3 only");
         if let Some(error) = plan.errors.pop() {
-            response.message = error.error;
+            response.result.message = error.error;
             return response;
         }
         let build = plan.builds.remove(0);
         let target = build.target.uri(&self.target.registry.host());
-        response.target = Some(target.clone());
+        response.result.target = Some(target.clone());
         match self.builder.assess(&build, &target, &Silent).await {
             Ok(assessment) => {
-                response.source_digest = Some(assessment.source_digest.to_string());
+                response.result.source_digest = Some(assessment.source_digest.to_string());
                 response.skip = assessment.up_to_date.is_some();
-                (response.status, response.message) = match assessment.up_to_date {
+                (response.result.status, response.result.message) = match assessment.up_to_date {
                     Some(existing) => (
                         ImageStatus::Skipped,
                         format!("up to date: {target} ({existing}) was built from this source"),
@@ -127,7 +113,7 @@ impl BuildPrepareHandler {
                     None => (ImageStatus::Planned, "to be built by CodeBuild".to_string()),
                 };
             }
-            Err(error) => response.message = error.to_string(),
+            Err(error) => response.result.message = error.to_string(),
         }
         response
     }

@@ -21,7 +21,7 @@ use omx_core::manifest::PullEntry;
 use omx_core::namespace::{Method, NamespaceTable};
 use omx_core::plan::{plan_pull, PlannedImage, TargetRegistry};
 use omx_core::report::ImageStatus;
-use omx_core::Digest;
+use omx_core::state_machine::PullResult;
 use omx_puller::{CredentialChain, EcrReach, PullOptions, Puller, ResolvedTarget, TargetOptions};
 use omx_registry::{
     ClientConfig, CopyEngine, CopyOptions, ManifestKind, ManifestRef, NoProgress, RegistryClient,
@@ -45,14 +45,12 @@ pub struct PullImageRequest {
     pub namespaces: Option<Value>,
 }
 
-/// The output of `omx-pull-image`, one element of the execution's output.
+/// The output of `omx-pull-image`: the image's result in the execution's output (the state
+/// machine's CodeBuild fallback writes its own in its place when the image is too large).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PullImageResponse {
-    pub image: String,
-    pub status: ImageStatus,
-    pub target: Option<String>,
-    pub digest: Option<Digest>,
-    pub message: String,
+    #[serde(flatten)]
+    pub result: PullResult,
     /// True when the image was left for the CodeBuild fallback.
     pub too_large: bool,
 }
@@ -120,31 +118,35 @@ impl PullImageHandler {
     /// Pulls one image; every failure is a `FAILED` response, never an error of the Lambda (the
     /// state machine collects them all and fails the execution at the end).
     pub async fn handle(&self, request: PullImageRequest) -> PullImageResponse {
-        let failed = |message: String, target: Option<String>| PullImageResponse {
-            image: request.image.clone(),
-            status: ImageStatus::Failed,
-            target,
-            digest: None,
-            message,
-            too_large: false,
+        let respond = |status, target, digest, message, too_large| PullImageResponse {
+            result: PullResult {
+                image: request.image.clone(),
+                status,
+                target,
+                digest,
+                message,
+            },
+            too_large,
         };
+        let failed =
+            |message: String, target| respond(ImageStatus::Failed, target, None, message, false);
         let image = match self.plan(&request) {
             Ok(image) => image,
             Err(message) => return failed(message, None),
         };
         match self.too_large(&image).await {
             Ok(Some(bytes)) => {
-                return PullImageResponse {
-                    image: request.image.clone(),
-                    status: ImageStatus::Planned,
-                    target: Some(image.target.clone()),
-                    digest: None,
-                    message: format!(
-                        "{bytes} bytes is more than this Lambda copies ({}): handed to CodeBuild",
-                        self.max_lambda_bytes
-                    ),
-                    too_large: true,
-                }
+                let message = format!(
+                    "{bytes} bytes is more than this Lambda copies ({}): handed to CodeBuild",
+                    self.max_lambda_bytes
+                );
+                return respond(
+                    ImageStatus::Planned,
+                    Some(image.target.clone()),
+                    None,
+                    message,
+                    true,
+                );
             }
             Ok(None) => {}
             Err(error) => {
@@ -158,14 +160,13 @@ impl PullImageHandler {
             PullOptions::default(),
         );
         let report = puller.pull_image(&image, &NoProgress).await;
-        PullImageResponse {
-            image: request.image,
-            status: report.status,
-            target: Some(report.target),
-            digest: report.digest,
-            message: report.message,
-            too_large: false,
-        }
+        respond(
+            report.status,
+            Some(report.target),
+            report.digest,
+            report.message,
+            false,
+        )
     }
 
     fn plan(&self, request: &PullImageRequest) -> Result<PlannedImage, String> {

@@ -64,12 +64,12 @@ async fn pull_image_copies_then_skips_and_reports_failures_as_items() {
     let image = format!("{}/team/tool:1", source.host());
 
     let first = handler.handle(request(json!({"image": image}))).await;
-    assert_eq!(first.status, ImageStatus::Succeeded, "{first:?}");
-    assert_eq!(first.digest.as_ref().unwrap().to_string(), digest);
+    assert_eq!(first.result.status, ImageStatus::Succeeded, "{first:?}");
+    assert_eq!(first.result.digest.as_ref().unwrap().to_string(), digest);
     assert!(!first.too_large);
     let repository = format!("127.0.0.1-{}/team/tool", source.port());
     assert_eq!(
-        first.target.as_deref(),
+        first.result.target.as_deref(),
         Some(format!("123456789012.dkr.ecr.us-east-1.amazonaws.com/{repository}:1").as_str())
     );
     let context = context(&moto).await;
@@ -82,19 +82,22 @@ async fn pull_image_copies_then_skips_and_reports_failures_as_items() {
     assert!(omics_grants(&policy));
 
     let second = handler.handle(request(json!({"image": image}))).await;
-    assert_eq!(second.status, ImageStatus::Skipped, "{second:?}");
+    assert_eq!(second.result.status, ImageStatus::Skipped, "{second:?}");
 
     let missing = handler
         .handle(request(
             json!({"image": format!("{}/team/none:1", source.host())}),
         ))
         .await;
-    assert_eq!(missing.status, ImageStatus::Failed);
-    assert!(missing.message.contains("does not exist"), "{missing:?}");
+    assert_eq!(missing.result.status, ImageStatus::Failed);
+    assert!(
+        missing.result.message.contains("does not exist"),
+        "{missing:?}"
+    );
 
     let invalid = handler.handle(request(json!({"image": "Not/Valid"}))).await;
-    assert_eq!(invalid.status, ImageStatus::Failed);
-    assert!(invalid.message.contains("lowercase"), "{invalid:?}");
+    assert_eq!(invalid.result.status, ImageStatus::Failed);
+    assert!(invalid.result.message.contains("lowercase"), "{invalid:?}");
 
     // The output is what the state machine reads: upper-case statuses and a too_large flag.
     let output = serde_json::to_value(&first).unwrap();
@@ -122,8 +125,11 @@ async fn images_over_the_lambda_limit_are_handed_to_codebuild_untouched() {
         ))
         .await;
     assert!(response.too_large, "{response:?}");
-    assert_eq!(response.status, ImageStatus::Planned);
-    assert!(response.message.contains("CodeBuild"), "{response:?}");
+    assert_eq!(response.result.status, ImageStatus::Planned);
+    assert!(
+        response.result.message.contains("CodeBuild"),
+        "{response:?}"
+    );
     assert!(repositories(&context(&moto).await).await.is_empty());
 }
 
@@ -199,37 +205,38 @@ async fn build_prepare_digests_s3_bundles_and_reports_bad_entries_as_items() {
     let planned = handler
         .handle(prepare("s3://sources/tools/alpha/", "tools/alpha:1"))
         .await;
-    assert_eq!(planned.status, ImageStatus::Planned, "{planned:?}");
+    assert_eq!(planned.result.status, ImageStatus::Planned, "{planned:?}");
     assert!(!planned.skip);
     assert!(planned
+        .result
         .source_digest
         .as_deref()
         .unwrap()
         .starts_with("sha256:"));
     assert_eq!(
-        planned.target.as_deref(),
+        planned.result.target.as_deref(),
         Some("123456789012.dkr.ecr.us-east-1.amazonaws.com/tools/alpha:1")
     );
     // The same bundle gives the same digest: the CodeBuild step and a later run agree.
     let again = handler
         .handle(prepare("s3://sources/tools/alpha/", "tools/alpha:1"))
         .await;
-    assert_eq!(again.source_digest, planned.source_digest);
+    assert_eq!(again.result.source_digest, planned.result.source_digest);
 
     let untagged = handler
         .handle(prepare("s3://sources/tools/alpha/", "tools/alpha"))
         .await;
-    assert_eq!(untagged.status, ImageStatus::Failed);
-    assert!(untagged.message.contains("tag"), "{untagged:?}");
+    assert_eq!(untagged.result.status, ImageStatus::Failed);
+    assert!(untagged.result.message.contains("tag"), "{untagged:?}");
     let local = handler
         .handle(prepare("/srv/bundle", "tools/local:1"))
         .await;
-    assert_eq!(local.status, ImageStatus::Failed);
-    assert!(local.message.contains("S3"), "{local:?}");
+    assert_eq!(local.result.status, ImageStatus::Failed);
+    assert!(local.result.message.contains("S3"), "{local:?}");
     let missing = handler
         .handle(prepare("s3://sources/nothing/", "tools/nothing:1"))
         .await;
-    assert_eq!(missing.status, ImageStatus::Failed, "{missing:?}");
+    assert_eq!(missing.result.status, ImageStatus::Failed, "{missing:?}");
     let output = serde_json::to_value(&planned).unwrap();
     assert_eq!(output["status"], "PLANNED");
     assert_eq!(output["skip"], false);

@@ -11,7 +11,7 @@ use omx_builder::{
     safe_relative_path, BuildOptions, BuildPlan, BuildProgress, Buildah, Builder, CodeBuildEngine,
     Docker, Engine, DEFAULT_CODEBUILD_PROJECT,
 };
-use omx_core::manifest::parse_build_manifest;
+use omx_core::manifest::{parse_build_manifest, single_build};
 use omx_core::plan::TargetRegistry;
 use omx_core::registry_map::OutputMap;
 use omx_core::report::ImageReport;
@@ -185,13 +185,7 @@ pub async fn run(args: BuildArgs) -> anyhow::Result<Outcome> {
                 .map_err(|e| UnusableInput(format!("{}: {e}", manifest.display())))?;
             (entries, manifest_folder(manifest))
         }
-        (None, Some(source), Some(target)) => {
-            let single =
-                serde_json::json!({"manifest": [{"source_uri": source, "target_image": target}]});
-            let entries = parse_build_manifest(&single.to_string())
-                .map_err(|e| UnusableInput(format!("--source/--target: {e}")))?;
-            (entries, PathBuf::from("."))
-        }
+        (None, Some(source), Some(target)) => (single_build(source, target), PathBuf::from(".")),
         _ => unreachable!("clap requires a manifest or --source with --target"),
     };
     safe_relative_path(&args.dockerfile)

@@ -11,7 +11,9 @@ use omx_core::manifest::{parse_build_manifest, parse_pull_manifest, EntryError};
 use omx_core::namespace::NamespaceTable;
 use omx_core::plan::{plan_pull, TargetRegistry};
 use omx_core::report::{ImageReport, ImageStatus, RunReport};
-use serde_json::Value;
+use omx_core::state_machine::{
+    failed_items_in_cause, results_in_output, BuildItem, ExecutionInput, ItemResult, ManifestItem,
+};
 
 use crate::args::read_input_file;
 use crate::exit::{Outcome, UnusableInput};
@@ -108,7 +110,7 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<Outcome> {
             eprintln!("{line}");
         }
     };
-    let batches: Vec<&[Value]> = entries.chunks(args.batch_size as usize).collect();
+    let batches: Vec<&[ManifestItem]> = entries.chunks(args.batch_size as usize).collect();
     // One submission's executions share a prefix, so they are easy to find in the console.
     let submission = format!(
         "omx-{}-{}",
@@ -119,7 +121,9 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<Outcome> {
     );
     let mut executions = Vec::with_capacity(batches.len());
     for (number, batch) in batches.iter().enumerate() {
-        let input = serde_json::json!({ "manifest": batch }).to_string();
+        let input = serde_json::to_string(&ExecutionInput {
+            manifest: batch.to_vec(),
+        })?;
         let name = format!("{submission}-{}of{}", number + 1, batches.len());
         let arn = step_functions.start(&state_machine, &name, &input).await?;
         say(&format!("started {arn} ({} entries)", batch.len()));
@@ -186,32 +190,22 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<Outcome> {
 fn batch_reports(
     execution: &Execution,
     results_output: Option<&str>,
-    batch: &[Value],
+    batch: &[ManifestItem],
 ) -> Vec<ImageReport> {
-    let results_list = |json: &str| {
-        serde_json::from_str::<Value>(json).ok().and_then(|value| {
-            ["images", "builds"]
-                .iter()
-                .find_map(|key| value[key].as_array().cloned())
-        })
-    };
     let items = match execution.status {
-        ExecutionStatus::Succeeded => execution.output.as_deref().and_then(results_list),
-        _ => results_output.and_then(results_list).or_else(|| {
-            execution
-                .cause
-                .as_deref()
-                .and_then(|cause| cause.split_once(": ").map(|(_, list)| list))
-                .and_then(|list| serde_json::from_str::<Vec<Value>>(list).ok())
-        }),
+        ExecutionStatus::Succeeded => execution.output.as_deref().and_then(results_in_output),
+        _ => results_output
+            .and_then(results_in_output)
+            .or_else(|| execution.cause.as_deref().and_then(failed_items_in_cause)),
     }
     .unwrap_or_default();
-    let mut reports: Vec<ImageReport> = items.iter().map(item_report).collect();
+    let mut reports: Vec<ImageReport> = items.iter().map(ItemResult::report).collect();
     let reported: HashSet<String> = reports.iter().map(|report| report.input.clone()).collect();
     let unreported: Vec<String> = batch
         .iter()
-        .map(entry_input)
-        .filter(|input| !reported.contains(input))
+        .map(ManifestItem::input)
+        .filter(|input| !reported.contains(*input))
+        .map(str::to_string)
         .collect();
     if !unreported.is_empty() {
         let why = format!(
@@ -236,34 +230,28 @@ fn batch_reports(
     let position: HashMap<String, usize> = batch
         .iter()
         .enumerate()
-        .map(|(position, entry)| (entry_input(entry), position))
+        .map(|(position, entry)| (entry.input().to_string(), position))
         .collect();
     reports.sort_by_key(|report| position.get(&report.input).copied().unwrap_or(usize::MAX));
     reports
-}
-
-/// What a manifest entry's report is keyed by: the reference, or a build's target image.
-fn entry_input(entry: &Value) -> String {
-    entry
-        .as_str()
-        .or_else(|| entry["target_image"].as_str())
-        .unwrap_or_default()
-        .to_string()
 }
 
 /// The entries to submit (as written) and the invalid ones, checked as `pull`/`build` would.
 fn valid_entries(
     text: &str,
     builder: bool,
-) -> Result<(Vec<Value>, Vec<EntryError>), omx_core::manifest::ManifestFileError> {
+) -> Result<(Vec<ManifestItem>, Vec<EntryError>), omx_core::manifest::ManifestFileError> {
     if builder {
         let parsed = parse_build_manifest(text)?;
         let entries = parsed
             .entries
             .iter()
-            .map(
-                |e| serde_json::json!({"source_uri": e.source_uri, "target_image": e.target_image}),
-            )
+            .map(|e| {
+                ManifestItem::Build(BuildItem {
+                    source_uri: e.source_uri.clone(),
+                    target_image: e.target_image.clone(),
+                })
+            })
             .collect();
         return Ok((entries, parsed.errors));
     }
@@ -280,37 +268,15 @@ fn valid_entries(
     let entries = plan
         .images
         .iter()
-        .map(|image| Value::String(image.input.clone()))
+        .map(|image| ManifestItem::Image(image.input.clone()))
         .collect();
     Ok((entries, errors))
-}
-
-fn item_report(item: &Value) -> ImageReport {
-    let text = |key: &str| item[key].as_str().unwrap_or_default().to_string();
-    let input = ["image", "target_image"]
-        .iter()
-        .map(|key| text(key))
-        .find(|value| !value.is_empty())
-        .unwrap_or_default();
-    ImageReport {
-        source: ["image", "source_uri"]
-            .iter()
-            .map(|key| text(key))
-            .find(|value| !value.is_empty())
-            .unwrap_or_default(),
-        input,
-        target: text("target"),
-        digest: item["digest"].as_str().and_then(|d| d.parse().ok()),
-        status: serde_json::from_value(item["status"].clone()).unwrap_or(ImageStatus::Failed),
-        message: text("message"),
-        bytes_copied: None,
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn execution(
         status: ExecutionStatus,
@@ -326,6 +292,13 @@ mod tests {
         }
     }
 
+    fn images(references: &[&str]) -> Vec<ManifestItem> {
+        references
+            .iter()
+            .map(|reference| ManifestItem::Image(reference.to_string()))
+            .collect()
+    }
+
     fn result(image: &str, status: &str, message: &str) -> Value {
         json!({"image": image, "status": status, "target": null, "digest": null,
                "message": message, "too_large": false})
@@ -333,7 +306,7 @@ mod tests {
 
     #[test]
     fn a_succeeded_execution_reports_every_entry_from_its_output() {
-        let batch = [json!("ubuntu:20.04"), json!("quay.io/x/y:1")];
+        let batch = images(&["ubuntu:20.04", "quay.io/x/y:1"]);
         let output = json!({"images": [result("ubuntu:20.04", "SKIPPED", "already present"),
             result("quay.io/x/y:1", "SUCCEEDED", "copied")], "total": 2});
         let reports = batch_reports(
@@ -356,7 +329,7 @@ mod tests {
 
     #[test]
     fn a_failed_execution_reports_every_entry_from_its_results_state_else_its_cause() {
-        let batch = [json!("a:1"), json!("b:1"), json!("c:1")];
+        let batch = images(&["a:1", "b:1", "c:1"]);
         let cause = format!(
             "1 of 3 image(s) failed: {}",
             json!([result("b:1", "FAILED", "does not exist")])
@@ -392,7 +365,10 @@ mod tests {
 
     #[test]
     fn entries_of_an_execution_stopped_before_its_results_fail_with_its_error() {
-        let batch = [json!({"source_uri": "s3://b/x/", "target_image": "x:1"})];
+        let batch = [ManifestItem::Build(BuildItem {
+            source_uri: "s3://b/x/".into(),
+            target_image: "x:1".into(),
+        })];
         let aborted = Execution {
             status: ExecutionStatus::Aborted,
             error: None,
@@ -416,7 +392,7 @@ mod tests {
             false,
         )
         .unwrap();
-        assert_eq!(entries, vec![json!("ubuntu:20.04")]);
+        assert_eq!(entries, images(&["ubuntu:20.04"]));
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].index, 1);
         let (entries, errors) = valid_entries(
