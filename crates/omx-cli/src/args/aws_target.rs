@@ -1,20 +1,35 @@
-//! The AWS options of every command that reaches AWS: region, profile and the ECR registry
-//! endpoint.
+//! The AWS options of every command that reaches AWS: region and profile, and for those that
+//! reach ECR's registry API, the endpoint standing in for it.
 
 use clap::Args;
+use omx_aws::{AwsContext, AwsError};
 use omx_puller::TargetOptions;
 
-/// Where the AWS side of a command points.
+/// Which AWS account and region a command works in.
 #[derive(Args, Debug, Clone)]
-pub struct AwsTargetArgs {
-    /// AWS region: of the ECR target and every AWS call (default: the credential chain's
-    /// region).
+pub struct AwsArgs {
+    /// AWS region of every AWS call: the ECR registry's, the stack's (default: the credential
+    /// chain's region).
     #[arg(long)]
     pub region: Option<String>,
 
     /// AWS profile to use.
     #[arg(long)]
     pub profile: Option<String>,
+}
+
+impl AwsArgs {
+    /// The AWS configuration these name (credentials, region).
+    pub async fn load(&self) -> Result<AwsContext, AwsError> {
+        AwsContext::load(self.region.clone(), self.profile.clone()).await
+    }
+}
+
+/// Where the AWS side of a command that talks to ECR's registry points.
+#[derive(Args, Debug, Clone)]
+pub struct AwsTargetArgs {
+    #[command(flatten)]
+    pub aws: AwsArgs,
 
     /// A registry endpoint (host[:port]) that receives the ECR registry API calls instead of
     /// the ECR host (emulators, VPC endpoints); private URIs still name the ECR host.
@@ -23,10 +38,18 @@ pub struct AwsTargetArgs {
 }
 
 impl AwsTargetArgs {
+    pub fn region(&self) -> Option<&str> {
+        self.aws.region.as_deref()
+    }
+
+    pub fn profile(&self) -> Option<&str> {
+        self.aws.profile.as_deref()
+    }
+
     pub fn target_options(&self) -> TargetOptions {
         TargetOptions {
-            region: self.region.clone(),
-            profile: self.profile.clone(),
+            region: self.aws.region.clone(),
+            profile: self.aws.profile.clone(),
             ecr_registry_endpoint: self.ecr_registry_endpoint.clone(),
         }
     }

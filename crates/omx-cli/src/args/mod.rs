@@ -6,7 +6,7 @@ pub mod pull_manifest;
 pub mod pull_run;
 pub mod registry_access;
 
-pub use aws_target::AwsTargetArgs;
+pub use aws_target::{AwsArgs, AwsTargetArgs};
 pub use input_file::{read_input_file, shown_path};
 pub use pull_manifest::{PullManifestArgs, StrategyArgs};
 pub use pull_run::PullRunArgs;

@@ -322,8 +322,10 @@ async fn resolve_target(
         } => (account.clone(), region.clone()),
         TargetRegistry::Oci { .. } => (None, None),
     };
-    let region = registry_region.clone().or_else(|| args.aws.region.clone());
-    let context = AwsContext::load(region, args.aws.profile.clone()).await?;
+    let region = registry_region
+        .clone()
+        .or_else(|| args.aws.aws.region.clone());
+    let context = AwsContext::load(region, args.aws.aws.profile.clone()).await?;
     if !args.registry.is_ecr() {
         return Ok((
             ResolvedTarget::registry(&args.registry.host()),

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Args;
-use omx_aws::{AwsContext, Ecr};
+use omx_aws::Ecr;
 use omx_core::namespace::{Method, NamespaceTable};
 use omx_core::plan::{plan_pull, PlannedImage, TargetRegistry};
 use omx_core::report::error_chain;
@@ -34,13 +34,8 @@ pub struct DoctorArgs {
     #[arg(long, value_name = "FILE")]
     pub namespaces: Option<PathBuf>,
 
-    /// AWS region (default: the credential chain's region).
-    #[arg(long)]
-    pub region: Option<String>,
-
-    /// AWS profile to use.
-    #[arg(long)]
-    pub profile: Option<String>,
+    #[command(flatten)]
+    pub aws: crate::args::AwsArgs,
 
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -137,7 +132,7 @@ fn planned_images(
 
 /// Region, credentials and ECR registry access; the ECR client once they all pass.
 async fn check_aws(args: &DoctorArgs, report: &mut Report) -> Option<Ecr> {
-    let context = match AwsContext::load(args.region.clone(), args.profile.clone()).await {
+    let context = match args.aws.load().await {
         Ok(context) => context,
         Err(error) => {
             report.add("AWS region", Status::Fail, error.to_string());

@@ -169,7 +169,7 @@ pub async fn run(args: PrepareArgs) -> anyhow::Result<Outcome> {
     } else {
         let options = args.run.aws.target_options();
         let access = &args.run.access;
-        let region = args.run.aws.region.clone();
+        let region = args.run.aws.region().map(str::to_string);
         Some(
             crate::steps::verify::check(&input, &options, region, access, None)
                 .await?
@@ -464,8 +464,8 @@ impl Report<'_> {
                     made: None,
                     strategy: self.args.strategy.clone(),
                 },
-                self.args.run.aws.profile.as_deref(),
-                self.args.run.aws.region.as_deref(),
+                self.args.run.aws.profile(),
+                self.args.run.aws.region(),
             );
             out.push_str("## Checks\n\n```\n");
             out.push_str(&crate::render::verify_report::render(verified, &fixes));

@@ -1,7 +1,6 @@
 //! `omx-ecr-helper setup`: a region's registry made ready for HealthOmics pull-through caches.
 
 use clap::Args;
-use omx_aws::AwsContext;
 use omx_puller::{
     check_credential_arn, read_credential_file, setup_registry, setup_registry_secrets, Action,
     RegistryCredential, SetupOptions, SetupReport, Upstream,
@@ -31,13 +30,8 @@ use crate::table;
 /// copying them.
 #[derive(Args, Debug)]
 pub struct SetupArgs {
-    /// AWS region to set up (default: the credential chain's region).
-    #[arg(long)]
-    pub region: Option<String>,
-
-    /// AWS profile to use.
-    #[arg(long)]
-    pub profile: Option<String>,
+    #[command(flatten)]
+    pub aws: crate::args::AwsArgs,
 
     /// Cache Docker Hub under dockerhub/ with the credentials in this Secrets Manager secret
     /// (its name must start with ecr-pullthroughcache/).
@@ -168,7 +162,7 @@ impl SetupArgs {
 pub async fn run(args: SetupArgs) -> anyhow::Result<Outcome> {
     let upstreams = args.upstreams()?;
     let credentials = args.registry_credentials()?;
-    let context = AwsContext::load(args.region.clone(), args.profile.clone()).await?;
+    let context = args.aws.load().await?;
     let account = context.account_id().await?.to_string();
     let options = SetupOptions::new(&account, args.dry_run);
     let mut report = setup_registry(&context.ecr(), &upstreams, &options).await;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use omx_aws::{AwsContext, Execution, ExecutionStatus, StepFunctions};
+use omx_aws::{Execution, ExecutionStatus, StepFunctions};
 use omx_core::excerpt::excerpt;
 use omx_core::manifest::{parse_build_manifest, parse_pull_manifest, EntryError};
 use omx_core::namespace::NamespaceTable;
@@ -49,13 +49,8 @@ pub struct SubmitArgs {
     #[arg(long, value_name = "N", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=800))]
     pub batch_size: u64,
 
-    /// AWS region of the stack (default: the credential chain's region).
-    #[arg(long)]
-    pub region: Option<String>,
-
-    /// AWS profile to use.
-    #[arg(long)]
-    pub profile: Option<String>,
+    #[command(flatten)]
+    pub aws: crate::args::AwsArgs,
 
     /// Seconds between status checks.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=300))]
@@ -90,7 +85,7 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<Outcome> {
         });
     }
 
-    let context = AwsContext::load(args.region.clone(), args.profile.clone()).await?;
+    let context = args.aws.load().await?;
     let step_functions = StepFunctions::new(context.sdk_config());
     let name = args
         .state_machine

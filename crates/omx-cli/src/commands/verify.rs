@@ -60,11 +60,7 @@ fn read_registry_map(path: &std::path::Path) -> anyhow::Result<ContainerRegistry
 
 /// The commands that fix failed checks, for the input `args` name.
 fn fix_commands(args: &VerifyArgs) -> FixCommands {
-    FixCommands::for_input(
-        &args.input,
-        args.aws.profile.as_deref(),
-        args.aws.region.as_deref(),
-    )
+    FixCommands::for_input(&args.input, args.aws.profile(), args.aws.region())
 }
 
 pub async fn run(args: VerifyArgs) -> anyhow::Result<Outcome> {
@@ -76,7 +72,7 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<Outcome> {
     let report = check(
         &args.input,
         &args.aws.target_options(),
-        args.aws.region.clone(),
+        args.aws.region().map(str::to_string),
         &args.access,
         map.as_ref(),
     )
