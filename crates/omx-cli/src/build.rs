@@ -15,8 +15,8 @@ use omx_core::manifest::parse_build_manifest;
 use omx_core::plan::TargetRegistry;
 use omx_core::registry_map::{ContainerRegistryMap, ImageMapping, MappedImage, OutputMap};
 use omx_core::report::{ImageReport, ImageStatus, RunReport};
+use omx_core::{Platform, Secret};
 use omx_puller::ResolvedTarget;
-use omx_registry::{Platform, Secret};
 
 use crate::copy::{parse_secret, RegistryAccessArgs};
 use crate::exit::{Outcome, UnusableInput};
