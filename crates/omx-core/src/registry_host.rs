@@ -17,8 +17,9 @@ pub const DOCKER_HUB: &str = "docker.io";
 /// is the API host, which people copy from logs).
 pub const DOCKER_HUB_ALIASES: [&str; 2] = ["index.docker.io", DOCKER_HUB_API_HOST];
 
-/// Docker Hub's web host: older Docker config files carry it as an `auths` key, so a
-/// configuration spelling (not a reference domain) reads it as Docker Hub too.
+/// Another Docker Hub host that people and CI scripts log in to and write as a config key. The
+/// credential lookup has always read it as Docker Hub; references do not (distribution/reference
+/// aliases only `index.docker.io`), so it is not among [`DOCKER_HUB_ALIASES`].
 const DOCKER_HUB_WEB_HOST: &str = "registry.hub.docker.com";
 
 /// The host serving Docker Hub's registry API: `docker.io` itself answers no `/v2/`.

@@ -7,11 +7,10 @@ use proptest::prelude::*;
 
 /// `host[:port]` as references and settings name registries.
 fn host() -> impl Strategy<Value = String> {
-    ("[a-z0-9][a-z0-9.-]{0,20}", proptest::option::of(1u16..))
-        .prop_map(|(name, port)| match port {
-            Some(port) => format!("{name}:{port}"),
-            None => name,
-        })
+    ("[a-z0-9][a-z0-9.-]{0,20}", proptest::option::of(1u16..)).prop_map(|(name, port)| match port {
+        Some(port) => format!("{name}:{port}"),
+        None => name,
+    })
 }
 
 proptest! {
