@@ -4,6 +4,7 @@
 
 use aws_sdk_ecr::types::{RctAppliedFor, RepositoryCreationTemplate};
 use omx_core::policy::{merge_omics_statement, Grant, PolicyChange};
+use omx_core::RegistryHost;
 
 use crate::ecr::{created_by_tag, Ecr};
 use crate::error::AwsError;
@@ -443,25 +444,16 @@ fn template_change(
     }))
 }
 
-/// Same upstream (ignoring scheme, case and a trailing slash) and same credential: present;
+/// Same upstream registry (however spelled: [`RegistryHost`]) and same credential: present;
 /// otherwise the existing rule is the conflict to report.
 fn compare_rules(existing: PullThroughCacheRule, wanted: &PullThroughCacheRule) -> RuleState {
     let same_upstream =
-        normalize_upstream(&existing.upstream_url) == normalize_upstream(&wanted.upstream_url);
+        RegistryHost::new(&existing.upstream_url) == RegistryHost::new(&wanted.upstream_url);
     if same_upstream && existing.credential_arn == wanted.credential_arn {
         RuleState::Present
     } else {
         RuleState::Conflicting(existing)
     }
-}
-
-fn normalize_upstream(url: &str) -> String {
-    let url = url.trim();
-    let url = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))
-        .unwrap_or(url);
-    url.trim_end_matches('/').to_ascii_lowercase()
 }
 
 fn rule_target(prefix: &str) -> String {

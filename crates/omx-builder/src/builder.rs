@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use omx_aws::{AwsError, BuildStatus, Ecr, StartBuildRequest, S3};
 use omx_core::report::{error_chain, ImageReport, ImageStatus, RunReport};
+use omx_core::RegistryHost;
 use omx_core::{Digest, Reference, ReferenceError};
 use omx_puller::{reports_in_order, ResolvedTarget};
-use omx_registry::client::is_loopback_host;
 use omx_registry::{
     ClientConfig, Credential, CredentialError, CredentialProvider, Platform, RegistryClient,
     RegistryError,
@@ -541,7 +541,7 @@ impl Builder {
         }
         let mut insecure = self.insecure_hosts.clone();
         for host in registries {
-            if is_loopback_host(host) && !insecure.contains(host) {
+            if RegistryHost::new(host).is_loopback() && !insecure.contains(host) {
                 insecure.push(host.clone());
             }
         }

@@ -11,12 +11,10 @@ use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
-use omx_core::reference::DOCKER_HUB;
+use omx_core::RegistryHost;
 use omx_registry::Credential;
 use serde_json::{json, Map, Value};
 use tempfile::TempDir;
-
-const DOCKER_HUB_LEGACY_KEY: &str = "https://index.docker.io/v1/";
 
 /// Credentials and registry settings on disk for one build.
 #[derive(Debug)]
@@ -43,9 +41,10 @@ impl Login {
             let pair = format!("{}:{}", credential.username, credential.password.expose());
             let auth = base64::engine::general_purpose::STANDARD.encode(pair);
             auths.insert(host.clone(), json!({ "auth": auth }));
-            if host == DOCKER_HUB {
-                // The key the Docker CLI looks Docker Hub up under.
-                auths.insert(DOCKER_HUB_LEGACY_KEY.to_string(), json!({ "auth": auth }));
+            // Docker looks Docker Hub up under its legacy index URL, not under `docker.io`.
+            let key = RegistryHost::new(host);
+            if key.is_docker_hub() {
+                auths.insert(key.credential_key().to_string(), json!({ "auth": auth }));
             }
         }
         let config = json!({ "auths": Value::Object(auths) });

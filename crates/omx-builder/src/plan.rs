@@ -5,9 +5,9 @@ use std::fmt;
 use std::path::Path;
 
 use omx_core::manifest::{BuildEntry, Entries, EntryError};
-use omx_core::namespace::{check_ecr_repository_name, parse_ecr_private_host};
+use omx_core::namespace::check_ecr_repository_name;
 use omx_core::plan::TargetRegistry;
-use omx_core::Reference;
+use omx_core::{Reference, RegistryHost};
 
 use crate::source::BundleSource;
 
@@ -84,12 +84,12 @@ impl fmt::Display for BuildTarget {
 /// Whether `host` names `registry` (an ECR host matches the account and region given so far).
 fn registry_is(registry: &TargetRegistry, host: &str) -> bool {
     match registry {
-        TargetRegistry::Oci { host: target } => target.eq_ignore_ascii_case(host),
+        TargetRegistry::Oci { host: target } => RegistryHost::new(target) == host.into(),
         TargetRegistry::Ecr {
             account, region, ..
-        } => parse_ecr_private_host(host).is_some_and(|(host_account, host_region)| {
-            account.as_ref().is_none_or(|a| *a == host_account)
-                && region.as_ref().is_none_or(|r| *r == host_region)
+        } => RegistryHost::new(host).ecr().is_some_and(|named| {
+            account.as_ref().is_none_or(|a| *a == named.account)
+                && region.as_ref().is_none_or(|r| *r == named.region)
         }),
     }
 }

@@ -18,6 +18,7 @@ pub use crate::ecr_host::{
     EcrEndpoint, EcrRegistryHost,
 };
 use crate::reference::{Reference, ReferenceError, DOCKER_HUB};
+use crate::registry_host::{split_port, RegistryHost, DOCKER_HUB_API_HOST};
 
 /// How an image reaches the private registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -138,7 +139,7 @@ impl NamespaceTable {
                 upstream_registry: None,
             };
         let mut docker_hub = rule(&[DOCKER_HUB], "dockerhub", Method::Copy, Some("dockerhub"));
-        docker_hub.upstream_registry = Some("registry-1.docker.io".to_string());
+        docker_hub.upstream_registry = Some(DOCKER_HUB_API_HOST.to_string());
         NamespaceTable {
             rules: vec![
                 rule(&["quay.io"], "quay", Method::PullThroughCache, Some("quay")),
@@ -234,7 +235,7 @@ impl NamespaceTable {
         // derives the upstream image from it; a copy may use Docker Hub's familiar short form.
         let path = match method {
             Method::PullThroughCache => source.path(),
-            Method::Copy if host.eq_ignore_ascii_case(DOCKER_HUB) => {
+            Method::Copy if RegistryHost::new(host).is_docker_hub() => {
                 familiar_docker_hub_path(source.path())
             }
             Method::Copy => source.path(),
@@ -279,11 +280,11 @@ fn namespace_from_host(host: &str) -> Result<String, NamespaceError> {
         host: host.to_string(),
     };
     let lowered = host.to_ascii_lowercase();
-    let (name, port) = match lowered.rsplit_once(':') {
-        Some((name, port)) if !name.contains(':') => (name.to_string(), Some(port.to_string())),
-        Some(_) => return Err(unmappable()),
-        None => (lowered, None),
-    };
+    let (name, port) = split_port(&lowered);
+    if name.contains(':') {
+        // An IPv6 address: no valid repository name component.
+        return Err(unmappable());
+    }
     let valid_component = !name.is_empty()
         && name.split('.').all(|label| {
             !label.is_empty()
@@ -298,7 +299,7 @@ fn namespace_from_host(host: &str) -> Result<String, NamespaceError> {
     }
     Ok(match port {
         Some(port) => format!("{name}-{port}"),
-        None => name,
+        None => name.to_string(),
     })
 }
 

@@ -27,11 +27,8 @@ use crate::digest::{Digest, DigestError};
 use crate::excerpt::quoted;
 use crate::secret::redact_userinfo;
 
-/// Docker Hub's canonical domain; `index.docker.io` and `registry-1.docker.io` normalize to it.
-pub const DOCKER_HUB: &str = "docker.io";
-
-/// Other spellings of Docker Hub's domain, read as [`DOCKER_HUB`].
-pub const DOCKER_HUB_ALIASES: [&str; 2] = ["index.docker.io", "registry-1.docker.io"];
+/// Docker Hub's domain and its other spellings in references live with the registry host rules.
+pub use crate::registry_host::{DOCKER_HUB, DOCKER_HUB_ALIASES};
 
 /// The Docker Hub namespace of official images (`ubuntu` is `docker.io/library/ubuntu`).
 pub const OFFICIAL_NAMESPACE: &str = "library";

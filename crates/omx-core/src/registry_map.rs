@@ -13,6 +13,7 @@ use crate::digest::Digest;
 use crate::lock::unpinned_spelling;
 use crate::namespace::{Method, NamespaceTable};
 use crate::plan::{PlannedImage, PullPlan};
+use crate::registry_host::RegistryHost;
 use crate::report::{ImageReport, ImageStatus, RunReport};
 use crate::strategy::{NativeAccess, Strategy};
 
@@ -238,12 +239,10 @@ impl ContainerRegistryMap {
         let upstream = table
             .rule_for(host)
             .and_then(|rule| rule.upstream_registry());
+        let named = [Some(host), upstream].map(|spelling| spelling.map(RegistryHost::new));
         self.registry_mappings
             .iter()
-            .find(|m| {
-                m.upstream_registry_url.eq_ignore_ascii_case(host)
-                    || upstream.is_some_and(|u| m.upstream_registry_url.eq_ignore_ascii_case(u))
-            })
+            .find(|m| named.contains(&Some(RegistryHost::new(&m.upstream_registry_url))))
             .map(|m| {
                 format!(
                     "registry mapping {} -> {}/",

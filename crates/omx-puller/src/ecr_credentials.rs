@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use futures_util::future::BoxFuture;
 use omx_aws::Ecr;
-use omx_core::namespace::parse_ecr_private_host;
+use omx_core::RegistryHost;
 use omx_registry::{Credential, CredentialError, CredentialProvider};
 
 /// Answers with an ECR token (`AWS:<token>`, with its expiry so the client renews it in time) for
@@ -16,7 +16,7 @@ use omx_registry::{Credential, CredentialError, CredentialProvider};
 #[derive(Debug)]
 pub struct EcrCredentials {
     ecr: Ecr,
-    hosts: Vec<String>,
+    hosts: Vec<RegistryHost>,
     other_registries: bool,
     /// Clients for the regions of other ECR registries, each with its own token cache.
     regional: Mutex<HashMap<String, Ecr>>,
@@ -28,7 +28,7 @@ impl EcrCredentials {
     pub fn new(ecr: Ecr, hosts: Vec<String>) -> EcrCredentials {
         EcrCredentials {
             ecr,
-            hosts,
+            hosts: hosts.iter().map(|host| RegistryHost::new(host)).collect(),
             other_registries: false,
             regional: Mutex::new(HashMap::new()),
         }
@@ -45,13 +45,14 @@ impl EcrCredentials {
 
     /// The client whose token `registry` takes, if any.
     fn client_for(&self, registry: &str) -> Option<Ecr> {
-        if self.hosts.iter().any(|h| h.eq_ignore_ascii_case(registry)) {
+        let registry = RegistryHost::new(registry);
+        if self.hosts.contains(&registry) {
             return Some(self.ecr.clone());
         }
         if !self.other_registries {
             return None;
         }
-        let (_, region) = parse_ecr_private_host(registry)?;
+        let region = registry.ecr()?.region;
         if self.ecr.region().as_deref() == Some(region.as_str()) {
             return Some(self.ecr.clone());
         }

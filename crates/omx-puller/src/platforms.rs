@@ -1,7 +1,8 @@
 //! What platforms an image runs on: its index's children, or its config's `os` and
 //! `architecture`. `verify` and `lock` both ask, since HealthOmics runs linux/amd64 only.
 
-use omx_registry::{ManifestKind, Platform, RegistryClient, Repository};
+use omx_core::{Platform, Repository};
+use omx_registry::{ManifestKind, RegistryClient};
 
 /// The largest image config read to learn its platform.
 const MAX_CONFIG_BYTES: usize = 4 * 1024 * 1024;

@@ -8,6 +8,7 @@
 use omx_aws::{AwsError, Ecr, PolicyChange, RuleState, TemplateScenario, TemplateState};
 use omx_core::namespace::{Method, NamespaceTable};
 use omx_core::policy::merge_omics_registry_statement;
+use omx_core::registry_host::{DOCKER_HUB, DOCKER_HUB_API_HOST};
 use omx_core::strategy::SecretArn;
 use serde::Serialize;
 
@@ -64,13 +65,8 @@ impl Upstream {
 
     /// Docker Hub under `dockerhub`, the namespace copied Docker Hub images use too.
     pub fn docker_hub(credential_arn: &str) -> Upstream {
-        Upstream::new(
-            "dockerhub",
-            "registry-1.docker.io",
-            "docker.io",
-            "Docker Hub",
-        )
-        .with_secret(credential_arn)
+        Upstream::new("dockerhub", DOCKER_HUB_API_HOST, DOCKER_HUB, "Docker Hub")
+            .with_secret(credential_arn)
     }
 
     pub fn github(credential_arn: &str) -> Upstream {

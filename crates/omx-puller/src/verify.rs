@@ -9,6 +9,7 @@ use omx_core::namespace::{Method, NamespaceTable};
 use omx_core::plan::{PlannedImage, PullPlan, TargetRegistry};
 use omx_core::policy::{merge_omics_registry_statement, omics_grants, PolicyChange};
 use omx_core::strategy::Strategy;
+use omx_core::RegistryHost;
 use omx_registry::{ManifestRef, RegistryClient, Repository};
 use serde::Serialize;
 
@@ -312,7 +313,7 @@ impl Verifier {
         let prefix = rule.namespace.clone();
         let upstream = rule.upstream_registry().unwrap_or(image.source.domain());
         match ecr.pull_through_cache_rule(&prefix).await {
-            Ok(Some(existing)) if same_registry(&existing.upstream_url, upstream) => (
+            Ok(Some(existing)) if RegistryHost::new(&existing.upstream_url) == upstream.into() => (
                 Presence::Cached {
                     prefix: prefix.clone(),
                 },
@@ -510,29 +511,5 @@ impl Verifier {
             ),
             _ => Check::pass(Region, format!("in {region}")),
         }
-    }
-}
-
-/// Two spellings of one registry host: scheme, case and a trailing slash ignored.
-fn same_registry(a: &str, b: &str) -> bool {
-    let plain = |url: &str| {
-        let url = url.trim();
-        let url = url
-            .strip_prefix("https://")
-            .or_else(|| url.strip_prefix("http://"))
-            .unwrap_or(url);
-        url.trim_end_matches('/').to_ascii_lowercase()
-    };
-    plain(a) == plain(b)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn registries_compare_without_scheme_case_or_slash() {
-        assert!(same_registry("https://Quay.io/", "quay.io"));
-        assert!(!same_registry("mirror.example.org", "quay.io"));
     }
 }

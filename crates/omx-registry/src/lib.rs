@@ -24,7 +24,8 @@ pub mod copy;
 pub mod error;
 pub mod input;
 pub mod manifest;
-pub mod platform;
+/// Platforms are pure values: they live in omx-core, re-exported where callers found them.
+pub use omx_core::platform;
 pub mod progress;
 pub mod rate_limit;
 pub mod retry;

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use omx_core::Digest;
 use serde::Deserialize;
 
-use crate::platform::Platform;
+use omx_core::Platform;
 
 /// Manifest and config media types.
 pub mod media_type {

@@ -12,7 +12,6 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use omx_core::Digest;
 use omx_registry::auth::challenge::{parse_challenges, Challenge};
-use omx_registry::auth::credentials::normalize_registry_key;
 use omx_registry::manifest::media_type;
 use omx_registry::retry::parse_retry_after;
 use omx_registry::{
@@ -372,7 +371,7 @@ proptest! {
         if let Ok(config) = DockerConfig::parse(&text, Path::new("config.json")) {
             let _ = config.lookup(&registry);
         }
-        let _ = normalize_registry_key(&registry);
+        let _ = omx_core::RegistryHost::new(&registry).credential_key().len();
     }
 
     #[test]

@@ -80,12 +80,7 @@ impl RegistryAccessArgs {
 
 /// `--insecure-registry`: a registry host[:port], also taken as an `http://` URL with a slash.
 pub fn insecure_registry(value: &str) -> Result<String, String> {
-    let host = value
-        .trim()
-        .trim_start_matches("http://")
-        .trim_start_matches("https://")
-        .trim_end_matches('/');
-    registry_host_argument("insecure-registry", host)?;
+    registry_host_argument("insecure-registry", omx_core::registry_host::bare(value))?;
     Ok(value.to_string())
 }
 

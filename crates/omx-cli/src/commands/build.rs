@@ -15,8 +15,8 @@ use omx_core::manifest::{parse_build_manifest, single_build};
 use omx_core::plan::TargetRegistry;
 use omx_core::registry_map::OutputMap;
 use omx_core::report::ImageReport;
+use omx_core::{Platform, Secret};
 use omx_puller::ResolvedTarget;
-use omx_registry::{Platform, Secret};
 
 use crate::args::read_input_file;
 use crate::args::{parse_secret, RegistryAccessArgs};

@@ -13,7 +13,7 @@ use futures_util::future::BoxFuture;
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt as _;
 
-use omx_core::Secret;
+use omx_core::{RegistryHost, Secret};
 
 /// A username and password (or token) for one registry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,7 +126,7 @@ impl CredentialProvider for Anonymous {
 /// Credentials given explicitly per registry host (command-line `--src-creds`, tests).
 #[derive(Debug, Default, Clone)]
 pub struct StaticCredentials {
-    by_registry: HashMap<String, Credential>,
+    by_registry: HashMap<RegistryHost, Credential>,
 }
 
 impl StaticCredentials {
@@ -142,7 +142,7 @@ impl StaticCredentials {
 
     pub fn insert(&mut self, registry: &str, credential: Credential) {
         self.by_registry
-            .insert(normalize_registry_key(registry), credential);
+            .insert(RegistryHost::new(registry), credential);
     }
 }
 
@@ -151,10 +151,7 @@ impl CredentialProvider for StaticCredentials {
         &'a self,
         registry: &'a str,
     ) -> BoxFuture<'a, Result<Option<Credential>, CredentialError>> {
-        let found = self
-            .by_registry
-            .get(&normalize_registry_key(registry))
-            .cloned();
+        let found = self.by_registry.get(&RegistryHost::new(registry)).cloned();
         Box::pin(async move { Ok(found) })
     }
 }
@@ -248,18 +245,18 @@ impl DockerConfig {
     /// Where the credentials for `registry` live: a `credHelpers` entry first, then
     /// `credsStore`, then the inline `auths` entry (Docker CLI's order).
     pub fn lookup(&self, registry: &str) -> Result<DockerConfigLookup, CredentialError> {
-        let key = normalize_registry_key(registry);
+        let key = RegistryHost::new(registry);
         let inline = self
             .auths
             .iter()
-            .find(|(server, _)| normalize_registry_key(server) == key)
+            .find(|(server, _)| RegistryHost::new(server) == key)
             .map(|(server, entry)| entry.credential(server))
             .transpose()?
             .flatten();
         let helper = self
             .cred_helpers
             .iter()
-            .find(|(server, _)| normalize_registry_key(server) == key)
+            .find(|(server, _)| RegistryHost::new(server) == key)
             .map(|(_, helper)| helper.clone())
             .or_else(|| self.creds_store.clone().filter(|s| !s.is_empty()));
         Ok(match (helper, inline) {
@@ -299,26 +296,6 @@ impl AuthEntry {
             }
             _ => Ok(None),
         }
-    }
-}
-
-/// Reduces the many spellings of a registry in config files (`https://index.docker.io/v1/`,
-/// `http://host:5000`, `Quay.io/`) to the host form references use (`docker.io`, `host:5000`).
-pub fn normalize_registry_key(server: &str) -> String {
-    let without_scheme = server
-        .strip_prefix("https://")
-        .or_else(|| server.strip_prefix("http://"))
-        .unwrap_or(server);
-    let host = without_scheme
-        .split('/')
-        .next()
-        .unwrap_or(without_scheme)
-        .to_ascii_lowercase();
-    match host.as_str() {
-        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => {
-            omx_core::reference::DOCKER_HUB.to_string()
-        }
-        _ => host,
     }
 }
 
@@ -395,7 +372,8 @@ impl DockerConfigCredentials {
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| failure(format!("cannot run {}: {e}", program.display())))?;
-        let server_url = helper_server_url(registry);
+        let server_url = RegistryHost::new(registry);
+        let server_url = server_url.credential_key();
         if let Some(mut stdin) = child.stdin.take() {
             stdin
                 .write_all(server_url.as_bytes())
@@ -424,15 +402,6 @@ impl DockerConfigCredentials {
             return Err(failure(format!("{} ({message})", output.status)));
         }
         parse_helper_output(&stdout).map_err(failure)
-    }
-}
-
-/// The server URL Docker passes to credential helpers: Docker Hub's legacy index URL, else the host.
-fn helper_server_url(registry: &str) -> String {
-    if normalize_registry_key(registry) == omx_core::reference::DOCKER_HUB {
-        "https://index.docker.io/v1/".to_string()
-    } else {
-        registry.to_string()
     }
 }
 

@@ -11,20 +11,6 @@ fn b64(s: &str) -> String {
 }
 
 #[test]
-fn normalizes_registry_spellings() {
-    assert_eq!(
-        normalize_registry_key("https://index.docker.io/v1/"),
-        "docker.io"
-    );
-    assert_eq!(normalize_registry_key("registry-1.docker.io"), "docker.io");
-    assert_eq!(
-        normalize_registry_key("http://Localhost:5000/v2/"),
-        "localhost:5000"
-    );
-    assert_eq!(normalize_registry_key("quay.io"), "quay.io");
-}
-
-#[test]
 fn inline_auth_base64_and_username_password() {
     let json = format!(
         r#"{{"auths": {{

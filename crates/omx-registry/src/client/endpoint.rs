@@ -3,8 +3,8 @@
 //! `/v2/<repository>/…` URLs under that base. The scheme is probed once per registry and kept.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 
+use omx_core::RegistryHost;
 use reqwest::header::HeaderMap;
 use reqwest::{Method, Response, StatusCode, Url};
 
@@ -15,44 +15,16 @@ use crate::transport::{fail_retryable_status, retrying};
 /// A registry's base URL, found by the first request that needs it.
 pub(super) type BaseUrl = std::sync::Arc<tokio::sync::OnceCell<Url>>;
 
-/// The host serving a registry's API: Docker Hub's is not `docker.io`.
-pub fn api_host(registry: &str) -> &str {
-    if registry == omx_core::reference::DOCKER_HUB {
-        "registry-1.docker.io"
-    } else {
-        registry
-    }
-}
-
-/// Whether `host` (optionally with `:port`) is a loopback name or address. Public so that the
-/// builder judges its target hosts as the client does.
-pub fn is_loopback_host(host: &str) -> bool {
-    let bare = if let Some(rest) = host.strip_prefix('[') {
-        rest.split(']').next().unwrap_or(rest)
-    } else if host.matches(':').count() > 1 {
-        host
-    } else {
-        host.split(':').next().unwrap_or(host)
-    };
-    bare.eq_ignore_ascii_case("localhost")
-        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
 impl RegistryClient {
     /// Whether `registry` may be reached over plain HTTP (loopback or listed as insecure).
     pub fn allows_plain_http(&self, registry: &str) -> bool {
-        is_loopback_host(registry)
-            || self.inner.insecure_registries.iter().any(|insecure| {
-                let insecure = insecure
-                    .trim()
-                    .trim_start_matches("http://")
-                    .trim_start_matches("https://")
-                    .trim_end_matches('/');
-                insecure.eq_ignore_ascii_case(registry)
-                    || registry
-                        .rsplit_once(':')
-                        .is_some_and(|(host, _)| host.eq_ignore_ascii_case(insecure))
-            })
+        let registry = RegistryHost::new(registry);
+        registry.is_loopback()
+            || self
+                .inner
+                .insecure_registries
+                .iter()
+                .any(|insecure| RegistryHost::new(insecure).covers(&registry))
     }
 
     /// `<base>/v2/<repository>/<rest>`.
@@ -80,7 +52,8 @@ impl RegistryClient {
             .or_default()
             .clone();
         cell.get_or_try_init(|| async {
-            let host = api_host(registry);
+            let host = RegistryHost::new(registry);
+            let host = host.api_host();
             let https = parse_base(&format!("https://{host}/"), registry)?;
             let (url, ping) = if self.allows_plain_http(registry) {
                 self.probe_plain_http(registry, host, https).await?
@@ -165,36 +138,6 @@ fn parse_base(url: &str, registry: &str) -> Result<Url, RegistryError> {
 mod tests {
     use super::*;
     use crate::client::ClientConfig;
-
-    #[test]
-    fn docker_hub_api_host() {
-        assert_eq!(api_host("docker.io"), "registry-1.docker.io");
-        assert_eq!(api_host("quay.io"), "quay.io");
-        assert_eq!(api_host("127.0.0.1:5000"), "127.0.0.1:5000");
-    }
-
-    #[test]
-    fn loopback_hosts() {
-        for host in [
-            "localhost",
-            "LOCALHOST:5000",
-            "127.0.0.1",
-            "127.1.2.3:80",
-            "[::1]:5000",
-            "::1",
-        ] {
-            assert!(is_loopback_host(host), "{host}");
-        }
-        for host in [
-            "docker.io",
-            "10.0.0.1:5000",
-            "localhost.example.com",
-            "[::2]:1",
-            "quay.io:443",
-        ] {
-            assert!(!is_loopback_host(host), "{host}");
-        }
-    }
 
     #[test]
     fn plain_http_only_for_loopback_and_listed_hosts() {

@@ -26,6 +26,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub use omx_core::Repository;
 use omx_core::{Digest, Reference};
 
 use crate::auth::credentials::{Anonymous, CredentialProvider};
@@ -35,7 +36,6 @@ use crate::manifest::Manifest;
 use crate::rate_limit::PullBudget;
 use crate::retry::RetryPolicy;
 
-pub use endpoint::{api_host, is_loopback_host};
 pub use referrers::{descriptor_digest, fallback_tag, Referrers};
 pub(crate) use response::ContentHeaders;
 pub(crate) use uploads::MountOutcome;
@@ -86,33 +86,6 @@ impl fmt::Debug for ClientConfig {
             .field("user_agent", &self.user_agent)
             .field("max_manifest_size", &self.max_manifest_size)
             .finish_non_exhaustive()
-    }
-}
-
-/// A repository inside a registry: `127.0.0.1:5000` + `library/ubuntu`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Repository {
-    /// The registry as references name it (`docker.io`, not its API host).
-    pub registry: String,
-    pub path: String,
-}
-
-impl Repository {
-    pub fn new(registry: impl Into<String>, path: impl Into<String>) -> Repository {
-        Repository {
-            registry: registry.into(),
-            path: path.into(),
-        }
-    }
-
-    pub fn of(reference: &Reference) -> Repository {
-        Repository::new(reference.domain(), reference.path())
-    }
-}
-
-impl fmt::Display for Repository {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.registry, self.path)
     }
 }
 

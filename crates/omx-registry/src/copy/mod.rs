@@ -30,10 +30,10 @@ use tokio::sync::Semaphore;
 
 use crate::client::{ManifestDescriptor, ManifestRef, RegistryClient, Repository};
 use crate::manifest::{Descriptor, Manifest, ManifestKind};
-use crate::platform::Platform;
 use crate::progress::{ImageId, ProgressEvent, ProgressSink};
 use crate::transport::ErrorChain;
 use blob::BlobHomes;
+use omx_core::Platform;
 
 pub use report::{CopyError, CopyReport, CopyWarning};
 

@@ -6,7 +6,7 @@ use std::fmt;
 use omx_core::{Digest, Reference};
 
 use crate::error::RegistryError;
-use crate::platform::Platform;
+use omx_core::Platform;
 
 /// What one copy did.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,7 +6,7 @@
 use super::report::{CopyError, CopyWarning};
 use super::{CopyEngine, ImageJob};
 use crate::manifest::{media_type, ConfigPlatform, ImageManifest, Manifest, ManifestKind};
-use crate::platform::Platform;
+use omx_core::Platform;
 
 /// Configs are read to learn a single-platform image's platform; real ones are a few KiB.
 const MAX_CONFIG_SIZE: usize = 4 * 1024 * 1024;
