@@ -22,6 +22,7 @@ use omx_core::namespace::{Method, NamespaceTable};
 use omx_core::plan::{plan_pull, PlannedImage, TargetRegistry};
 use omx_core::report::ImageStatus;
 use omx_core::state_machine::PullResult;
+use omx_core::Digest;
 use omx_puller::{CredentialChain, EcrReach, PullOptions, Puller, ResolvedTarget, TargetOptions};
 use omx_registry::{
     ClientConfig, CopyEngine, CopyOptions, ManifestKind, ManifestRef, NoProgress, RegistryClient,
@@ -134,25 +135,25 @@ impl PullImageHandler {
             Ok(image) => image,
             Err(message) => return failed(message, None),
         };
-        match self.too_large(&image).await {
-            Ok(Some(bytes)) => {
-                let message = format!(
-                    "{bytes} bytes is more than this Lambda copies ({}): handed to CodeBuild",
-                    self.max_lambda_bytes
-                );
-                return respond(
-                    ImageStatus::Planned,
-                    Some(image.target.clone()),
-                    None,
-                    message,
-                    true,
-                );
-            }
-            Ok(None) => {}
-            Err(error) => {
+        let (image, too_large) = match self.sized(image).await {
+            Ok(sized) => sized,
+            Err((image, error)) => {
                 let message = format!("cannot size {}: {error}", image.source);
                 return failed(message, Some(image.target.clone()));
             }
+        };
+        if let Some(bytes) = too_large {
+            let message = format!(
+                "{bytes} bytes is more than this Lambda copies ({}): handed to CodeBuild",
+                self.max_lambda_bytes
+            );
+            return respond(
+                ImageStatus::Planned,
+                Some(image.target.clone()),
+                None,
+                message,
+                true,
+            );
         }
         let puller = Puller::new(
             CopyEngine::new(self.client.clone(), CopyOptions::default()),
@@ -190,27 +191,45 @@ impl PullImageHandler {
 
     /// The image's total size when it must go to CodeBuild: a copy that is not yet done and whose
     /// blobs add up to more than the limit. A missing source is left to the puller to report.
-    async fn too_large(&self, image: &PlannedImage) -> Result<Option<u64>, String> {
-        self.size_if_too_large(image)
-            .await
-            .map_err(|e| e.to_string())
+    /// The image to pull, and its size when that is more than this Lambda copies. A manifest
+    /// read to size the image pins it to that digest: the copy then reads it by digest from the
+    /// client's cache instead of asking the source again (a second GET, which Docker Hub counts
+    /// as another pull).
+    async fn sized(
+        &self,
+        mut image: PlannedImage,
+    ) -> Result<(PlannedImage, Option<u64>), (PlannedImage, String)> {
+        match self.size_if_too_large(&image).await {
+            Ok((digest, too_large)) => {
+                if let (Some(digest), None) = (digest, image.source.digest()) {
+                    image.source = image.source.with_digest(digest);
+                }
+                Ok((image, too_large))
+            }
+            Err(error) => {
+                let error = error.to_string();
+                Err((image, error))
+            }
+        }
     }
 
+    /// The digest of the source manifest when it was read, and the image's size when that is
+    /// too large.
     async fn size_if_too_large(
         &self,
         image: &PlannedImage,
-    ) -> Result<Option<u64>, Box<dyn std::error::Error>> {
+    ) -> Result<(Option<Digest>, Option<u64>), Box<dyn std::error::Error>> {
         if image.method != Method::Copy {
-            return Ok(None);
+            return Ok((None, None));
         }
         let client = &self.client;
         let target = self.target.api_reference(image)?;
         if client.head_manifest(&target).await?.is_some() {
-            return Ok(None);
+            return Ok((None, None));
         }
         let manifest = match client.get_manifest(&image.source).await {
             Ok(manifest) => manifest,
-            Err(error) if error.is_not_found() => return Ok(None),
+            Err(error) if error.is_not_found() => return Ok((None, None)),
             Err(error) => return Err(error.into()),
         };
         let total = match &manifest.kind {
@@ -229,7 +248,10 @@ impl PullImageHandler {
                 total
             }
         };
-        Ok((total > self.max_lambda_bytes).then_some(total))
+        Ok((
+            Some(manifest.digest),
+            (total > self.max_lambda_bytes).then_some(total),
+        ))
     }
 }
 

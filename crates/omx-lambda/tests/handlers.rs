@@ -67,6 +67,14 @@ async fn pull_image_copies_then_skips_and_reports_failures_as_items() {
     assert_eq!(first.result.status, ImageStatus::Succeeded, "{first:?}");
     assert_eq!(first.result.digest.as_ref().unwrap().to_string(), digest);
     assert!(!first.too_large);
+    // The manifest read to size the image is the one copied: one GET of the tag (Docker Hub
+    // counts every manifest GET as a pull), none of it by digest.
+    let log = source.log();
+    let gets = |path: &str| {
+        log.matches(&format!("\"GET /v2/team/tool/manifests/{path}"))
+            .count()
+    };
+    assert_eq!((gets("1 "), gets("sha256:")), (1, 0), "{log}");
     let repository = format!("127.0.0.1-{}/team/tool", source.port());
     assert_eq!(
         first.result.target.as_deref(),

@@ -89,7 +89,15 @@ impl RegistryClient {
             )
         };
         let ManifestRef::Digest(digest) = manifest else {
-            return fetch().await;
+            // What a tag named is known by its digest from now on (the body is verified against
+            // it or hashed for it), so asking for it by digest later is not another pull.
+            let fetched = fetch().await?;
+            let cell = lock(&self.inner.manifests_by_digest)
+                .entry((repository.clone(), fetched.digest.clone()))
+                .or_default()
+                .clone();
+            let _ = cell.set(fetched.clone());
+            return Ok(fetched);
         };
         // A manifest asked for by digest is that content for good, and is verified: fetched
         // once per client however many copies need it at the same time, for a GET is what
