@@ -40,9 +40,6 @@ pub struct PullManifestArgs {
     /// workflow); `manifest` then names where it is (or would be) written, for messages.
     #[arg(skip)]
     pub made: Option<String>,
-
-    #[command(flatten)]
-    pub strategy: StrategyArgs,
 }
 
 /// How images reach HealthOmics (`--strategy`, `--credential`): what reads a manifest and what
@@ -92,6 +89,17 @@ impl From<StrategyArg> for StrategyChoice {
     }
 }
 
+impl StrategyArgs {
+    /// The credentials given with --credential.
+    pub fn native_access(&self) -> NativeAccess {
+        self.credentials
+            .iter()
+            .fold(NativeAccess::default(), |access, (host, arn)| {
+                access.with_credential(host, arn.clone())
+            })
+    }
+}
+
 impl PullManifestArgs {
     /// The namespace table: built-in rules, with the user's file in front.
     pub fn namespace_table(&self) -> anyhow::Result<NamespaceTable> {
@@ -105,40 +113,29 @@ impl PullManifestArgs {
             .map_err(|e| UnusableInput(format!("{}: {e}", shown_path(path))).into())
     }
 
-    /// The credentials given with --credential.
-    pub fn native_access(&self) -> NativeAccess {
-        self.strategy
-            .credentials
-            .iter()
-            .fold(NativeAccess::default(), |access, (host, arn)| {
-                access.with_credential(host, arn.clone())
-            })
-    }
-
-    /// Reads and plans the manifest against `registry`, with each image's strategy chosen for
-    /// the credentials of --credential.
-    pub fn plan(&self, registry: &TargetRegistry) -> anyhow::Result<PullPlan> {
-        self.plan_with(registry, &self.native_access())
+    /// Reads and plans the manifest against `registry`, with each image's strategy chosen as
+    /// `strategy` says, for the credentials of its --credential.
+    pub fn plan(
+        &self,
+        strategy: &StrategyArgs,
+        registry: &TargetRegistry,
+    ) -> anyhow::Result<PullPlan> {
+        self.plan_with(strategy.strategy, registry, &strategy.native_access())
     }
 
     /// [`PullManifestArgs::plan`] with the credentials `access` knows.
     pub fn plan_with(
         &self,
+        strategy: StrategyArg,
         registry: &TargetRegistry,
         access: &NativeAccess,
     ) -> anyhow::Result<PullPlan> {
         // The rules first: a bad rule file is named before the manifest is read.
         let table = self.namespace_table()?;
         let mut plan = plan_entries(&self.entries()?, &table, registry);
-        choose_strategies(
-            &mut plan,
-            self.strategy.strategy.into(),
-            access,
-            registry.is_ecr(),
-        );
+        choose_strategies(&mut plan, strategy.into(), access, registry.is_ecr());
         Ok(plan)
     }
-
     /// The manifest's entries (or `--single`'s one) and the errors of the unusable ones.
     pub fn entries(&self) -> anyhow::Result<Entries<PullEntry>> {
         Ok(match (&self.single, &self.manifest) {
@@ -178,6 +175,7 @@ impl PullManifestArgs {
     /// the secrets `setup --credential-file` keeps in the target's region.
     pub async fn resolve_and_plan(
         &self,
+        strategy: &StrategyArgs,
         options: &omx_puller::TargetOptions,
     ) -> anyhow::Result<(
         NamespaceTable,
@@ -186,12 +184,10 @@ impl PullManifestArgs {
         NativeAccess,
     )> {
         let table = self.namespace_table()?;
-        let offline = self.plan(&self.registry)?;
+        let offline = self.plan(strategy, &self.registry)?;
         let target = omx_puller::ResolvedTarget::resolve(&self.registry, options).await?;
-        let mut access = self.native_access();
-        if let (Some(secrets), false) =
-            (&target.secrets, self.strategy.strategy == StrategyArg::Copy)
-        {
+        let mut access = strategy.native_access();
+        if let (Some(secrets), false) = (&target.secrets, strategy.strategy == StrategyArg::Copy) {
             let hosts = offline.images.iter().map(|image| image.source.domain());
             let (found, warnings) =
                 omx_puller::discover_registry_secrets(secrets, hosts, access).await;
@@ -200,7 +196,7 @@ impl PullManifestArgs {
             }
             access = found;
         }
-        let plan = self.plan_with(&target.registry, &access)?;
+        let plan = self.plan_with(strategy.strategy, &target.registry, &access)?;
         Ok((table, target, plan, access))
     }
 }

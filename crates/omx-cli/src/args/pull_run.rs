@@ -3,12 +3,15 @@
 use clap::Args;
 use omx_registry::{Platform, Secret};
 
-use crate::args::{parse_secret, AwsTargetArgs, RegistryAccessArgs};
+use crate::args::{parse_secret, AwsTargetArgs, RegistryAccessArgs, StrategyArgs};
 
 /// How a pull runs, whatever gives it the manifest (`pull` reads a file, `prepare` scans a
 /// workflow).
 #[derive(Args, Debug, Clone)]
 pub struct PullRunArgs {
+    #[command(flatten)]
+    pub strategy: StrategyArgs,
+
     #[command(flatten)]
     pub aws: AwsTargetArgs,
 

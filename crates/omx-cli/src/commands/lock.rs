@@ -80,3 +80,26 @@ pub async fn run(args: LockArgs) -> anyhow::Result<Outcome> {
 fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
     std::fs::write(path, text).with_context(|| format!("cannot write {}", shown_path(path)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Harness {
+        #[command(flatten)]
+        args: LockArgs,
+    }
+
+    #[test]
+    fn lock_takes_no_strategy_options_since_it_plans_no_strategies() {
+        assert!(Harness::try_parse_from(["lock", "m.json"]).is_ok());
+        for option in [["--strategy", "copy"], ["--credential", "nvcr.io=arn:x"]] {
+            let error = Harness::try_parse_from(["lock", "m.json", option[0], option[1]])
+                .err()
+                .unwrap_or_else(|| panic!("lock took {}", option[0]));
+            assert_eq!(error.kind(), clap::error::ErrorKind::UnknownArgument);
+        }
+    }
+}

@@ -9,7 +9,7 @@ use omx_core::workflow_map::{private_uris, rewrite_wdl_inputs, ImageLookup};
 use omx_puller::discover_registry_secrets;
 use omx_workflow::scan_path;
 
-use crate::args::{read_input_file, PullManifestArgs};
+use crate::args::{read_input_file, PullManifestArgs, StrategyArgs};
 use crate::exit::{Outcome, UnusableInput};
 use crate::steps::map::nextflow_config;
 
@@ -45,6 +45,9 @@ use crate::steps::map::nextflow_config;
 pub struct MapArgs {
     #[command(flatten)]
     pub input: PullManifestArgs,
+
+    #[command(flatten)]
+    pub strategy: StrategyArgs,
 
     /// What to write.
     #[arg(long, value_enum)]
@@ -91,8 +94,8 @@ pub enum MapFormat {
 pub async fn run(args: MapArgs) -> anyhow::Result<Outcome> {
     check_options(&args)?;
     let table = args.input.namespace_table()?;
-    let mut plan = args.input.plan(&args.input.registry)?;
-    let mut access = args.input.native_access();
+    let mut plan = args.input.plan(&args.strategy, &args.input.registry)?;
+    let mut access = args.strategy.native_access();
     if args.from_region {
         let context = AwsContext::load(args.region.clone(), args.profile.clone()).await?;
         for rule in context.ecr().pull_through_cache_rules().await? {
@@ -105,7 +108,9 @@ pub async fn run(args: MapArgs) -> anyhow::Result<Outcome> {
             eprintln!("warning: {warning}");
         }
         access = found;
-        plan = args.input.plan_with(&args.input.registry, &access)?;
+        plan = args
+            .input
+            .plan_with(args.strategy.strategy, &args.input.registry, &access)?;
     }
     for error in &plan.errors {
         eprintln!("error: {error}");

@@ -3,7 +3,7 @@
 use clap::Args;
 use omx_core::plan::PullPlan;
 
-use crate::args::PullManifestArgs;
+use crate::args::{PullManifestArgs, StrategyArgs};
 use crate::exit::Outcome;
 use crate::output::Format;
 use crate::table;
@@ -20,13 +20,16 @@ pub struct PlanArgs {
     #[command(flatten)]
     pub input: PullManifestArgs,
 
+    #[command(flatten)]
+    pub strategy: StrategyArgs,
+
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
 }
 
 pub fn run(args: PlanArgs) -> anyhow::Result<Outcome> {
-    let plan = args.input.plan(&args.input.registry)?;
+    let plan = args.input.plan(&args.strategy, &args.input.registry)?;
     crate::output::print_report(args.format, &plan, render_table)?;
     Ok(if plan.has_errors() {
         Outcome::PartialFailure

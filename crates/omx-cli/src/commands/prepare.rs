@@ -15,7 +15,7 @@ use omx_puller::{CheckStatus, VerifyReport};
 use omx_workflow::{scan_path, ScanReport, WdlInputs};
 
 use crate::args::PullRunArgs;
-use crate::args::{read_input_file, shown_path, PullManifestArgs, StrategyArgs};
+use crate::args::{read_input_file, shown_path, PullManifestArgs};
 use crate::exit::{Outcome, UnusableInput};
 use crate::render::verify_report::FixCommands;
 use crate::steps::pull::{PullRun, PullSession};
@@ -70,9 +70,6 @@ pub struct PrepareArgs {
     /// A JSON file of namespace rules that extend or override the built-in table.
     #[arg(long, value_name = "FILE")]
     pub namespaces: Option<PathBuf>,
-
-    #[command(flatten)]
-    pub strategy: StrategyArgs,
 
     /// Keep the workflow's tags: pull, verify and map the scanned manifest as it is, without
     /// pinning each image to its digest first.
@@ -129,7 +126,6 @@ pub async fn run(args: PrepareArgs) -> anyhow::Result<Outcome> {
         registry: args.registry.clone(),
         namespaces: args.namespaces.clone(),
         made: Some(manifest_text),
-        strategy: args.strategy.clone(),
     };
     // One client from lock to pull: what locking read (an index, by digest) is not pulled again.
     let session = PullSession::open(&input, &args.run).await?;
@@ -171,7 +167,7 @@ pub async fn run(args: PrepareArgs) -> anyhow::Result<Outcome> {
         let access = &args.run.access;
         let region = args.run.aws.region().map(str::to_string);
         Some(
-            crate::steps::verify::check(&input, &options, region, access, None)
+            crate::steps::verify::check(&input, &args.run.strategy, &options, region, access, None)
                 .await?
                 .report,
         )
@@ -462,7 +458,6 @@ impl Report<'_> {
                     registry: self.args.registry.clone(),
                     namespaces: self.args.namespaces.clone(),
                     made: None,
-                    strategy: self.args.strategy.clone(),
                 },
                 self.args.run.aws.profile(),
                 self.args.run.aws.region(),

@@ -4,9 +4,9 @@ use clap::Args;
 use omx_core::registry_map::ContainerRegistryMap;
 use omx_puller::MapReport;
 
-use crate::args::AwsTargetArgs;
-use crate::args::RegistryAccessArgs;
-use crate::args::{read_input_file, shown_path, PullManifestArgs};
+use crate::args::{
+    read_input_file, shown_path, AwsTargetArgs, PullManifestArgs, RegistryAccessArgs, StrategyArgs,
+};
 use crate::exit::{Outcome, UnusableInput};
 use crate::output::Format;
 use crate::render::verify_report::{render, render_map, FixCommands};
@@ -27,6 +27,9 @@ use crate::steps::verify::check;
 pub struct VerifyArgs {
     #[command(flatten)]
     pub input: PullManifestArgs,
+
+    #[command(flatten)]
+    pub strategy: StrategyArgs,
 
     /// Region (where HealthOmics workflows run, checked for every image), profile, ECR
     /// registry endpoint.
@@ -71,6 +74,7 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<Outcome> {
         .transpose()?;
     let report = check(
         &args.input,
+        &args.strategy,
         &args.aws.target_options(),
         args.aws.region().map(str::to_string),
         &args.access,

@@ -9,6 +9,7 @@ use omx_core::strategy::NativeAccess;
 use omx_puller::{PullOptions, Puller, ResolvedTarget};
 use omx_registry::{CopyEngine, CopyOptions, RegistryClient};
 
+use crate::args::pull_manifest::StrategyArg;
 use crate::args::{PullManifestArgs, PullRunArgs};
 use crate::progress::{Mode, TerminalProgress};
 use crate::render::image_report::status_line;
@@ -38,14 +39,16 @@ pub struct PullSession {
     table: NamespaceTable,
     target: ResolvedTarget,
     plan: PullPlan,
+    strategy: StrategyArg,
     access: NativeAccess,
     pub client: RegistryClient,
 }
 
 impl PullSession {
     pub async fn open(input: &PullManifestArgs, args: &PullRunArgs) -> anyhow::Result<PullSession> {
-        let (table, mut target, plan, access) =
-            input.resolve_and_plan(&args.aws.target_options()).await?;
+        let (table, mut target, plan, access) = input
+            .resolve_and_plan(&args.strategy, &args.aws.target_options())
+            .await?;
         // A dry run asks AWS and each registry once and moves on: nothing it finds out is worth
         // waiting through retries for, and it must stay quick when they are out of reach.
         if args.dry_run {
@@ -63,6 +66,7 @@ impl PullSession {
             table,
             target,
             plan,
+            strategy: args.strategy.strategy,
             access,
             client: RegistryClient::new(client_config)?,
         })
@@ -71,7 +75,7 @@ impl PullSession {
     /// Plans `input` instead, against the same target with the same credentials (a manifest
     /// whose images are the same ones, such as the locked one).
     pub fn replan(mut self, input: &PullManifestArgs) -> anyhow::Result<PullSession> {
-        self.plan = input.plan_with(&self.target.registry, &self.access)?;
+        self.plan = input.plan_with(self.strategy, &self.target.registry, &self.access)?;
         Ok(self)
     }
 
@@ -83,6 +87,7 @@ impl PullSession {
             plan,
             access,
             client,
+            ..
         } = self;
         let puller = Puller::new(
             CopyEngine::new(

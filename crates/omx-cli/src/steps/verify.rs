@@ -6,7 +6,7 @@ use omx_puller::{check_registry_map, MapReport, TargetOptions, Verifier, VerifyR
 use omx_registry::RegistryClient;
 use serde::Serialize;
 
-use crate::args::{PullManifestArgs, RegistryAccessArgs};
+use crate::args::{PullManifestArgs, RegistryAccessArgs, StrategyArgs};
 use crate::exit::UnusableInput;
 
 /// What `verify` reports: the images' checks, and the registry map's when one was given.
@@ -23,12 +23,13 @@ pub(crate) struct Verified {
 /// reports for every image.
 pub async fn check(
     input: &PullManifestArgs,
+    strategy: &StrategyArgs,
     options: &TargetOptions,
     workflow_region: Option<String>,
     access: &RegistryAccessArgs,
     map: Option<&ContainerRegistryMap>,
 ) -> anyhow::Result<Verified> {
-    let (table, target, plan, _) = input.resolve_and_plan(options).await?;
+    let (table, target, plan, _) = input.resolve_and_plan(strategy, options).await?;
     let registry_map = match (map, &target.ecr, &target.secrets) {
         (None, _, _) => None,
         (Some(map), Some(ecr), Some(secrets)) => {
