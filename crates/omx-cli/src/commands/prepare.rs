@@ -11,7 +11,7 @@ use omx_core::plan::TargetRegistry;
 use omx_core::registry_map::OutputMap;
 use omx_core::report::ImageStatus;
 use omx_core::workflow_map::{private_uris, rewrite_wdl_inputs, ImageLookup};
-use omx_puller::{CheckStatus, VerifyReport};
+use omx_puller::{CheckStatus, Verifier, VerifyReport};
 use omx_workflow::{scan_path, ScanReport, WdlInputs};
 
 use crate::args::PullRunArgs;
@@ -163,14 +163,16 @@ pub async fn run(args: PrepareArgs) -> anyhow::Result<Outcome> {
     let verified = if args.run.dry_run {
         None
     } else {
-        let options = args.run.aws.target_options();
-        let access = &args.run.access;
+        // The images just brought over, checked on the run's own target and client: no second
+        // resolution of the target (STS, the region's secrets) and no second sign-in.
         let region = args.run.aws.region().map(str::to_string);
-        Some(
-            crate::steps::verify::check(&input, &args.run.strategy, &options, region, access, None)
-                .await?
-                .report,
-        )
+        let verifier = Verifier::new(
+            pulled.client.clone(),
+            pulled.target.clone(),
+            pulled.table.clone(),
+            region,
+        );
+        Some(verifier.verify(&pulled.plan).await)
     };
 
     let map = OutputMap::from_run(&pulled.plan, &pulled.report, &pulled.table, &pulled.access);

@@ -53,6 +53,7 @@ pub async fn run(args: PullArgs) -> anyhow::Result<Outcome> {
         plan,
         report,
         access,
+        ..
     } = execute(&args.input, &args.run).await?;
     crate::output::print_report(args.format, &report, render_report)?;
     if let Some(path) = &args.output_map {

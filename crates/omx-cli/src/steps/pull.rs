@@ -25,6 +25,10 @@ pub struct PullRun {
     pub report: RunReport,
     /// What the plan's strategies were chosen with: credentials and the region's cache rules.
     pub access: NativeAccess,
+    /// The target the images went to, and the client that took them there (with its tokens),
+    /// for a command that goes on to check them (`prepare` verifies).
+    pub target: ResolvedTarget,
+    pub client: RegistryClient,
 }
 
 /// Plans the manifest `input` names and brings its images over, with progress on the terminal.
@@ -91,7 +95,7 @@ impl PullSession {
         } = self;
         let puller = Puller::new(
             CopyEngine::new(
-                client,
+                client.clone(),
                 CopyOptions {
                     jobs: usize::from(args.jobs),
                     platform: args.platform.clone(),
@@ -99,7 +103,7 @@ impl PullSession {
                     ..CopyOptions::default()
                 },
             ),
-            target,
+            target.clone(),
             PullOptions {
                 refresh: args.refresh,
                 dry_run: args.dry_run,
@@ -158,6 +162,8 @@ impl PullSession {
             plan,
             report,
             access,
+            target,
+            client,
         })
     }
 }
