@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod aws_args;
+mod blob_cache;
 mod build;
 mod completions;
 mod copy;

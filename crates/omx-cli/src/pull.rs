@@ -18,6 +18,7 @@ use omx_registry::{
 };
 
 use crate::aws_args::AwsTargetArgs;
+use crate::blob_cache::{BlobCacheArgs, RunCache};
 use crate::copy::{command_line_credential, parse_secret, RegistryAccessArgs};
 use crate::exit::{Outcome, UnusableInput};
 use crate::plan::{Format, PullManifestArgs};
@@ -99,6 +100,9 @@ pub struct PullRunArgs {
 
     #[command(flatten)]
     pub access: RegistryAccessArgs,
+
+    #[command(flatten)]
+    pub blob_cache: BlobCacheArgs,
 
     /// No progress output.
     #[arg(short, long)]
@@ -193,8 +197,9 @@ impl PullSession {
             access,
             client,
         } = self;
+        let blob_cache = RunCache::open(&args.blob_cache, args.dry_run);
         let puller = Puller::new(
-            CopyEngine::new(
+            blob_cache.attach(CopyEngine::new(
                 client,
                 CopyOptions {
                     jobs: usize::from(args.jobs),
@@ -202,7 +207,7 @@ impl PullSession {
                     mount_needs_manifest: target.ecr.is_some(),
                     ..CopyOptions::default()
                 },
-            ),
+            )),
             target,
             PullOptions {
                 refresh: args.refresh,
@@ -242,6 +247,7 @@ impl PullSession {
             puller.run_within(&plan, &budget, &progress, &on_done).await
         };
         progress.finish();
+        blob_cache.save();
         if args.dry_run {
             let unchecked = report
                 .images
