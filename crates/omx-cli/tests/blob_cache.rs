@@ -1,0 +1,418 @@
+//! The blob-location cache across runs: a later run (another process) copying an image that
+//! shares layers with one an earlier run copied mounts them from the earlier image's repository
+//! instead of reading them from the source and sending them again, as seen in the registries'
+//! own access logs; without the cache, or with a stale one, it sends them, and the result is the
+//! same image.
+
+mod common;
+
+use std::path::Path;
+
+use omx_testenv::{http_request, EcrStandIn, Format, ImageFixture, LayerSpec, Moto, Registry};
+
+const MANIFEST_TYPES: &str = "application/vnd.oci.image.manifest.v1+json";
+
+/// One request of a docker-registry access log.
+#[derive(Debug)]
+struct Logged {
+    method: String,
+    /// Path and query, percent-decoded.
+    target: String,
+    status: u16,
+}
+
+/// The requests in `log` (distribution's combined-format access log lines).
+fn requests(log: &str) -> Vec<Logged> {
+    log.lines()
+        .filter_map(|line| {
+            let (_, rest) = line.split_once('"')?;
+            let (request, after) = rest.split_once("\" ")?;
+            let (method, rest) = request.split_once(' ')?;
+            let target = rest.strip_suffix(" HTTP/1.1")?;
+            let status = after.split_whitespace().next()?.parse().ok()?;
+            target.starts_with("/v2/").then(|| Logged {
+                method: method.to_string(),
+                target: target.replace("%3A", ":").replace("%2F", "/"),
+                status,
+            })
+        })
+        .collect()
+}
+
+/// What `registry` logged since its log was `from` bytes long.
+fn requests_since(registry: &Registry, from: usize) -> Vec<Logged> {
+    requests(&registry.log()[from..])
+}
+
+/// Blob uploads (`PATCH` or `PUT` of an upload session) of `digest`, or a monolithic `POST`.
+fn uploads_of(logged: &[Logged], digest: &str) -> usize {
+    let hex = digest.trim_start_matches("sha256:");
+    logged
+        .iter()
+        .filter(|r| r.target.contains("/blobs/uploads/") && r.target.contains(hex))
+        .filter(|r| r.method == "PUT" || r.method == "PATCH")
+        .count()
+}
+
+fn mounts_of(logged: &[Logged], into: &str, digest: &str, from: &str) -> Vec<u16> {
+    let wanted = format!("/v2/{into}/blobs/uploads/?mount={digest}&from={from}");
+    logged
+        .iter()
+        .filter(|r| r.method == "POST" && r.target == wanted)
+        .map(|r| r.status)
+        .collect()
+}
+
+fn blob_reads(logged: &[Logged], digest: &str) -> usize {
+    logged
+        .iter()
+        .filter(|r| r.method == "GET" && r.target.ends_with(&format!("/blobs/{digest}")))
+        .count()
+}
+
+/// Two images sharing two layers: A (config and two layers, three blobs) and B (those layers
+/// and one more), in the source as team/a:1 and team/b:1.
+struct Images {
+    a: ImageFixture,
+    b: ImageFixture,
+}
+
+impl Images {
+    fn push(source: &Registry, seed: u64) -> Images {
+        let shared = LayerSpec::distinct(seed, 2, 40_000);
+        let mut own = shared.clone();
+        own.push(LayerSpec::new(seed ^ 0xb, 30_000));
+        let images = Images {
+            a: ImageFixture::single(&shared, Format::Oci),
+            b: ImageFixture::single(&own, Format::Oci),
+        };
+        images.a.push(source, "team/a:1");
+        images.b.push(source, "team/b:1");
+        images
+    }
+
+    fn shared(&self) -> Vec<String> {
+        self.a.images()[0]
+            .layers
+            .iter()
+            .map(|layer| layer.digest.clone())
+            .collect()
+    }
+}
+
+/// `copy` from `source` to `target`, with the cache flags `cache`.
+fn copy(source: &str, target: &str, cache: &[&str], home: &Path) -> String {
+    let mut args = vec!["copy", source, target, "--quiet"];
+    args.extend(cache);
+    let output = common::local(&args, home);
+    assert!(output.status.success(), "{}", common::text(&output.stderr));
+    common::text(&output.stdout).trim().to_string()
+}
+
+/// The target holds `image` complete under `repository:1`: the manifest of that digest and each
+/// of its blobs.
+fn assert_holds(target: &Registry, repository: &str, image: &ImageFixture) {
+    let host = target.host();
+    let manifest = http_request(
+        &host,
+        "HEAD",
+        &format!("/v2/{repository}/manifests/1"),
+        &[("Accept", MANIFEST_TYPES)],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(
+        manifest.header("Docker-Content-Digest"),
+        Some(image.digest())
+    );
+    let only = &image.images()[0];
+    for blob in only.layers.iter().chain([&only.config]) {
+        let head = http_request(
+            &host,
+            "HEAD",
+            &format!("/v2/{repository}/blobs/{}", blob.digest),
+            &[],
+            b"",
+        )
+        .unwrap();
+        assert_eq!(head.status, 200, "{repository} lacks {}", blob.digest);
+    }
+}
+
+#[test]
+fn a_later_run_mounts_what_an_earlier_run_copied_and_reads_nothing_of_it_from_the_source() {
+    let (Some(source), Some(target)) = (Registry::try_start(), Registry::try_start()) else {
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let cache = home.path().join("blob-cache");
+    let cache_dir = ["--blob-cache-dir", cache.to_str().unwrap()];
+    let images = Images::push(&source, 1700);
+    let (src, dst) = (source.host(), target.host());
+
+    copy(
+        &format!("{src}/team/a:1"),
+        &format!("{dst}/x/a:1"),
+        &cache_dir,
+        home.path(),
+    );
+    assert!(cache.join("locations.json").is_file());
+    let (source_mark, target_mark) = (source.log().len(), target.log().len());
+    let digest = copy(
+        &format!("{src}/team/b:1"),
+        &format!("{dst}/x/b:1"),
+        &cache_dir,
+        home.path(),
+    );
+
+    assert_eq!(digest, images.b.digest());
+    let sent = requests_since(&target, target_mark);
+    let read = requests_since(&source, source_mark);
+    for shared in images.shared() {
+        assert_eq!(mounts_of(&sent, "x/b", &shared, "x/a"), [201], "{sent:#?}");
+        assert_eq!(uploads_of(&sent, &shared), 0, "{sent:#?}");
+        assert_eq!(blob_reads(&read, &shared), 0, "{read:#?}");
+    }
+    // What B does not share is sent as usual.
+    let own = &images.b.images()[0].layers[2].digest;
+    assert_eq!(uploads_of(&sent, own), 1, "{sent:#?}");
+    assert_holds(&target, "x/b", &images.b);
+}
+
+#[test]
+fn without_the_cache_a_later_run_sends_the_shared_layers_again() {
+    let (Some(source), Some(target)) = (Registry::try_start(), Registry::try_start()) else {
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let cache = home.path().join("blob-cache");
+    let cache_dir = ["--blob-cache-dir", cache.to_str().unwrap()];
+    let images = Images::push(&source, 1800);
+    let (src, dst) = (source.host(), target.host());
+
+    // --no-blob-cache neither writes the cache...
+    copy(
+        &format!("{src}/team/a:1"),
+        &format!("{dst}/x/a:1"),
+        &["--no-blob-cache"],
+        home.path(),
+    );
+    assert!(!cache.exists());
+    copy(
+        &format!("{src}/team/a:1"),
+        &format!("{dst}/x/a:1"),
+        &cache_dir,
+        home.path(),
+    );
+    // ... nor reads it; and a run with an empty cache directory has nothing to read either.
+    let empty = home.path().join("empty-cache");
+    let runs = [
+        ("x/b", vec!["--no-blob-cache"]),
+        ("x/c", vec!["--blob-cache-dir", empty.to_str().unwrap()]),
+    ];
+    for (repository, flags) in runs {
+        let (source_mark, target_mark) = (source.log().len(), target.log().len());
+        let digest = copy(
+            &format!("{src}/team/b:1"),
+            &format!("{dst}/{repository}:1"),
+            &flags,
+            home.path(),
+        );
+        assert_eq!(digest, images.b.digest());
+        let sent = requests_since(&target, target_mark);
+        let read = requests_since(&source, source_mark);
+        for shared in images.shared() {
+            assert!(
+                mounts_of(&sent, repository, &shared, "x/a").is_empty(),
+                "{sent:#?}"
+            );
+            assert_eq!(uploads_of(&sent, &shared), 1, "{sent:#?}");
+            assert_eq!(blob_reads(&read, &shared), 1, "{read:#?}");
+        }
+        assert_holds(&target, repository, &images.b);
+    }
+}
+
+#[test]
+fn a_stale_home_is_tried_once_then_the_layer_is_sent_and_the_home_forgotten() {
+    let (Some(source), Some(target)) = (Registry::try_start(), Registry::try_start()) else {
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let cache = home.path().join("blob-cache");
+    let cache_dir = ["--blob-cache-dir", cache.to_str().unwrap()];
+    let images = Images::push(&source, 1900);
+    let (src, dst) = (source.host(), target.host());
+
+    copy(
+        &format!("{src}/team/a:1"),
+        &format!("{dst}/x/a:1"),
+        &cache_dir,
+        home.path(),
+    );
+    // The repository is deleted from the target (distribution has no API for that: its
+    // directory goes, as an operator would remove it); the cache still names it.
+    std::fs::remove_dir_all(
+        target
+            .storage_dir()
+            .join("docker/registry/v2/repositories/x/a"),
+    )
+    .unwrap();
+    let target_mark = target.log().len();
+    let digest = copy(
+        &format!("{src}/team/b:1"),
+        &format!("{dst}/x/b:1"),
+        &cache_dir,
+        home.path(),
+    );
+
+    assert_eq!(digest, images.b.digest());
+    let sent = requests_since(&target, target_mark);
+    let saved = std::fs::read_to_string(cache.join("locations.json")).unwrap();
+    let saved: serde_json::Value = serde_json::from_str(&saved).unwrap();
+    for shared in images.shared() {
+        // Refused (202: an upload session instead), tried once, and the layer uploaded.
+        assert_eq!(mounts_of(&sent, "x/b", &shared, "x/a"), [202], "{sent:#?}");
+        assert_eq!(uploads_of(&sent, &shared), 1, "{sent:#?}");
+        let homes: Vec<&str> = saved["registries"][&dst][&shared]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|home| home["repository"].as_str().unwrap())
+            .collect();
+        assert_eq!(homes, ["x/b"], "{saved:#}");
+    }
+    assert_holds(&target, "x/b", &images.b);
+}
+
+#[test]
+fn a_forged_home_degrades_to_an_upload_with_the_right_result() {
+    let (Some(source), Some(target)) = (Registry::try_start(), Registry::try_start()) else {
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let cache = home.path().join("blob-cache");
+    let images = Images::push(&source, 2000);
+    let (src, dst) = (source.host(), target.host());
+    // Homes named for each blob of B in turn: a repository that never existed, and one that
+    // exists and holds A (so of B's blobs only the layers it shares with A).
+    copy(
+        &format!("{src}/team/a:1"),
+        &format!("{dst}/other:1"),
+        &["--no-blob-cache"],
+        home.path(),
+    );
+    let only = &images.b.images()[0];
+    let forged: serde_json::Map<String, serde_json::Value> = only
+        .layers
+        .iter()
+        .chain([&only.config])
+        .enumerate()
+        .map(|(n, blob)| {
+            let repository = if n % 2 == 0 { "never/was" } else { "other" };
+            let entry =
+                serde_json::json!([{"repository": repository, "referenced": true, "seen": 1}]);
+            (blob.digest.clone(), entry)
+        })
+        .collect();
+    std::fs::create_dir_all(&cache).unwrap();
+    std::fs::write(
+        cache.join("locations.json"),
+        serde_json::json!({"version": 1, "registries": {dst.clone(): forged}}).to_string(),
+    )
+    .unwrap();
+
+    let target_mark = target.log().len();
+    let cache_dir = ["--blob-cache-dir", cache.to_str().unwrap()];
+    let digest = copy(
+        &format!("{src}/team/b:1"),
+        &format!("{dst}/x/b:1"),
+        &cache_dir,
+        home.path(),
+    );
+
+    assert_eq!(digest, images.b.digest());
+    let sent = requests_since(&target, target_mark);
+    let refused = [
+        (&only.layers[0].digest, "never/was"),
+        (&only.layers[2].digest, "never/was"),
+        (&only.config.digest, "other"),
+    ];
+    for (blob, from) in refused {
+        assert_eq!(mounts_of(&sent, "x/b", blob, from), [202], "{sent:#?}");
+        assert_eq!(uploads_of(&sent, blob), 1, "{sent:#?}");
+    }
+    // A true home, though forged, is one.
+    let layer = &only.layers[1].digest;
+    assert_eq!(mounts_of(&sent, "x/b", layer, "other"), [201], "{sent:#?}");
+    assert_eq!(uploads_of(&sent, layer), 0, "{sent:#?}");
+    assert_holds(&target, "x/b", &images.b);
+}
+
+#[test]
+fn into_ecr_only_a_home_whose_manifest_references_the_layer_is_a_mount_source() {
+    let Some(moto) = Moto::try_start() else {
+        return;
+    };
+    let Some(source) = Registry::try_start() else {
+        return;
+    };
+    // ECR mounts only with the BLOB_MOUNTING account setting (ECR user guide, "Blob mounting").
+    let ecr = EcrStandIn::builder().blob_mounting(true).start();
+    let home = tempfile::tempdir().unwrap();
+    let cache = home.path().join("blob-cache");
+    let cache_dir = ["--blob-cache-dir", cache.to_str().unwrap()];
+    let images = Images::push(&source, 2100);
+    let src = source.host();
+    let registry = ecr.registry_host();
+    let copy_into_ecr = |from: &str, to: &str| {
+        let mut args = vec!["copy", from, to, "--quiet"];
+        args.extend(cache_dir);
+        let output = common::on_ecr(&args, &moto, &ecr, home.path());
+        assert!(output.status.success(), "{}", common::text(&output.stderr));
+        common::text(&output.stdout).trim().to_string()
+    };
+
+    copy_into_ecr(&format!("{src}/team/a:1"), &format!("{registry}/x/a:1"));
+    // A home recorded without a manifest that references the blob: ECR would refuse a mount
+    // from it (aws/containers-roadmap #2860), so it is not tried.
+    let file = cache.join("locations.json");
+    let mut saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let own = images.b.images()[0].layers[2].digest.clone();
+    let registries = saved["registries"].as_object_mut().unwrap();
+    assert_eq!(registries.len(), 1, "{registries:?}");
+    let blobs = registries.values_mut().next().unwrap();
+    blobs[&own] = serde_json::json!([{"repository": "x/a", "referenced": false, "seen": 1}]);
+    std::fs::write(&file, saved.to_string()).unwrap();
+    let before = ecr.requests().len();
+    let digest = copy_into_ecr(&format!("{src}/team/b:1"), &format!("{registry}/x/b:1"));
+
+    assert_eq!(digest, images.b.digest());
+    let sent = &ecr.requests()[before..];
+    for shared in images.shared() {
+        let mount = format!("/v2/x/b/blobs/uploads/?mount={shared}&from=x/a");
+        let mounted: Vec<u16> = sent
+            .iter()
+            .filter(|r| {
+                r.method == "POST" && r.target.replace("%3A", ":").replace("%2F", "/") == mount
+            })
+            .map(|r| r.status)
+            .collect();
+        assert_eq!(mounted, [201], "{sent:#?}");
+        let hex = shared.trim_start_matches("sha256:");
+        assert!(
+            !sent.iter().any(|r| r.method != "POST"
+                && r.target.contains("/blobs/uploads/")
+                && r.target.contains(hex)),
+            "{sent:#?}"
+        );
+    }
+    let mount_of_own = format!("mount={}", own.replace(':', "%3A"));
+    assert!(
+        !sent
+            .iter()
+            .any(|r| r.target.contains(&mount_of_own) || r.target.contains(&format!("mount={own}"))),
+        "{sent:#?}"
+    );
+}
