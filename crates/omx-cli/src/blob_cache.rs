@@ -31,7 +31,10 @@ impl RunCache {
         if args.no_blob_cache || dry_run {
             return RunCache(None);
         }
-        let dir = args.blob_cache_dir.clone().or_else(BlobCache::default_dir);
+        let dir = args
+            .blob_cache_dir
+            .clone()
+            .or_else(|| crate::xdg::tool_dir("XDG_CACHE_HOME", ".cache", "blob-locations"));
         RunCache(dir.map(|dir| Arc::new(BlobCache::open(&dir))))
     }
 

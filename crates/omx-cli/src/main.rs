@@ -23,6 +23,7 @@ mod setup;
 mod submit;
 mod table;
 mod verify;
+mod xdg;
 
 /// Gets container images ready for AWS HealthOmics workflows.
 ///

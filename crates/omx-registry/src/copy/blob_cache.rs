@@ -31,20 +31,6 @@ struct State {
 }
 
 impl BlobCache {
-    /// `$XDG_CACHE_HOME/omx-ecr-helper/blob-locations`, else `~/.cache/omx-ecr-helper/...` (the
-    /// XDG Base Directory Specification's default); `None` without either variable.
-    pub fn default_dir() -> Option<PathBuf> {
-        let cache_home = std::env::var_os("XDG_CACHE_HOME")
-            .filter(|value| !value.is_empty())
-            .map(PathBuf::from)
-            .or_else(|| {
-                std::env::var_os("HOME")
-                    .filter(|value| !value.is_empty())
-                    .map(|home| PathBuf::from(home).join(".cache"))
-            })?;
-        Some(cache_home.join("omx-ecr-helper/blob-locations"))
-    }
-
     /// The cache kept in `dir`, read now (empty when there is nothing usable).
     pub fn open(dir: &Path) -> BlobCache {
         let file = dir.join(FILE_NAME);
