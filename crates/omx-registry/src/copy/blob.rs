@@ -192,23 +192,24 @@ impl CopyEngine {
         };
         mount_sources.extend(candidate.clone());
         let outcome = self.transfer_blob(job, blob, &mount_sources).await?;
-        if let (Some(cache), Some(candidate)) = (&self.blob_cache, &candidate) {
-            let registry = &job.target.registry;
-            match &outcome {
-                BlobOutcome::Mounted(from) if from == candidate => {
-                    cache.record(registry, &blob.digest, candidate, false);
-                }
-                // The mount was refused and the blob sent instead: a registry that cannot mount
-                // a blob answers 202 with an upload session (OCI distribution-spec, "Mounting a
-                // blob from another repository"; opencontainers/distribution-spec #204), so the
-                // registry no longer holds it there, or never did, or will not mount from there.
-                BlobOutcome::Uploaded => cache.forget(registry, &blob.digest, candidate),
-                BlobOutcome::Mounted(_) | BlobOutcome::Present => {}
+        let proven_home =
+            candidate.filter(|home| self.judge_cached_home(job, blob, home, &outcome));
+        let mut homes = match first_transfer {
+            Some(homes) => homes,
+            None => record.homes.lock().await,
+        };
+        homes.holding.insert(&job.target.path);
+        if let Some(home) = &proven_home {
+            // The registry mounted the blob from there: a home for the rest of the run too, and
+            // where it mounts only referenced blobs, proof that a manifest there references it.
+            homes.holding.insert(home);
+            if self.options.mount_needs_manifest {
+                homes.referenced.insert(home);
             }
         }
-        match first_transfer {
-            Some(mut homes) => homes.holding.insert(&job.target.path),
-            None => record.homes.lock().await.holding.insert(&job.target.path),
+        drop(homes);
+        if proven_home.is_some() && self.options.mount_needs_manifest {
+            record.referenced.notify_waiters();
         }
         if let Some(cache) = &self.blob_cache {
             cache.record(&job.target.registry, &blob.digest, &job.target.path, false);
@@ -251,6 +252,35 @@ impl CopyEngine {
             if let Some(cache) = &self.blob_cache {
                 cache.record(&job.target.registry, &blob.digest, path, true);
             }
+        }
+    }
+
+    /// What a transfer that tried the cached home `home` first says about it: `true` when the
+    /// blob was mounted from it (seen holding it now); a refused mount drops it from the cache.
+    fn judge_cached_home(
+        &self,
+        job: &ImageJob<'_>,
+        blob: &Descriptor,
+        home: &str,
+        outcome: &BlobOutcome,
+    ) -> bool {
+        let Some(cache) = &self.blob_cache else {
+            return false;
+        };
+        match outcome {
+            BlobOutcome::Mounted(from) if from == home => {
+                cache.record(&job.target.registry, &blob.digest, home, false);
+                true
+            }
+            // The mount was refused and the blob sent instead: a registry that cannot mount a
+            // blob answers 202 with an upload session (OCI distribution-spec, "Mounting a blob
+            // from another repository"; opencontainers/distribution-spec #204), so the registry
+            // no longer holds it there, or never did, or will not mount from there.
+            BlobOutcome::Uploaded => {
+                cache.forget(&job.target.registry, &blob.digest, home);
+                false
+            }
+            BlobOutcome::Mounted(_) | BlobOutcome::Present => false,
         }
     }
 
