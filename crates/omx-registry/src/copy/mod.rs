@@ -284,6 +284,11 @@ impl CopyEngine {
         // nothing to re-push, which immutable tags would refuse).
         let up_to_date = current.is_some_and(|current| current.digest == selected.digest);
         let confirmed_by_target = if up_to_date {
+            // For the same reason the target holds every blob of that image, where a manifest
+            // references it: mount sources for the rest of the run and for later runs.
+            if let ManifestKind::Image(image) = &selected.kind {
+                self.record_references(job, image).await;
+            }
             true
         } else {
             self.copy_tree(job, &selected, 0).await?;
