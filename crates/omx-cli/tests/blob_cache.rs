@@ -209,6 +209,25 @@ fn a_later_run_mounts_what_an_earlier_run_copied_and_reads_nothing_of_it_from_th
 }
 
 #[test]
+fn an_image_found_up_to_date_is_recorded_as_a_home_of_its_layers() {
+    let Some(world) = World::start(1750) else {
+        return;
+    };
+    world.copy("team/a:1", "x/a:1", Some(&["--no-blob-cache"]));
+    // Nothing to copy, and the cache learns where A's layers are.
+    let (_, sent, _) = world.logged(|| world.copy("team/a:1", "x/a:1", None));
+    assert!(
+        sent.iter().all(|r| r.method == "GET" || r.method == "HEAD"),
+        "{sent:#?}"
+    );
+    let (_, sent, _) = world.logged(|| world.copy("team/b:1", "x/b:1", None));
+    for shared in world.images.shared() {
+        assert_eq!(mounts_of(&sent, "x/b", &shared, "x/a"), [201], "{sent:#?}");
+    }
+    assert_holds(&world.target, "x/b", &world.images.b);
+}
+
+#[test]
 fn without_the_cache_a_later_run_sends_the_shared_layers_again() {
     let Some(world) = World::start(1800) else {
         return;
@@ -373,4 +392,79 @@ fn into_ecr_only_a_home_whose_manifest_references_the_layer_is_a_mount_source() 
         "{sent:#?}"
     );
     assert_eq!(uploads_of(&sent, &own), 1, "{sent:#?}");
+}
+
+#[test]
+fn into_ecr_a_home_the_cache_proved_serves_every_image_of_the_run_at_once() {
+    let Some(moto) = Moto::try_start() else {
+        return;
+    };
+    let Some(source) = Registry::try_start() else {
+        return;
+    };
+    let ecr = EcrStandIn::builder().blob_mounting(true).start();
+    let home = tempfile::tempdir().unwrap();
+    let cache = home.path().join("blob-cache");
+    let cache_dir = ["--blob-cache-dir", cache.to_str().unwrap()];
+    let images = Images::push(&source, 2200);
+    // Two more images on A's layers, pulled together by the second run.
+    let shared = LayerSpec::distinct(2200, 2, 40_000);
+    let inputs: Vec<String> = (0..2)
+        .map(|n| {
+            let mut layers = shared.clone();
+            layers.push(LayerSpec::new(2300 + n, 30_000));
+            ImageFixture::single(&layers, Format::Oci).push(&source, &format!("team/c{n}:1"));
+            format!("{}/team/c{n}:1", source.host())
+        })
+        .collect();
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(cache_dir);
+        let output = common::on_ecr(&all, &moto, &ecr, home.path());
+        assert!(output.status.success(), "{}", common::text(&output.stderr));
+    };
+    let a = format!("{}/team/a:1", source.host());
+    run(&[
+        "copy",
+        &a,
+        &format!("{}/x/a:1", ecr.registry_host()),
+        "--quiet",
+    ]);
+    let manifest = home.path().join("manifest.json");
+    let entries = serde_json::json!({ "manifest": inputs });
+    std::fs::write(&manifest, entries.to_string()).unwrap();
+    let registry = format!("ecr://{}/us-east-1", ecr.account());
+    let before = ecr.requests().len();
+    run(&[
+        "pull",
+        manifest.to_str().unwrap(),
+        "--registry",
+        &registry,
+        "--quiet",
+    ]);
+
+    let sent: Vec<Logged> = ecr.requests()[before..]
+        .iter()
+        .map(|r| Logged {
+            method: r.method.clone(),
+            target: decoded(&r.target),
+            status: r.status,
+        })
+        .collect();
+    for shared in images.shared() {
+        // Each image mounts the layer from x/a: the first because the cache named it, the
+        // second because that mount proved it, without waiting for the first's manifest.
+        let mounts: Vec<&Logged> = sent
+            .iter()
+            .filter(|r| r.method == "POST" && r.target.contains(&format!("mount={shared}")))
+            .collect();
+        assert_eq!(mounts.len(), 2, "{sent:#?}");
+        assert!(
+            mounts
+                .iter()
+                .all(|r| r.status == 201 && r.target.ends_with("&from=x/a")),
+            "{mounts:#?}"
+        );
+        assert_eq!(uploads_of(&sent, &shared), 0, "{sent:#?}");
+    }
 }
