@@ -334,55 +334,90 @@ fn a_forged_home_degrades_to_an_upload_with_the_right_result() {
     assert_holds(&world.target, "x/b", &world.images.b);
 }
 
-#[test]
-fn into_ecr_only_a_home_whose_manifest_references_the_layer_is_a_mount_source() {
-    let Some(moto) = Moto::try_start() else {
-        return;
-    };
-    let Some(source) = Registry::try_start() else {
-        return;
-    };
-    // ECR mounts only with the BLOB_MOUNTING account setting (ECR user guide, "Blob mounting").
-    let ecr = EcrStandIn::builder().blob_mounting(true).start();
-    let home = tempfile::tempdir().unwrap();
-    let cache = home.path().join("blob-cache");
-    let cache_dir = ["--blob-cache-dir", cache.to_str().unwrap()];
-    let images = Images::push(&source, 2100);
-    let src = source.host();
-    let registry = ecr.registry_host();
-    let copy_into_ecr = |from: &str, to: &str| {
-        let mut args = vec!["copy", from, to, "--quiet"];
-        args.extend(cache_dir);
-        let output = common::on_ecr(&args, &moto, &ecr, home.path());
+/// The ECR stand-in (blob mounting on) as target, a docker-registry source holding [`Images`],
+/// and a home whose `blob-cache` directory the runs share.
+struct EcrWorld {
+    moto: Moto,
+    source: Registry,
+    ecr: EcrStandIn,
+    home: tempfile::TempDir,
+    images: Images,
+}
+
+impl EcrWorld {
+    fn start(seed: u64) -> Option<EcrWorld> {
+        let (moto, source) = (Moto::try_start()?, Registry::try_start()?);
+        let images = Images::push(&source, seed);
+        Some(EcrWorld {
+            moto,
+            source,
+            // ECR mounts only with the BLOB_MOUNTING account setting (ECR user guide, "Blob
+            // mounting").
+            ecr: EcrStandIn::builder().blob_mounting(true).start(),
+            home: tempfile::tempdir().unwrap(),
+            images,
+        })
+    }
+
+    fn cache(&self) -> std::path::PathBuf {
+        self.home.path().join("blob-cache")
+    }
+
+    /// The command `args` with the shared cache, which must succeed; what it printed.
+    fn run(&self, args: &[&str]) -> String {
+        let cache = self.cache();
+        let mut all = args.to_vec();
+        all.extend(["--blob-cache-dir", cache.to_str().unwrap()]);
+        let output = common::on_ecr(&all, &self.moto, &self.ecr, self.home.path());
         assert!(output.status.success(), "{}", common::text(&output.stderr));
         common::text(&output.stdout).trim().to_string()
-    };
+    }
 
-    copy_into_ecr(&format!("{src}/team/a:1"), &format!("{registry}/x/a:1"));
+    /// `copy` of the source's `from` to ECR's `to`, with the shared cache; the digest copied.
+    fn copy(&self, from: &str, to: &str) -> String {
+        let source = format!("{}/{from}", self.source.host());
+        let target = format!("{}/{to}", self.ecr.registry_host());
+        self.run(&["copy", &source, &target, "--quiet"])
+    }
+
+    /// What `run` returned, and the registry API requests the stand-in answered meanwhile.
+    fn logged(&self, run: impl FnOnce() -> String) -> (String, Vec<Logged>) {
+        let before = self.ecr.requests().len();
+        let output = run();
+        let sent = self.ecr.requests()[before..]
+            .iter()
+            .map(|r| Logged {
+                method: r.method.clone(),
+                target: decoded(&r.target),
+                status: r.status,
+            })
+            .collect();
+        (output, sent)
+    }
+}
+
+#[test]
+fn into_ecr_only_a_home_whose_manifest_references_the_layer_is_a_mount_source() {
+    let Some(world) = EcrWorld::start(2100) else {
+        return;
+    };
+    world.copy("team/a:1", "x/a:1");
     // A home recorded without a manifest that references the blob: ECR would refuse a mount
     // from it (aws/containers-roadmap #2860), so it is not tried.
-    let file = cache.join("locations.json");
+    let file = world.cache().join("locations.json");
     let mut saved: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
-    let own = images.b.images()[0].layers[2].digest.clone();
+    let own = world.images.b.images()[0].layers[2].digest.clone();
     let registries = saved["registries"].as_object_mut().unwrap();
     assert_eq!(registries.len(), 1, "{registries:?}");
     let blobs = registries.values_mut().next().unwrap();
     blobs[&own] = serde_json::json!([{"repository": "x/a", "referenced": false, "seen": 1}]);
     std::fs::write(&file, saved.to_string()).unwrap();
-    let before = ecr.requests().len();
-    let digest = copy_into_ecr(&format!("{src}/team/b:1"), &format!("{registry}/x/b:1"));
 
-    assert_eq!(digest, images.b.digest());
-    let sent: Vec<Logged> = ecr.requests()[before..]
-        .iter()
-        .map(|r| Logged {
-            method: r.method.clone(),
-            target: decoded(&r.target),
-            status: r.status,
-        })
-        .collect();
-    for shared in images.shared() {
+    let (digest, sent) = world.logged(|| world.copy("team/b:1", "x/b:1"));
+
+    assert_eq!(digest, world.images.b.digest());
+    for shared in world.images.shared() {
         assert_eq!(mounts_of(&sent, "x/b", &shared, "x/a"), [201], "{sent:#?}");
         assert_eq!(uploads_of(&sent, &shared), 0, "{sent:#?}");
     }
@@ -396,62 +431,36 @@ fn into_ecr_only_a_home_whose_manifest_references_the_layer_is_a_mount_source() 
 
 #[test]
 fn into_ecr_a_home_the_cache_proved_serves_every_image_of_the_run_at_once() {
-    let Some(moto) = Moto::try_start() else {
+    let Some(world) = EcrWorld::start(2200) else {
         return;
     };
-    let Some(source) = Registry::try_start() else {
-        return;
-    };
-    let ecr = EcrStandIn::builder().blob_mounting(true).start();
-    let home = tempfile::tempdir().unwrap();
-    let cache = home.path().join("blob-cache");
-    let cache_dir = ["--blob-cache-dir", cache.to_str().unwrap()];
-    let images = Images::push(&source, 2200);
     // Two more images on A's layers, pulled together by the second run.
     let shared = LayerSpec::distinct(2200, 2, 40_000);
     let inputs: Vec<String> = (0..2)
         .map(|n| {
             let mut layers = shared.clone();
             layers.push(LayerSpec::new(2300 + n, 30_000));
-            ImageFixture::single(&layers, Format::Oci).push(&source, &format!("team/c{n}:1"));
-            format!("{}/team/c{n}:1", source.host())
+            let image = format!("team/c{n}:1");
+            ImageFixture::single(&layers, Format::Oci).push(&world.source, &image);
+            format!("{}/{image}", world.source.host())
         })
         .collect();
-    let run = |args: &[&str]| {
-        let mut all = args.to_vec();
-        all.extend(cache_dir);
-        let output = common::on_ecr(&all, &moto, &ecr, home.path());
-        assert!(output.status.success(), "{}", common::text(&output.stderr));
-    };
-    let a = format!("{}/team/a:1", source.host());
-    run(&[
-        "copy",
-        &a,
-        &format!("{}/x/a:1", ecr.registry_host()),
-        "--quiet",
-    ]);
-    let manifest = home.path().join("manifest.json");
+    world.copy("team/a:1", "x/a:1");
+    let manifest = world.home.path().join("manifest.json");
     let entries = serde_json::json!({ "manifest": inputs });
     std::fs::write(&manifest, entries.to_string()).unwrap();
-    let registry = format!("ecr://{}/us-east-1", ecr.account());
-    let before = ecr.requests().len();
-    run(&[
+    let registry = format!("ecr://{}/us-east-1", world.ecr.account());
+
+    let pull = [
         "pull",
         manifest.to_str().unwrap(),
         "--registry",
         &registry,
         "--quiet",
-    ]);
+    ];
+    let (_, sent) = world.logged(|| world.run(&pull));
 
-    let sent: Vec<Logged> = ecr.requests()[before..]
-        .iter()
-        .map(|r| Logged {
-            method: r.method.clone(),
-            target: decoded(&r.target),
-            status: r.status,
-        })
-        .collect();
-    for shared in images.shared() {
+    for shared in world.images.shared() {
         // Each image mounts the layer from x/a: the first because the cache named it, the
         // second because that mount proved it, without waiting for the first's manifest.
         let mounts: Vec<&Logged> = sent
