@@ -41,6 +41,9 @@ bench_start() {
 
   work=$(mktemp -d "${TMPDIR:-/tmp}/omx-bench.XXXXXX")
   export TMPDIR="$work/tmp" # omx-fixture's layouts land here, so cleanup removes them too
+  # omx-ecr-helper's blob-location cache goes here, not into the user's ~/.cache: no run reads
+  # what another benchmark (or the user) recorded, and cleanup removes it.
+  export XDG_CACHE_HOME="$work/xdg-cache"
   mkdir -p "$TMPDIR"
 
   trap cleanup EXIT

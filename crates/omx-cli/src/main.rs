@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod args;
+mod blob_cache;
 mod commands;
 mod exit;
 mod output;
@@ -12,6 +13,7 @@ mod progress;
 mod render;
 mod steps;
 mod table;
+mod xdg;
 
 use commands::{
     build, completions, copy, doctor, lock, map, plan, prepare, pull, scan, setup, submit, verify,

@@ -155,6 +155,9 @@ impl PullImageHandler {
                 true,
             );
         }
+        // No blob-location cache (`CopyEngine::with_blob_cache`): a Lambda may write only
+        // /tmp, which a cold start empties and concurrent invocations do not share, so a cache
+        // there would rarely be read again; each invocation copies one image on its own.
         let puller = Puller::new(
             CopyEngine::new(self.client.clone(), CopyOptions::default()),
             self.target.clone(),

@@ -38,7 +38,7 @@ pub use auth::credentials::{
 pub use client::{
     ClientConfig, ManifestDescriptor, ManifestRef, Referrers, RegistryClient, Repository,
 };
-pub use copy::{CopyEngine, CopyError, CopyOptions, CopyReport, CopyWarning, Known};
+pub use copy::{BlobCache, CopyEngine, CopyError, CopyOptions, CopyReport, CopyWarning, Known};
 pub use error::RegistryError;
 pub use manifest::{Descriptor, Manifest, ManifestKind};
 pub use omx_core::Secret;

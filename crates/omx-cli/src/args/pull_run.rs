@@ -4,6 +4,7 @@ use clap::Args;
 use omx_registry::{Platform, Secret};
 
 use crate::args::{parse_secret, AwsTargetArgs, RegistryAccessArgs, StrategyArgs};
+use crate::blob_cache::BlobCacheArgs;
 
 /// How a pull runs, whatever gives it the manifest (`pull` reads a file, `prepare` scans a
 /// workflow).
@@ -53,6 +54,9 @@ pub struct PullRunArgs {
 
     #[command(flatten)]
     pub access: RegistryAccessArgs,
+
+    #[command(flatten)]
+    pub blob_cache: BlobCacheArgs,
 
     /// No progress output.
     #[arg(short, long)]

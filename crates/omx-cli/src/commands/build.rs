@@ -296,15 +296,7 @@ async fn local_engine(choice: Option<EngineChoice>, args: &BuildArgs) -> anyhow:
 
 /// `$XDG_DATA_HOME/omx-ecr-helper/buildah`, else `~/.local/share/omx-ecr-helper/buildah`.
 fn default_storage_root() -> Option<PathBuf> {
-    let data_home = std::env::var_os("XDG_DATA_HOME")
-        .filter(|value| !value.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .filter(|value| !value.is_empty())
-                .map(|home| PathBuf::from(home).join(".local/share"))
-        })?;
-    Some(data_home.join("omx-ecr-helper/buildah"))
+    crate::xdg::tool_dir("XDG_DATA_HOME", ".local/share", "buildah")
 }
 
 /// The target with ECR's account and region filled in, and the AWS configuration when the

@@ -15,6 +15,7 @@ use omx_registry::{
 
 use crate::args::registry_access::{command_line_credential, ecr_registry_endpoint};
 use crate::args::{parse_secret, RegistryAccessArgs};
+use crate::blob_cache::{BlobCacheArgs, RunCache};
 use crate::exit::{echoless, Outcome, UnusableInput};
 use crate::progress::{Mode, TerminalProgress};
 
@@ -69,6 +70,9 @@ pub struct CopyArgs {
 
     #[command(flatten)]
     pub access: RegistryAccessArgs,
+
+    #[command(flatten)]
+    pub blob_cache: BlobCacheArgs,
 
     /// No progress output; only the digest (stdout) and errors (stderr).
     #[arg(short, long)]
@@ -157,14 +161,17 @@ pub async fn run(args: CopyArgs) -> anyhow::Result<Outcome> {
         ..args.access.client_config()
     };
     let client = RegistryClient::new(config)?;
-    let engine = CopyEngine::new(
+    let blob_cache = RunCache::open(&args.blob_cache, false);
+    let engine = blob_cache.attach(CopyEngine::new(
         client,
         CopyOptions {
             jobs: usize::from(args.jobs),
             platform: args.platform.clone(),
+            // As pull does: ECR mounts only blobs a manifest of the other repository references.
+            mount_needs_manifest: ecr_target.is_some(),
             ..CopyOptions::default()
         },
-    );
+    ));
     if let Some(ecr) = ecr_target.as_ref().and_then(|target| target.ecr.as_ref()) {
         // As pull does: a repository only for an image that exists.
         if engine.client().head_manifest(&source).await?.is_none() {
@@ -183,6 +190,7 @@ pub async fn run(args: CopyArgs) -> anyhow::Result<Outcome> {
         _ => None,
     };
     progress.finish();
+    blob_cache.save();
     let report = result?;
     if let Some(count) = referrers.transpose()? {
         if !args.quiet {

@@ -11,6 +11,7 @@ use omx_registry::{CopyEngine, CopyOptions, RegistryClient};
 
 use crate::args::pull_manifest::StrategyArg;
 use crate::args::{PullManifestArgs, PullRunArgs};
+use crate::blob_cache::RunCache;
 use crate::progress::{Mode, TerminalProgress};
 use crate::render::image_report::status_line;
 
@@ -93,8 +94,9 @@ impl PullSession {
             client,
             ..
         } = self;
+        let blob_cache = RunCache::open(&args.blob_cache, args.dry_run);
         let puller = Puller::new(
-            CopyEngine::new(
+            blob_cache.attach(CopyEngine::new(
                 client.clone(),
                 CopyOptions {
                     jobs: usize::from(args.jobs),
@@ -102,7 +104,7 @@ impl PullSession {
                     mount_needs_manifest: target.ecr.is_some(),
                     ..CopyOptions::default()
                 },
-            ),
+            )),
             target.clone(),
             PullOptions {
                 refresh: args.refresh,
@@ -142,6 +144,7 @@ impl PullSession {
             puller.run_within(&plan, &budget, &progress, &on_done).await
         };
         progress.finish();
+        blob_cache.save();
         if args.dry_run {
             let unchecked = report
                 .images

@@ -5,7 +5,9 @@
 //! are the repositories whose manifest references the blob first: ECR mounts only such blobs
 //! (aws/containers-roadmap #2860), so where [`super::CopyOptions::mount_needs_manifest`] says
 //! so, a copy waits a little for the first image's manifest rather than upload the layer again.
-//! One attempt (`transfer_blob_once`) checks the target, tries a mount, else uploads
+//! A blob no repository of the run holds yet may have a home an earlier run saw (the
+//! [`super::BlobCache`]): a mount from it is tried once, and a refused one drops it from the
+//! cache. One attempt (`transfer_blob_once`) checks the target, tries a mount, else uploads
 //! (`upload.rs`); `transfer_blob` retries it whole.
 
 use std::collections::HashSet;
@@ -181,10 +183,36 @@ impl CopyEngine {
         if job.source.registry == job.target.registry && job.source.path != job.target.path {
             mount_sources.push(job.source.path.clone());
         }
+        // No repository of this run holds the blob: one an earlier run saw holding it is worth
+        // one mount attempt (a candidate, not proof: it may have been deleted since).
+        let candidate = if mount_sources.is_empty() {
+            self.cached_home(job, blob)
+        } else {
+            None
+        };
+        mount_sources.extend(candidate.clone());
         let outcome = self.transfer_blob(job, blob, &mount_sources).await?;
-        match first_transfer {
-            Some(mut homes) => homes.holding.insert(&job.target.path),
-            None => record.homes.lock().await.holding.insert(&job.target.path),
+        let proven_home =
+            candidate.filter(|home| self.judge_cached_home(job, blob, home, &outcome));
+        let mut homes = match first_transfer {
+            Some(homes) => homes,
+            None => record.homes.lock().await,
+        };
+        homes.holding.insert(&job.target.path);
+        if let Some(home) = &proven_home {
+            // The registry mounted the blob from there: a home for the rest of the run too, and
+            // where it mounts only referenced blobs, proof that a manifest there references it.
+            homes.holding.insert(home);
+            if self.options.mount_needs_manifest {
+                homes.referenced.insert(home);
+            }
+        }
+        drop(homes);
+        if proven_home.is_some() && self.options.mount_needs_manifest {
+            record.referenced.notify_waiters();
+        }
+        if let Some(cache) = &self.blob_cache {
+            cache.record(&job.target.registry, &blob.digest, &job.target.path, false);
         }
         match outcome {
             BlobOutcome::Present => event_skipped(),
@@ -221,7 +249,54 @@ impl CopyEngine {
             homes.referenced.insert(path);
             drop(homes);
             record.referenced.notify_waiters();
+            if let Some(cache) = &self.blob_cache {
+                cache.record(&job.target.registry, &blob.digest, path, true);
+            }
         }
+    }
+
+    /// What a transfer that tried the cached home `home` first says about it: `true` when the
+    /// blob was mounted from it (seen holding it now); a refused mount drops it from the cache.
+    fn judge_cached_home(
+        &self,
+        job: &ImageJob<'_>,
+        blob: &Descriptor,
+        home: &str,
+        outcome: &BlobOutcome,
+    ) -> bool {
+        let Some(cache) = &self.blob_cache else {
+            return false;
+        };
+        match outcome {
+            BlobOutcome::Mounted(from) if from == home => {
+                cache.record(&job.target.registry, &blob.digest, home, false);
+                true
+            }
+            // The mount was refused and the blob sent instead: a registry that cannot mount a
+            // blob answers 202 with an upload session (OCI distribution-spec, "Mounting a blob
+            // from another repository"; opencontainers/distribution-spec #204), so the registry
+            // no longer holds it there, or never did, or will not mount from there.
+            BlobOutcome::Uploaded => {
+                cache.forget(&job.target.registry, &blob.digest, home);
+                false
+            }
+            BlobOutcome::Mounted(_) | BlobOutcome::Present => false,
+        }
+    }
+
+    /// The repository of the target registry an earlier run most recently saw holding `blob`
+    /// (one where a manifest references it, where the registry mounts only such blobs).
+    fn cached_home(&self, job: &ImageJob<'_>, blob: &Descriptor) -> Option<String> {
+        let cache = self.blob_cache.as_ref().filter(|_| self.options.mount)?;
+        cache
+            .candidates(
+                &job.target.registry,
+                &blob.digest,
+                &job.target.path,
+                self.options.mount_needs_manifest,
+            )
+            .into_iter()
+            .next()
     }
 
     /// Makes sure the target repository holds every blob of `image`, uploading any it lacks

@@ -8,11 +8,15 @@
 //! - `select.rs`: which image (platform) is copied, and the warnings that choice earns.
 //! - `blob.rs`: each blob's way into the target (present, mounted or uploaded), the record of
 //!   which repositories hold which blob, and the retry of a blob's transfer.
+//! - `blob_locations.rs`: the model of where earlier runs saw each blob (bounded, mergeable,
+//!   its file format); `blob_cache.rs`: that cache's file, read at the start, saved at the end.
 //! - `upload.rs`: one blob's bytes from source to target, streamed or in chunks, with progress.
 //! - `stream.rs`: the verifying stream that keeps a bad blob from ever being committed.
 //! - `report.rs`: what a copy returns: report, warnings, errors.
 
 mod blob;
+mod blob_cache;
+mod blob_locations;
 mod referrers;
 mod report;
 mod select;
@@ -21,7 +25,7 @@ mod upload;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures_util::future::{try_join_all, BoxFuture};
@@ -35,6 +39,7 @@ use crate::transport::ErrorChain;
 use blob::BlobHomes;
 use omx_core::Platform;
 
+pub use blob_cache::BlobCache;
 pub use report::{CopyError, CopyReport, CopyWarning};
 
 /// Indexes nest (an index of indexes) only in exotic images; deeper than this is a loop or abuse.
@@ -96,6 +101,8 @@ pub struct CopyEngine {
     /// Per (target registry, digest): the repositories of that registry known to hold the blob.
     /// The async mutex also makes a second transfer of the same blob wait for the first.
     blob_homes: Mutex<HashMap<(String, Digest), BlobHomes>>,
+    /// Where earlier runs saw blobs: mount candidates for a blob this run has no home for yet.
+    blob_cache: Option<Arc<BlobCache>>,
     next_image: AtomicU64,
 }
 
@@ -132,8 +139,17 @@ impl CopyEngine {
             blob_permits: Semaphore::new(jobs),
             push_permits: Semaphore::new(jobs),
             blob_homes: Mutex::new(HashMap::new()),
+            blob_cache: None,
             next_image: AtomicU64::new(0),
         }
+    }
+
+    /// Consults and updates `cache` (which the caller saves when the run is over): a blob the
+    /// target registry held in another repository in an earlier run is mounted from there
+    /// rather than sent again.
+    pub fn with_blob_cache(mut self, cache: Arc<BlobCache>) -> CopyEngine {
+        self.blob_cache = Some(cache);
+        self
     }
 
     pub fn client(&self) -> &RegistryClient {
@@ -268,6 +284,11 @@ impl CopyEngine {
         // nothing to re-push, which immutable tags would refuse).
         let up_to_date = current.is_some_and(|current| current.digest == selected.digest);
         let confirmed_by_target = if up_to_date {
+            // For the same reason the target holds every blob of that image, where a manifest
+            // references it: mount sources for the rest of the run and for later runs.
+            if let ManifestKind::Image(image) = &selected.kind {
+                self.record_references(job, image).await;
+            }
             true
         } else {
             self.copy_tree(job, &selected, 0).await?;
