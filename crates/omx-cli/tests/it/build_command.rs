@@ -50,11 +50,6 @@ fn s3_put(moto: &Moto, path: &str, body: &[u8]) {
     assert_eq!(response.status, 200, "PUT {path}: {}", response.text());
 }
 
-fn report(output: &OmxOutput) -> Value {
-    serde_json::from_str(&text(&output.stdout))
-        .unwrap_or_else(|e| panic!("{e}: {}\n{}", text(&output.stdout), text(&output.stderr)))
-}
-
 fn statuses(report: &Value) -> Vec<&str> {
     report["images"]
         .as_array()
@@ -169,7 +164,7 @@ fn build_pushes_reports_maps_and_then_skips() {
     let output = run("json");
     let stderr = text(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
-    let first = report(&output);
+    let first = output.json();
     assert_eq!(
         statuses(&first),
         ["SUCCEEDED", "SUCCEEDED", "FAILED", "SUCCEEDED"],
@@ -271,7 +266,7 @@ fn build_pushes_reports_maps_and_then_skips() {
         home.path(),
     );
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
-    assert_eq!(statuses(&report(&output)), ["SKIPPED"]);
+    assert_eq!(statuses(&output.json()), ["SKIPPED"]);
 
     // Nothing was left in the work folder.
     assert_eq!(
@@ -392,7 +387,7 @@ fn build_s3_bundles_into_ecr_then_hand_them_to_codebuild() {
     ]);
     let output = omx_on_moto(&args, &moto, home.path());
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
-    let built = report(&output);
+    let built = output.json();
     assert_eq!(statuses(&built), ["SUCCEEDED", "SUCCEEDED"], "{built:#}");
     assert_eq!(
         built["images"][0]["target"],
@@ -433,7 +428,7 @@ fn build_s3_bundles_into_ecr_then_hand_them_to_codebuild() {
     let output = omx_on_moto(&args, &moto, home.path());
     let stderr = text(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
-    let handed = report(&output);
+    let handed = output.json();
     assert_eq!(statuses(&handed), ["SUCCEEDED"], "{handed:#}");
     let message = handed["images"][0]["message"].as_str().unwrap();
     assert!(

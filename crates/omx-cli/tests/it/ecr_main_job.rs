@@ -16,11 +16,6 @@ use serde_json::{json, Value};
 
 use crate::util::text;
 
-fn report(output: &OmxOutput) -> Value {
-    serde_json::from_str(&text(&output.stdout))
-        .unwrap_or_else(|e| panic!("{e}: {}\n{}", text(&output.stdout), text(&output.stderr)))
-}
-
 struct World {
     moto: Moto,
     ecr: EcrStandIn,
@@ -220,7 +215,7 @@ fn setup_pull_verify_map_on_ecr_with_expiring_tokens_and_throttling() {
     });
     assert!(pushed_once.load(std::sync::atomic::Ordering::SeqCst));
     assert_eq!(pull.status.code(), Some(1), "{}", text(&pull.stderr));
-    let first = report(&pull);
+    let first = pull.json();
     for (input, wanted) in [
         (&inputs[0], "SUCCEEDED"),
         (&inputs[1], "SUCCEEDED"),
@@ -466,7 +461,7 @@ fn a_dual_stack_registry_host_names_the_private_uris() {
         "json",
     ]);
     assert!(pull.status.success(), "{}", text(&pull.stderr));
-    let report = report(&pull);
+    let report = pull.json();
     let target = report["images"][0]["target"].as_str().unwrap();
     assert!(target.starts_with(&format!("{dual_stack}/")), "{target}");
     assert_eq!(report["images"][0]["digest"], pushed);
@@ -521,7 +516,7 @@ fn build_into_ecr_creates_pushes_and_then_skips() {
         text(&first.stdout),
         text(&first.stderr)
     );
-    let built = report(&first);
+    let built = first.json();
     assert_eq!(built["images"][0]["status"], "SUCCEEDED", "{built}");
     let view = world.ecr.repository("team/alpha").expect("created");
     assert!(view
@@ -539,7 +534,7 @@ fn build_into_ecr_creates_pushes_and_then_skips() {
 
     let second = world.run(&args);
     assert!(second.status.success(), "{}", text(&second.stderr));
-    assert_eq!(report(&second)["images"][0]["status"], "SKIPPED");
+    assert_eq!(second.json()["images"][0]["status"], "SKIPPED");
 }
 
 /// `--refresh` of a cached tag whose upstream moved says the cache is stale (ECR re-checks a
@@ -581,7 +576,7 @@ fn refresh_of_a_stale_cached_tag_says_why_it_cannot_be_refreshed_now() {
     assert_ne!(first, moved);
     let skipped = pull(&[]);
     assert!(skipped.status.success(), "{}", text(&skipped.stderr));
-    assert_eq!(report(&skipped)["images"][0]["status"], "SKIPPED");
+    assert_eq!(skipped.json()["images"][0]["status"], "SKIPPED");
     let refreshed = pull(&["--refresh"]);
     assert_eq!(
         refreshed.status.code(),
@@ -589,7 +584,7 @@ fn refresh_of_a_stale_cached_tag_says_why_it_cannot_be_refreshed_now() {
         "{}",
         text(&refreshed.stderr)
     );
-    let image = &report(&refreshed)["images"][0];
+    let image = &refreshed.json()["images"][0];
     assert_eq!(image["status"], "FAILED");
     let message = image["message"].as_str().unwrap();
     assert!(message.contains("24 hours"), "{message}");

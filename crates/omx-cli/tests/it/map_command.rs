@@ -19,11 +19,6 @@ fn omx(args: &[&str]) -> OmxOutput {
         .run()
 }
 
-fn json_out(output: &OmxOutput) -> Value {
-    serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}\n{}", text(&output.stdout), text(&output.stderr)))
-}
-
 fn write(dir: &Path, name: &str, contents: &str) -> String {
     let path = dir.join(name);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -75,7 +70,7 @@ fn registry_map_maps_cache_prefixes_and_copied_images() {
     ]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     assert_eq!(
-        json_out(&output),
+        output.json(),
         json!({
             "registryMappings": [
                 {"upstreamRegistryUrl": "quay.io", "ecrRepositoryPrefix": "quay"}
@@ -95,7 +90,7 @@ fn without_an_account_the_uris_show_placeholders_and_no_aws_call_is_made() {
     let manifest = manifest(dir.path(), &IMAGES);
     let output = omx(&["map", &manifest, "--format", "json"]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
-    let map = json_out(&output);
+    let map = output.json();
     let targets: Vec<&str> = map["images"]
         .as_array()
         .unwrap()
@@ -144,7 +139,7 @@ fn wdl_inputs_are_rewritten_or_listed() {
     ]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     assert_eq!(
-        json_out(&output),
+        output.json(),
         json!({
             "wf.reads": "s3://bucket/reads.fastq.gz",
             "wf.samtools.docker": format!("{HOST}/quay/biocontainers/samtools:1.17--h00cdaf9_0"),
@@ -163,7 +158,7 @@ fn wdl_inputs_are_rewritten_or_listed() {
     ]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     assert_eq!(
-        json_out(&output),
+        output.json(),
         json!({
             "ghcr.io/lab/tool:2": format!("{HOST}/ghcr/lab/tool:2"),
             "quay.io/biocontainers/samtools:1.17--h00cdaf9_0":

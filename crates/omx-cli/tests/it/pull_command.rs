@@ -5,7 +5,6 @@
 //! real: `GetAuthorizationToken` on moto, then Basic `AWS:<token>` on the registry.
 
 use omx_core::policy::{omics_grants, OMICS_SID};
-use omx_testenv::OmxOutput;
 use omx_testenv::{
     moto_ecr_password, Format, ImageFixture, LayerSpec, Moto, Registry, MOTO_ACCOUNT_ID,
 };
@@ -35,11 +34,6 @@ fn tags_of(moto: &Moto, repository: &str) -> Vec<(String, String)> {
 fn policy_of(moto: &Moto, repository: &str) -> String {
     let policy = moto.ecr_call("GetRepositoryPolicy", json!({"repositoryName": repository}));
     policy["policyText"].as_str().unwrap().to_string()
-}
-
-fn report(output: &OmxOutput) -> Value {
-    serde_json::from_str(&text(&output.stdout))
-        .unwrap_or_else(|e| panic!("{e}: {}\n{}", text(&output.stdout), text(&output.stderr)))
 }
 
 #[test]
@@ -102,7 +96,7 @@ fn pull_into_ecr_creates_tagged_granted_repositories_then_skips_everything() {
 
     let output = omx(&args, &moto, home.path());
     assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
-    let first = report(&output);
+    let first = output.json();
     assert_eq!(
         statuses(&first),
         vec![
@@ -176,7 +170,7 @@ fn pull_into_ecr_creates_tagged_granted_repositories_then_skips_everything() {
     let writes_before = writes_logged(&ecr_registry);
     let output = omx(&args, &moto, home.path());
     assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
-    let second = report(&output);
+    let second = output.json();
     let second_statuses: Vec<String> = statuses(&second).into_iter().map(|(_, s)| s).collect();
     assert_eq!(
         second_statuses,
@@ -238,7 +232,7 @@ fn pull_through_cache_images_are_primed_verified_tagged_and_granted() {
         home.path(),
     );
     assert!(output.status.success(), "{}", text(&output.stderr));
-    let report = report(&output);
+    let report = output.json();
     let image = &report["images"][0];
     assert_eq!(image["status"], "SUCCEEDED", "{report}");
     assert_eq!(image["digest"], digest.as_str());
@@ -288,7 +282,7 @@ fn dry_run_checks_and_changes_nothing() {
         home.path(),
     );
     assert!(output.status.success(), "{}", text(&output.stderr));
-    assert_eq!(report(&output)["images"][0]["status"], "PLANNED");
+    assert_eq!(output.json()["images"][0]["status"], "PLANNED");
     assert_eq!(writes_logged(&target), 0, "{}", target.log());
 }
 

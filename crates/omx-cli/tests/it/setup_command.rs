@@ -31,10 +31,6 @@ fn omx(args: &[&str]) -> OmxOutput {
         .run()
 }
 
-fn stderr(output: &OmxOutput) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
 #[test]
 fn a_secret_ecr_cannot_read_is_refused_with_the_naming_rule() {
     let output = omx(&[
@@ -44,7 +40,7 @@ fn a_secret_ecr_cannot_read_is_refused_with_the_naming_rule() {
         "arn:aws:secretsmanager:us-east-1:123456789012:secret:docker-hub-AbCdEf",
     ]);
     assert_eq!(output.status.code(), Some(2));
-    let message = stderr(&output);
+    let message = output.stderr();
     assert!(
         message.contains("--dockerhub-secret")
             && message.contains("\"docker-hub-AbCdEf\"")
@@ -93,7 +89,7 @@ fn malformed_arns_and_azure_options_are_refused() {
     ] {
         let output = omx(&args);
         assert_eq!(output.status.code(), Some(2), "{args:?}");
-        let message = stderr(&output);
+        let message = output.stderr();
         assert!(message.contains(expected), "{args:?}: {message}");
     }
 }
