@@ -9,12 +9,19 @@
 //! `x-amz-target` header naming the operation, the content type, and the JSON body compared as
 //! JSON — and that no recorded exchange was left unused. A request the recording does not expect
 //! fails the call ("no more events"), so "nothing else was sent" is asserted too.
+//!
+//! Each case below is one recording and the calls made on it, each with what it must return;
+//! one runner (`replay_runner::run`, through the `recorded_cases!` table) replays it and checks the
+//! requests.
+
+mod replay_runner;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use omx_aws::testing::recorded::{ecr, exchange, failure, ReplayEvent};
 use omx_aws::{PolicyChange, PullThroughCacheRule, RuleState, TemplateState};
 use omx_core::policy::merge_omics_statement;
+use replay_runner::{run, Call, Expect, Message};
 use serde_json::json;
 
 const SECRET_ARN: &str =
@@ -22,6 +29,9 @@ const SECRET_ARN: &str =
 
 /// The repository policy this tool writes from scratch, exactly as sent.
 const OMICS_POLICY: &str = "{\n  \"Version\": \"2012-10-17\",\n  \"Statement\": [\n    {\"Sid\":\"omics workflow access\",\"Effect\":\"Allow\",\"Principal\":{\"Service\":\"omics.amazonaws.com\"},\"Action\":[\"ecr:BatchCheckLayerAvailability\",\"ecr:BatchGetImage\",\"ecr:GetDownloadUrlForLayer\"]}\n  ]\n}";
+
+/// A team's creation-template policy without our statement.
+const THEIR_TEMPLATE_POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Sid":"team","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"ecr:BatchGetImage"}]}"#;
 
 fn describe_rules() -> serde_json::Value {
     json!({"ecrRepositoryPrefixes": ["docker-hub"]})
@@ -40,9 +50,38 @@ fn rule_listing(upstream: &str, credential_arn: Option<&str>) -> serde_json::Val
     json!({"pullThroughCacheRules": [rule]})
 }
 
-#[tokio::test]
-async fn a_missing_pull_through_cache_rule_is_created() {
-    let (ecr, replay) = ecr(vec![
+fn token_exchange(password: &str, expires_in: Duration) -> ReplayEvent {
+    let expires_at = (SystemTime::now() + expires_in)
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let token = aws_smithy_types::base64::encode(format!("AWS:{password}"));
+    exchange(
+        "GetAuthorizationToken",
+        json!({}),
+        200,
+        json!({"authorizationData": [{
+            "authorizationToken": token,
+            "expiresAt": expires_at,
+            "proxyEndpoint": "https://123456789012.dkr.ecr.us-east-1.amazonaws.com",
+        }]}),
+    )
+}
+
+/// The table: `test_name: recording => [call => expected, ...];`, one `#[tokio::test]` each.
+macro_rules! recorded_cases {
+    ($($name:ident: $recording:expr => [$($call:expr => $expect:expr),+ $(,)?];)+) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                run($recording, vec![$(($call, $expect)),+]).await;
+            }
+        )+
+    };
+}
+
+recorded_cases! {
+    a_missing_pull_through_cache_rule_is_created: vec![
         failure(
             "DescribePullThroughCacheRules",
             describe_rules(),
@@ -64,61 +103,45 @@ async fn a_missing_pull_through_cache_rule_is_created() {
                 "credentialArn": SECRET_ARN,
             }),
         ),
-    ]);
-    let state = ecr
-        .ensure_pull_through_cache_rule("docker-hub", "registry-1.docker.io", Some(SECRET_ARN))
-        .await
-        .unwrap();
-    assert_eq!(state, RuleState::Created);
-    replay.assert_requests_match(&[]);
-}
+    ] => [
+        Call::Rule {
+            prefix: "docker-hub",
+            upstream: "registry-1.docker.io",
+            credential_arn: Some(SECRET_ARN),
+        } => Expect::Rule(RuleState::Created),
+    ];
 
-#[tokio::test]
-async fn the_same_rule_is_left_alone() {
-    let (ecr, replay) = ecr(vec![exchange(
+    the_same_rule_is_left_alone: vec![exchange(
         "DescribePullThroughCacheRules",
         describe_rules(),
         200,
         rule_listing("registry-1.docker.io", Some(SECRET_ARN)),
-    )]);
-    let state = ecr
-        .ensure_pull_through_cache_rule(
-            "docker-hub",
-            "https://registry-1.docker.io/",
-            Some(SECRET_ARN),
-        )
-        .await
-        .unwrap();
-    assert_eq!(state, RuleState::Present);
-    replay.assert_requests_match(&[]);
-}
+    )] => [
+        Call::Rule {
+            prefix: "docker-hub",
+            upstream: "https://registry-1.docker.io/",
+            credential_arn: Some(SECRET_ARN),
+        } => Expect::Rule(RuleState::Present),
+    ];
 
-#[tokio::test]
-async fn a_rule_with_another_upstream_is_reported_and_never_overwritten() {
-    let (ecr, replay) = ecr(vec![exchange(
+    a_rule_with_another_upstream_is_reported_and_never_overwritten: vec![exchange(
         "DescribePullThroughCacheRules",
         describe_rules(),
         200,
         rule_listing("mirror.example.org", None),
-    )]);
-    let state = ecr
-        .ensure_pull_through_cache_rule("docker-hub", "registry-1.docker.io", Some(SECRET_ARN))
-        .await
-        .unwrap();
-    assert_eq!(
-        state,
-        RuleState::Conflicting(PullThroughCacheRule {
+    )] => [
+        Call::Rule {
+            prefix: "docker-hub",
+            upstream: "registry-1.docker.io",
+            credential_arn: Some(SECRET_ARN),
+        } => Expect::Rule(RuleState::Conflicting(PullThroughCacheRule {
             prefix: "docker-hub".to_string(),
             upstream_url: "mirror.example.org".to_string(),
             credential_arn: None,
-        })
-    );
-    replay.assert_requests_match(&[]);
-}
+        })),
+    ];
 
-#[tokio::test]
-async fn a_rule_created_concurrently_is_judged_by_what_was_created() {
-    let (ecr, replay) = ecr(vec![
+    a_rule_created_concurrently_is_judged_by_what_was_created: vec![
         failure(
             "DescribePullThroughCacheRules",
             describe_rules(),
@@ -137,43 +160,35 @@ async fn a_rule_created_concurrently_is_judged_by_what_was_created() {
             200,
             rule_listing("registry-1.docker.io", None),
         ),
-    ]);
-    let state = ecr
-        .ensure_pull_through_cache_rule("docker-hub", "registry-1.docker.io", None)
-        .await
-        .unwrap();
-    assert_eq!(state, RuleState::Present);
-    replay.assert_requests_match(&[]);
-}
+    ] => [
+        Call::Rule {
+            prefix: "docker-hub",
+            upstream: "registry-1.docker.io",
+            credential_arn: None,
+        } => Expect::Rule(RuleState::Present),
+    ];
 
-#[tokio::test]
-async fn access_denied_on_a_rule_lookup_is_an_error_naming_operation_rule_and_code() {
-    let (ecr, replay) = ecr(vec![failure(
+    access_denied_on_a_rule_lookup_is_an_error_naming_operation_rule_and_code: vec![failure(
         "DescribePullThroughCacheRules",
         describe_rules(),
         "AccessDeniedException",
         "User: arn:aws:iam::123456789012:user/ci is not authorized to perform: ecr:DescribePullThroughCacheRules",
-    )]);
-    let error = ecr
-        .ensure_pull_through_cache_rule("docker-hub", "registry-1.docker.io", None)
-        .await
-        .unwrap_err();
-    assert_eq!(error.code(), Some("AccessDeniedException"));
-    let message = error.to_string();
-    assert!(
-        message.starts_with(
-            "DescribePullThroughCacheRules for pull-through cache rule docker-hub was denied: \
-             arn:aws:iam::123456789012:user/ci may not perform ecr:DescribePullThroughCacheRules"
-        ),
-        "{message}"
-    );
-    assert!(!message.contains("wJalrXUtnFEMI"), "{message}");
-    replay.assert_requests_match(&[]);
-}
+    )] => [
+        Call::Rule {
+            prefix: "docker-hub",
+            upstream: "registry-1.docker.io",
+            credential_arn: None,
+        } => Expect::Failure {
+            code: Some("AccessDeniedException"),
+            message: Message::StartsWith(
+                "DescribePullThroughCacheRules for pull-through cache rule docker-hub was denied: \
+                 arn:aws:iam::123456789012:user/ci may not perform ecr:DescribePullThroughCacheRules",
+            ),
+            never_shown: &["wJalrXUtnFEMI"],
+        },
+    ];
 
-#[tokio::test]
-async fn a_missing_creation_template_is_created_with_policy_tag_and_pull_through_cache() {
-    let (ecr, replay) = ecr(vec![
+    a_missing_creation_template_is_created_with_policy_tag_and_pull_through_cache: vec![
         exchange(
             "DescribeRepositoryCreationTemplates",
             json!({"prefixes": ["docker-hub"]}),
@@ -192,18 +207,14 @@ async fn a_missing_creation_template_is_created_with_policy_tag_and_pull_through
             200,
             json!({"registryId": "123456789012", "repositoryCreationTemplate": {"prefix": "docker-hub"}}),
         ),
-    ]);
-    let state = ecr
-        .ensure_creation_template("docker-hub", "HealthOmics pull-through cache of Docker Hub")
-        .await
-        .unwrap();
-    assert_eq!(state, TemplateState::Created);
-    replay.assert_requests_match(&[]);
-}
+    ] => [
+        Call::Template {
+            prefix: "docker-hub",
+            description: "HealthOmics pull-through cache of Docker Hub",
+        } => Expect::Template(TemplateState::Created),
+    ];
 
-#[tokio::test]
-async fn a_template_ecr_reports_as_not_found_is_created() {
-    let (ecr, replay) = ecr(vec![
+    a_template_ecr_reports_as_not_found_is_created: vec![
         failure(
             "DescribeRepositoryCreationTemplates",
             json!({"prefixes": ["quay"]}),
@@ -222,67 +233,62 @@ async fn a_template_ecr_reports_as_not_found_is_created() {
             200,
             json!({"registryId": "123456789012", "repositoryCreationTemplate": {"prefix": "quay"}}),
         ),
-    ]);
-    let state = ecr.ensure_creation_template("quay", "quay").await.unwrap();
-    assert_eq!(state, TemplateState::Created);
-    replay.assert_requests_match(&[]);
-}
+    ] => [
+        Call::Template { prefix: "quay", description: "quay" }
+            => Expect::Template(TemplateState::Created),
+    ];
 
-#[tokio::test]
-async fn an_existing_template_gets_our_statement_and_pull_through_cache_and_keeps_the_rest() {
-    let their_policy = r#"{"Version":"2012-10-17","Statement":[{"Sid":"team","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"ecr:BatchGetImage"}]}"#;
-    let PolicyChange::Updated(merged) = merge_omics_statement(Some(their_policy)).unwrap() else {
-        panic!("their policy lacks the omics statement");
-    };
-    let (ecr, replay) = ecr(vec![
-        exchange(
-            "DescribeRepositoryCreationTemplates",
-            json!({"prefixes": ["docker-hub"]}),
-            200,
-            json!({
-                "registryId": "123456789012",
-                "repositoryCreationTemplates": [{
+    an_existing_template_gets_our_statement_and_pull_through_cache_and_keeps_the_rest: {
+        let PolicyChange::Updated(merged) = merge_omics_statement(Some(THEIR_TEMPLATE_POLICY)).unwrap()
+        else {
+            panic!("their policy lacks the omics statement");
+        };
+        vec![
+            exchange(
+                "DescribeRepositoryCreationTemplates",
+                json!({"prefixes": ["docker-hub"]}),
+                200,
+                json!({
+                    "registryId": "123456789012",
+                    "repositoryCreationTemplates": [{
+                        "prefix": "docker-hub",
+                        "description": "theirs",
+                        "appliedFor": ["REPLICATION"],
+                        "repositoryPolicy": THEIR_TEMPLATE_POLICY,
+                        "resourceTags": [{"Key": "team", "Value": "genomics"}],
+                        "imageTagMutability": "IMMUTABLE",
+                        "encryptionConfiguration": {"encryptionType": "AES256"},
+                        "lifecyclePolicy": "{\"rules\":[]}",
+                        "customRoleArn": "arn:aws:iam::123456789012:role/ecr-template",
+                    }],
+                }),
+            ),
+            exchange(
+                "UpdateRepositoryCreationTemplate",
+                json!({
                     "prefix": "docker-hub",
                     "description": "theirs",
-                    "appliedFor": ["REPLICATION"],
-                    "repositoryPolicy": their_policy,
+                    "appliedFor": ["REPLICATION", "PULL_THROUGH_CACHE"],
+                    "repositoryPolicy": merged,
                     "resourceTags": [{"Key": "team", "Value": "genomics"}],
                     "imageTagMutability": "IMMUTABLE",
+                    "imageTagMutabilityExclusionFilters": [],
                     "encryptionConfiguration": {"encryptionType": "AES256"},
                     "lifecyclePolicy": "{\"rules\":[]}",
                     "customRoleArn": "arn:aws:iam::123456789012:role/ecr-template",
-                }],
-            }),
-        ),
-        exchange(
-            "UpdateRepositoryCreationTemplate",
-            json!({
-                "prefix": "docker-hub",
-                "description": "theirs",
-                "appliedFor": ["REPLICATION", "PULL_THROUGH_CACHE"],
-                "repositoryPolicy": merged,
-                "resourceTags": [{"Key": "team", "Value": "genomics"}],
-                "imageTagMutability": "IMMUTABLE",
-                "imageTagMutabilityExclusionFilters": [],
-                "encryptionConfiguration": {"encryptionType": "AES256"},
-                "lifecyclePolicy": "{\"rules\":[]}",
-                "customRoleArn": "arn:aws:iam::123456789012:role/ecr-template",
-            }),
-            200,
-            json!({"registryId": "123456789012", "repositoryCreationTemplate": {"prefix": "docker-hub"}}),
-        ),
-    ]);
-    let state = ecr
-        .ensure_creation_template("docker-hub", "ignored for an existing template")
-        .await
-        .unwrap();
-    assert_eq!(state, TemplateState::Updated);
-    replay.assert_requests_match(&[]);
-}
+                }),
+                200,
+                json!({"registryId": "123456789012", "repositoryCreationTemplate": {"prefix": "docker-hub"}}),
+            ),
+        ]
+    } => [
+        Call::Template {
+            prefix: "docker-hub",
+            description: "ignored for an existing template",
+        } => Expect::Template(TemplateState::Updated),
+    ];
 
-#[tokio::test]
-async fn a_complete_template_is_unchanged() {
-    let (ecr, replay) = ecr(vec![exchange(
+    a_complete_template_is_unchanged: vec![exchange(
         "DescribeRepositoryCreationTemplates",
         json!({"prefixes": ["docker-hub"]}),
         200,
@@ -294,19 +300,14 @@ async fn a_complete_template_is_unchanged() {
                 "repositoryPolicy": OMICS_POLICY,
             }],
         }),
-    )]);
-    let state = ecr
-        .ensure_creation_template("docker-hub", "HealthOmics pull-through cache")
-        .await
-        .unwrap();
-    assert_eq!(state, TemplateState::Unchanged);
-    replay.assert_requests_match(&[]);
-}
+    )] => [
+        Call::Template {
+            prefix: "docker-hub",
+            description: "HealthOmics pull-through cache",
+        } => Expect::Template(TemplateState::Unchanged),
+    ];
 
-#[tokio::test]
-async fn the_registry_policy_is_written_when_missing_and_left_when_granted() {
-    let resource = "arn:aws:ecr:us-east-1:123456789012:repository/docker-hub/*";
-    let (ecr, replay) = ecr(vec![
+    the_registry_policy_is_written_when_missing_and_left_when_granted: vec![
         failure(
             "GetRegistryPolicy",
             json!({}),
@@ -329,96 +330,77 @@ async fn the_registry_policy_is_written_when_missing_and_left_when_granted() {
                     "Effect": "Allow",
                     "Principal": {"Service": "omics.amazonaws.com"},
                     "Action": ["ecr:CreateRepository", "ecr:BatchImportUpstreamImage"],
-                    "Resource": resource,
+                    "Resource": "arn:aws:ecr:us-east-1:123456789012:repository/docker-hub/*",
                 }]}).to_string(),
             }),
         ),
-    ]);
-    let first = ecr
-        .ensure_omics_registry_policy("123456789012", "docker-hub")
-        .await
-        .unwrap();
-    assert!(matches!(first, PolicyChange::Updated(_)), "{first:?}");
-    let second = ecr
-        .ensure_omics_registry_policy("123456789012", "docker-hub")
-        .await
-        .unwrap();
-    assert_eq!(second, PolicyChange::Unchanged);
-    replay.assert_requests_match(&[]);
-}
+    ] => [
+        Call::RegistryPolicy { registry_id: "123456789012", prefix: "docker-hub" }
+            => Expect::PolicyUpdated,
+        Call::RegistryPolicy { registry_id: "123456789012", prefix: "docker-hub" }
+            => Expect::Policy(PolicyChange::Unchanged),
+    ];
 
-#[tokio::test]
-async fn throttling_while_reading_a_repository_policy_is_an_error_and_nothing_is_written() {
-    let (ecr, replay) = ecr(vec![failure(
+    throttling_while_reading_a_repository_policy_is_an_error_and_nothing_is_written: vec![failure(
         "GetRepositoryPolicy",
         json!({"repositoryName": "dockerhub/library/ubuntu"}),
         "ThrottlingException",
         "Rate exceeded",
-    )]);
-    let error = ecr
-        .ensure_omics_policy("dockerhub/library/ubuntu")
-        .await
-        .unwrap_err();
-    assert_eq!(error.code(), Some("ThrottlingException"));
-    assert_eq!(
-        error.to_string(),
-        "GetRepositoryPolicy for repository dockerhub/library/ubuntu was throttled by AWS \
-         (ThrottlingException) through every retry: run again in a minute, or with fewer images \
-         at a time"
-    );
-    replay.assert_requests_match(&[]);
-}
+    )] => [
+        Call::RepositoryPolicy("dockerhub/library/ubuntu") => Expect::Failure {
+            code: Some("ThrottlingException"),
+            message: Message::Is(
+                "GetRepositoryPolicy for repository dockerhub/library/ubuntu was throttled by AWS \
+                 (ThrottlingException) through every retry: run again in a minute, or with fewer images \
+                 at a time",
+            ),
+            never_shown: &[],
+        },
+    ];
 
-#[tokio::test]
-async fn a_deny_against_omics_is_reported_with_the_repository_and_nothing_is_written() {
-    let deny = r#"{"Version":"2012-10-17","Statement":[{"Sid":"lockdown","Effect":"Deny","Principal":"*","Action":"ecr:*"}]}"#;
-    let (ecr, replay) = ecr(vec![exchange(
+    a_deny_against_omics_is_reported_with_the_repository_and_nothing_is_written: vec![exchange(
         "GetRepositoryPolicy",
         json!({"repositoryName": "quay/tool"}),
         200,
-        json!({"registryId": "123456789012", "repositoryName": "quay/tool", "policyText": deny}),
-    )]);
-    let error = ecr.ensure_omics_policy("quay/tool").await.unwrap_err();
-    let message = error.to_string();
-    assert!(
-        message.starts_with("policy of repository quay/tool: existing statement \"lockdown\""),
-        "{message}"
-    );
-    replay.assert_requests_match(&[]);
-}
+        json!({
+            "registryId": "123456789012",
+            "repositoryName": "quay/tool",
+            "policyText": r#"{"Version":"2012-10-17","Statement":[{"Sid":"lockdown","Effect":"Deny","Principal":"*","Action":"ecr:*"}]}"#,
+        }),
+    )] => [
+        Call::RepositoryPolicy("quay/tool") => Expect::Failure {
+            code: None,
+            message: Message::StartsWith(
+                "policy of repository quay/tool: existing statement \"lockdown\"",
+            ),
+            never_shown: &[],
+        },
+    ];
 
-#[tokio::test]
-async fn access_denied_on_image_lookup_is_an_error_not_a_missing_image() {
-    let (ecr, replay) = ecr(vec![failure(
+    access_denied_on_image_lookup_is_an_error_not_a_missing_image: vec![failure(
         "DescribeImages",
         json!({"repositoryName": "quay/tool", "imageIds": [{"imageTag": "1.0"}]}),
         "AccessDeniedException",
         "not authorized",
-    )]);
-    let error = ecr.image_digest("quay/tool", "1.0").await.unwrap_err();
-    assert_eq!(error.code(), Some("AccessDeniedException"));
-    assert!(error.to_string().contains("image quay/tool:1.0"), "{error}");
-    replay.assert_requests_match(&[]);
+    )] => [
+        Call::ImageDigest { repository: "quay/tool", tag: "1.0" } => Expect::Failure {
+            code: Some("AccessDeniedException"),
+            message: Message::Contains("image quay/tool:1.0"),
+            never_shown: &[],
+        },
+    ];
+
+    a_token_close_to_expiry_is_replaced: vec![
+        token_exchange("expiring", Duration::from_secs(5 * 60)),
+        token_exchange("renewed", Duration::from_secs(12 * 3600)),
+    ] => [
+        Call::AuthorizationToken => Expect::Password("expiring"),
+        Call::AuthorizationToken => Expect::Password("renewed"),
+    ];
 }
 
-fn token_exchange(password: &str, expires_in: Duration) -> ReplayEvent {
-    let expires_at = (SystemTime::now() + expires_in)
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let token = aws_smithy_types::base64::encode(format!("AWS:{password}"));
-    exchange(
-        "GetAuthorizationToken",
-        json!({}),
-        200,
-        json!({"authorizationData": [{
-            "authorizationToken": token,
-            "expiresAt": expires_at,
-            "proxyEndpoint": "https://123456789012.dkr.ecr.us-east-1.amazonaws.com",
-        }]}),
-    )
-}
-
+/// The token cache across clones and concurrent callers: not one call after another, so not a
+/// row of the table, but the same recording and request check.
 #[tokio::test]
 async fn a_fresh_token_is_served_from_the_cache_to_every_clone() {
     let twelve_hours = Duration::from_secs(12 * 3600);
@@ -435,22 +417,5 @@ async fn a_fresh_token_is_served_from_the_cache_to_every_clone() {
     assert_eq!(second.unwrap(), first);
     assert_eq!(third.unwrap(), first);
     // One recorded exchange, all of it used: three calls, one request.
-    replay.assert_requests_match(&[]);
-}
-
-#[tokio::test]
-async fn a_token_close_to_expiry_is_replaced() {
-    let (ecr, replay) = ecr(vec![
-        token_exchange("expiring", Duration::from_secs(5 * 60)),
-        token_exchange("renewed", Duration::from_secs(12 * 3600)),
-    ]);
-    assert_eq!(
-        ecr.authorization_token().await.unwrap().password.expose(),
-        "expiring"
-    );
-    assert_eq!(
-        ecr.authorization_token().await.unwrap().password.expose(),
-        "renewed"
-    );
     replay.assert_requests_match(&[]);
 }

@@ -208,7 +208,7 @@ async fn builds_pushes_skips_and_rebuilds_only_what_changed() {
 
     // ECR: the images that built have tagged repositories HealthOmics may pull from; the broken
     // one got none.
-    assert_eq!(repository_names(&moto), ["alpha", "team/beta"]);
+    assert_eq!(moto.repository_names(), ["alpha", "team/beta"]);
     for repository in ["alpha", "team/beta"] {
         let arn = format!("arn:aws:ecr:us-east-1:{MOTO_ACCOUNT_ID}:repository/{repository}");
         let tags = moto.ecr_call("ListTagsForResource", json!({"resourceArn": arn}));

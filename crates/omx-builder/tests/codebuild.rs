@@ -173,7 +173,7 @@ async fn codebuild_builds_s3_bundles_and_reports_the_log_link() {
     );
 
     // The repository was ready, with its policy, before the build could push.
-    assert_eq!(repository_names(&moto), ["alpha"]);
+    assert_eq!(moto.repository_names(), ["alpha"]);
     let policy = moto.ecr_call("GetRepositoryPolicy", json!({"repositoryName": "alpha"}));
     assert!(omics_grants(policy["policyText"].as_str().unwrap()));
 

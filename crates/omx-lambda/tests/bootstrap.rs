@@ -17,7 +17,6 @@ mod emulated_aws;
 mod runtime_api;
 
 use std::fs;
-use std::process::Command;
 
 use artifacts::{Artifacts, Bootstrap, CLI, FUNCTIONS};
 use emulated_aws::{create_repository, ecr_registry, pull_through_cache_created, put_bundle};
@@ -25,7 +24,7 @@ use omx_aws::testing::emulator_context;
 use omx_core::policy::omics_grants;
 use omx_lambda::{BuildPrepareHandler, BuildPrepareRequest};
 use omx_puller::TargetOptions;
-use omx_testenv::{Format, ImageFixture, LayerSpec, Moto, Registry, MOTO_ACCOUNT_ID};
+use omx_testenv::{Format, ImageFixture, LayerSpec, Moto, OmxCommand, Registry, MOTO_ACCOUNT_ID};
 use runtime_api::RuntimeApi;
 use serde_json::json;
 
@@ -85,13 +84,10 @@ fn artifacts_are_x86_64_executables_for_amazon_linux_2023() {
         );
     }
     // The CLI CodeBuild runs is an executable of this workspace, not just any ELF.
-    let version = Command::new(artifacts.cli())
-        .arg("--version")
-        .output()
-        .unwrap();
+    let version = OmxCommand::new(artifacts.cli()).arg("--version").run();
     assert!(version.status.success(), "{version:?}");
     assert_eq!(
-        String::from_utf8_lossy(&version.stdout).trim(),
+        version.stdout().trim(),
         format!("{CLI} {}", env!("CARGO_PKG_VERSION"))
     );
 }

@@ -20,6 +20,7 @@ use omx_registry::{
     ClientConfig, CopyEngine, CopyError, CopyOptions, CopyReport, ProgressEvent, ProgressSink,
     RegistryClient, RetryPolicy,
 };
+use omx_testenv::registry_state::head_manifest;
 use omx_testenv::{
     http_request, Fault, FaultProxy, FaultRule, Format, ImageFixture, LayerSpec, Registry,
 };
@@ -28,12 +29,6 @@ const RUNS: u64 = 20;
 const PARALLEL_RUNS: u64 = 2;
 const HEALTHY_IMAGES: usize = 20;
 const POISONED_TAG: &str = "suite/poisoned:1";
-
-/// The four manifest media types, so distribution 2.8 answers for OCI content too.
-const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
-    application/vnd.docker.distribution.manifest.list.v2+json, \
-    application/vnd.oci.image.manifest.v1+json, \
-    application/vnd.docker.distribution.manifest.v2+json";
 
 /// One image of the batch, as pushed to the source.
 struct BatchImage {
@@ -198,20 +193,6 @@ impl ProgressSink for RestartCounter {
 
 fn reference(text: &str) -> Reference {
     Reference::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"))
-}
-
-/// What the target registry itself (no proxy) answers for a manifest: status and digest.
-fn head_manifest(registry: &Registry, repository: &str, name: &str) -> (u16, Option<String>) {
-    let response = http_request(
-        &registry.host(),
-        "HEAD",
-        &format!("/v2/{repository}/manifests/{name}"),
-        &[("Accept", MANIFEST_ACCEPT)],
-        &[],
-    )
-    .expect("the target registry answers");
-    let digest = response.header("docker-content-digest").map(str::to_string);
-    (response.status, digest)
 }
 
 /// Status and size of a blob in the target registry itself.

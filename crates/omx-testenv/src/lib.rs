@@ -7,6 +7,8 @@
 //! * [`EcrStandIn`] serves Amazon ECR's registry API and control plane as ECR behaves, storing
 //!   the bytes in a `docker-registry` behind it.
 //! * [`FaultProxy`] sits in front of a registry, records requests and injects [`Fault`]s.
+//! * [`OmxCommand`] runs a built binary hermetically; [`registry_state`] asks a registry what it
+//!   holds; [`Moto::repository_names`] lists moto's ECR repositories.
 //! * [`PullBudgetRegistry`] puts Docker Hub's pull limits (per-identity budgets, `ratelimit-*`
 //!   headers, its 429) in front of a registry.
 //!
@@ -21,6 +23,7 @@
 //! ```
 
 pub mod aws_recorder;
+mod command;
 mod connect_proxy;
 mod ecr;
 mod fixture;
@@ -32,10 +35,12 @@ mod process;
 mod proxy;
 mod pull_budget;
 mod registry;
+pub mod registry_state;
 mod server;
 mod token;
 mod tools;
 
+pub use command::{text, OmxCommand, OmxOutput};
 pub use connect_proxy::ConnectProxy;
 pub use ecr::{
     Counters as EcrCounters, EcrBuilder, EcrRequest, EcrStandIn, RepositoryOrigin, RepositoryView,

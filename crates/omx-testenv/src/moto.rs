@@ -185,6 +185,24 @@ impl Moto {
         )
     }
 
+    /// Names of every ECR repository moto holds, sorted (as [`crate::EcrStandIn`] lists its own).
+    pub fn repository_names(&self) -> Vec<String> {
+        let listed = self.ecr_call("DescribeRepositories", serde_json::json!({}));
+        let mut names: Vec<String> = listed["repositories"]
+            .as_array()
+            .expect("DescribeRepositories answers a repositories list")
+            .iter()
+            .map(|r| {
+                r["repositoryName"]
+                    .as_str()
+                    .expect("repositoryName")
+                    .to_string()
+            })
+            .collect();
+        names.sort();
+        names
+    }
+
     fn admin_post(&self, path: &str, body: &[u8]) {
         let response = self.request("POST", path, &[("Content-Type", "application/json")], body);
         assert!(

@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use omx_testenv::{docker, oci, Format, ImageFixture, LayerSpec, Registry};
+use omx_testenv::{docker, oci, Format, ImageFixture, LayerSpec, OmxCommand, Registry};
 use sha2::{Digest as _, Sha256};
 
 /// `skopeo inspect --raw` of `repo_and_tag` in `registry`, with its credentials and CA.
@@ -132,7 +132,7 @@ fn omx_fixture_cli_pushes_a_synthetic_image() {
     else {
         return;
     };
-    let output = Command::new(env!("CARGO_BIN_EXE_omx-fixture"))
+    let output = OmxCommand::new(env!("CARGO_BIN_EXE_omx-fixture"))
         .args([
             "push",
             "--registry",
@@ -145,14 +145,9 @@ fn omx_fixture_cli_pushes_a_synthetic_image() {
         .args(["--layers", "3", "--layer-size", "64KiB", "--seed", "4"])
         .args(["--shared-base-seed", "1", "--shared-base-size", "100KiB"])
         .args(["--creds", "omx:cli-pass", "--insecure"])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "omx-fixture: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let digest = String::from_utf8(output.stdout).unwrap().trim().to_string();
+        .run();
+    assert!(output.status.success(), "omx-fixture: {}", output.stderr());
+    let digest = output.stdout().trim().to_string();
     let raw = inspect_raw(&registry, "bench/synthetic:t1");
     assert_eq!(sha256_digest(&raw), digest);
     let manifest: serde_json::Value = serde_json::from_slice(&raw).unwrap();

@@ -192,15 +192,3 @@ impl BuildProgress for Recorder {
         self.done.lock().unwrap().push(report.clone());
     }
 }
-
-pub fn repository_names(moto: &Moto) -> Vec<String> {
-    let listed = moto.ecr_call("DescribeRepositories", serde_json::json!({}));
-    let mut names: Vec<String> = listed["repositories"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["repositoryName"].as_str().unwrap().to_string())
-        .collect();
-    names.sort();
-    names
-}

@@ -5,10 +5,11 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use omx_aws::testing::REGION;
+use omx_testenv::{OmxCommand, OmxOutput};
 use serde_json::{json, Value};
 
 use super::{node_script, services_request, Lambdas, LocalCodeBuild};
@@ -49,11 +50,11 @@ impl StepFunctionsApi {
 
     /// Runs `omx-ecr-helper submit <args>` against this stand-in, as a user's shell would with
     /// credentials for the account and region.
-    pub fn submit(&self, artifacts: &Artifacts, manifest: Value, args: &[&str]) -> Output {
+    pub fn submit(&self, artifacts: &Artifacts, manifest: Value, args: &[&str]) -> OmxOutput {
         let home = tempfile::tempdir().unwrap();
         let file = home.path().join("manifest.json");
         std::fs::write(&file, json!({ "manifest": manifest }).to_string()).unwrap();
-        Command::new(artifacts.cli())
+        OmxCommand::new(artifacts.cli())
             .arg("submit")
             .arg(&file)
             .args(["--poll-seconds", "1", "--format", "json"])
@@ -70,8 +71,7 @@ impl StepFunctionsApi {
             .env("AWS_EC2_METADATA_DISABLED", "true")
             // The SDK's endpoint variable for Step Functions (service id SFN).
             .env("AWS_ENDPOINT_URL_SFN", &self.endpoint)
-            .output()
-            .expect("the CLI runs")
+            .run()
     }
 }
 
@@ -91,7 +91,7 @@ impl Drop for StepFunctionsApi {
 }
 
 /// The `(input, status)` of each image of a `submit --format json` report.
-pub fn reported(output: &Output) -> Vec<(String, String)> {
+pub fn reported(output: &OmxOutput) -> Vec<(String, String)> {
     let report: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
         panic!(
             "submit printed no JSON report ({e}); stderr:\n{}",
