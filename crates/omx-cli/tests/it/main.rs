@@ -5,6 +5,7 @@
 
 mod util;
 
+mod blob_cache;
 mod build_command;
 mod completions_and_man;
 mod copy_command;

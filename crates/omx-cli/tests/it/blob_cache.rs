@@ -4,8 +4,7 @@
 //! own access logs; without the cache, or with a stale one, it sends them, and the result is the
 //! same image.
 
-mod common;
-
+use crate::util;
 use omx_testenv::{http_request, EcrStandIn, Format, ImageFixture, LayerSpec, Moto, Registry};
 
 const MANIFEST_TYPES: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -137,9 +136,9 @@ impl World {
         let target = format!("{}/{to}", self.target.host());
         let mut args = vec!["copy", &source, &target, "--quiet"];
         args.extend(flags.unwrap_or(&default));
-        let output = common::local(&args, self.home.path());
-        assert!(output.status.success(), "{}", common::text(&output.stderr));
-        common::text(&output.stdout).trim().to_string()
+        let output = util::local(&args, self.home.path());
+        output.assert_code(0);
+        output.stdout().trim().to_string()
     }
 
     /// What the target and the source logged while `run` ran.
@@ -368,9 +367,9 @@ impl EcrWorld {
         let cache = self.cache();
         let mut all = args.to_vec();
         all.extend(["--blob-cache-dir", cache.to_str().unwrap()]);
-        let output = common::on_ecr(&all, &self.moto, &self.ecr, self.home.path());
-        assert!(output.status.success(), "{}", common::text(&output.stderr));
-        common::text(&output.stdout).trim().to_string()
+        let output = util::on_ecr(&all, &self.moto, &self.ecr, self.home.path());
+        output.assert_code(0);
+        output.stdout().trim().to_string()
     }
 
     /// `copy` of the source's `from` to ECR's `to`, with the shared cache; the digest copied.
