@@ -15,13 +15,13 @@ use omx_registry::{
     RegistryError,
 };
 
+use crate::build_plan::{BuildPlan, PlannedBuild};
 use crate::bundle::{safe_relative_path, Bundle, BundleError, Fetcher, Limits};
 use crate::codebuild::RemoteBuild;
 use crate::digest::{source_digest, BuildInputs};
 use crate::dockerfile::base_image_registries;
 use crate::engine::{CodeBuildEngine, Engine, LocalBuild, Step};
 use crate::login::Login;
-use crate::plan::{BuildPlan, PlannedBuild};
 use crate::published::{published, Published, SOURCE_DIGEST_LABEL};
 
 /// Choices that apply to every image of a run.

@@ -16,7 +16,7 @@ use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
-use omx_core::digest::{Algorithm, Verifier};
+use omx_core::digest::{Algorithm, Hasher};
 use omx_core::Digest;
 
 /// Names the framing, so a future change of what is hashed changes every digest.
@@ -39,7 +39,7 @@ pub fn source_digest(root: &Path, inputs: &BuildInputs<'_>) -> io::Result<Digest
     collect(root, PathBuf::new(), &mut entries)?;
     entries.sort_by(|a, b| a.as_os_str().as_bytes().cmp(b.as_os_str().as_bytes()));
 
-    let mut hasher = Verifier::new(Algorithm::Sha256);
+    let mut hasher = Hasher::new(Algorithm::Sha256);
     field(&mut hasher, FORMAT);
     let mut buffer = vec![0u8; 64 * 1024];
     for relative in &entries {
@@ -97,7 +97,7 @@ pub fn source_digest(root: &Path, inputs: &BuildInputs<'_>) -> io::Result<Digest
     Ok(hasher.finish())
 }
 
-fn field(hasher: &mut Verifier, bytes: &[u8]) {
+fn field(hasher: &mut Hasher, bytes: &[u8]) {
     hasher.update(&(bytes.len() as u64).to_be_bytes());
     hasher.update(bytes);
 }

@@ -10,6 +10,7 @@
 //! is kept; one failing image never stops the others, and the
 //! [`omx_core::report::RunReport`] says what happened to each.
 
+mod build_plan;
 mod builder;
 mod bundle;
 mod codebuild;
@@ -18,15 +19,14 @@ mod dockerfile;
 mod engine;
 mod extract;
 mod login;
-mod plan;
 mod published;
 mod source;
 
+pub use build_plan::{BuildPlan, BuildTarget, PlannedBuild};
 pub use builder::{Assessment, BuildError, BuildOptions, BuildProgress, Builder};
 pub use bundle::{safe_relative_path, Bundle, BundleError, Fetcher, Limits};
 pub use digest::{source_digest, BuildInputs};
 pub use dockerfile::base_image_registries;
 pub use engine::{Buildah, CodeBuildEngine, Docker, Engine, DEFAULT_CODEBUILD_PROJECT};
-pub use plan::{BuildPlan, BuildTarget, PlannedBuild};
 pub use published::{published, source_digest_label, Published, SOURCE_DIGEST_LABEL};
 pub use source::BundleSource;

@@ -13,7 +13,7 @@ use omx_aws::S3;
 use omx_builder::{
     published, BuildOptions, BuildPlan, Buildah, Builder, Engine, SOURCE_DIGEST_LABEL,
 };
-use omx_core::manifest::parse_build_manifest;
+use omx_core::manifest_file::parse_build_manifest;
 use omx_core::policy::{omics_grants, CREATED_BY_TAG};
 use omx_core::report::{ImageStatus, RunReport};
 use omx_core::Reference;

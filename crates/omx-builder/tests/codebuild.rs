@@ -19,7 +19,7 @@ use omx_builder::{
     source_digest, BuildInputs, BuildOptions, BuildPlan, Builder, CodeBuildEngine, Engine,
     DEFAULT_CODEBUILD_PROJECT,
 };
-use omx_core::manifest::parse_build_manifest;
+use omx_core::manifest_file::parse_build_manifest;
 use omx_core::policy::omics_grants;
 use omx_core::report::ImageStatus;
 use omx_puller::ResolvedTarget;

@@ -78,38 +78,38 @@ impl Digest {
     }
 
     /// Starts an incremental hash with this digest's algorithm, for verifying streamed content.
-    pub fn verifier(&self) -> Verifier {
-        Verifier::new(self.algorithm)
+    pub fn hasher(&self) -> Hasher {
+        Hasher::new(self.algorithm)
     }
 }
 
 /// Hashes content as it streams past and tells whether it matched the expected digest.
 #[derive(Clone)]
-pub struct Verifier {
-    state: VerifierState,
+pub struct Hasher {
+    state: HasherState,
     len: u64,
 }
 
 #[derive(Clone)]
-enum VerifierState {
+enum HasherState {
     Sha256(Sha256),
     Sha512(Sha512),
 }
 
-impl Verifier {
-    pub fn new(algorithm: Algorithm) -> Verifier {
+impl Hasher {
+    pub fn new(algorithm: Algorithm) -> Hasher {
         let state = match algorithm {
-            Algorithm::Sha256 => VerifierState::Sha256(Sha256::new()),
-            Algorithm::Sha512 => VerifierState::Sha512(Sha512::new()),
+            Algorithm::Sha256 => HasherState::Sha256(Sha256::new()),
+            Algorithm::Sha512 => HasherState::Sha512(Sha512::new()),
         };
-        Verifier { state, len: 0 }
+        Hasher { state, len: 0 }
     }
 
     pub fn update(&mut self, chunk: &[u8]) {
         self.len += chunk.len() as u64;
         match &mut self.state {
-            VerifierState::Sha256(h) => h.update(chunk),
-            VerifierState::Sha512(h) => h.update(chunk),
+            HasherState::Sha256(h) => h.update(chunk),
+            HasherState::Sha512(h) => h.update(chunk),
         }
     }
 
@@ -124,8 +124,8 @@ impl Verifier {
 
     pub fn finish(self) -> Digest {
         let (algorithm, hex) = match self.state {
-            VerifierState::Sha256(h) => (Algorithm::Sha256, hex::encode(h.finalize())),
-            VerifierState::Sha512(h) => (Algorithm::Sha512, hex::encode(h.finalize())),
+            HasherState::Sha256(h) => (Algorithm::Sha256, hex::encode(h.finalize())),
+            HasherState::Sha512(h) => (Algorithm::Sha512, hex::encode(h.finalize())),
         };
         Digest { algorithm, hex }
     }
@@ -196,7 +196,7 @@ mod tests {
 
     #[test]
     fn streaming_verifier_matches_one_shot_hash() {
-        let mut v = Verifier::new(Algorithm::Sha256);
+        let mut v = Hasher::new(Algorithm::Sha256);
         v.update(b"hello ");
         v.update(b"world");
         assert_eq!(v.len(), 11);

@@ -7,7 +7,7 @@
 
 use serde::Serialize;
 
-use crate::manifest::EntryError;
+use crate::manifest_file::EntryError;
 use crate::Digest;
 
 /// What became of one manifest entry.
@@ -173,7 +173,7 @@ mod tests {
                 entry(1, "a:1", LockStatus::Failed),
             ],
         };
-        let parsed = crate::manifest::parse_pull_manifest(&report.locked_manifest()).unwrap();
+        let parsed = crate::manifest_file::parse_pull_manifest(&report.locked_manifest()).unwrap();
         let inputs: Vec<_> = parsed.entries.iter().map(|e| e.input.as_str()).collect();
         assert_eq!(inputs, vec!["b:1@sha256:x", "a:1"]);
         assert!(!report.all_ok());

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::digest::Digest;
 use crate::lock::unpinned_spelling;
 use crate::namespace::{Method, NamespaceTable};
-use crate::plan::{PlannedImage, PullPlan};
+use crate::pull_plan::{PlannedImage, PullPlan};
 use crate::registry_host::RegistryHost;
 use crate::report::{ImageReport, ImageStatus, RunReport};
 use crate::strategy::{NativeAccess, Strategy};
@@ -307,8 +307,8 @@ mod tests {
         let json = serde_json::to_value(&map).unwrap();
         assert!(json.get("containerRegistryMap").is_some(), "{json}");
     }
-    use crate::manifest::parse_pull_manifest;
-    use crate::plan::plan_pull;
+    use crate::manifest_file::parse_pull_manifest;
+    use crate::pull_plan::plan_pull;
 
     #[test]
     fn ptc_images_map_by_registry_and_copies_by_image() {

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
-use crate::manifest::EntryError;
+use crate::manifest_file::EntryError;
 
 /// The end state of one image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -12,7 +12,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::namespace::{healthomics_copies_from, Method};
-use crate::plan::PullPlan;
+use crate::pull_plan::PullPlan;
 
 /// What happens to one image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -231,9 +231,9 @@ pub fn choose_strategies(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::parse_pull_manifest;
+    use crate::manifest_file::parse_pull_manifest;
     use crate::namespace::NamespaceTable;
-    use crate::plan::plan_pull;
+    use crate::pull_plan::plan_pull;
 
     const ARN: &str =
         "arn:aws:secretsmanager:us-east-1:111122223333:secret:omics-registry/nvcr-AbCdEf";

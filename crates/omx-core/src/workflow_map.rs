@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::lock::unpinned_spelling;
 use crate::namespace::NamespaceTable;
-use crate::plan::{PlannedImage, PullPlan};
+use crate::pull_plan::{PlannedImage, PullPlan};
 use crate::strategy::Strategy;
 
 /// Finds the planned image a workflow names, by any spelling of it.
@@ -295,8 +295,8 @@ fn comment_text(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::parse_pull_manifest;
-    use crate::plan::plan_pull;
+    use crate::manifest_file::parse_pull_manifest;
+    use crate::pull_plan::plan_pull;
     use crate::registry_map::OutputMap;
     use crate::strategy::NativeAccess;
     use serde_json::json;

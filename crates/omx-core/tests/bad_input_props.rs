@@ -7,9 +7,9 @@
 
 use std::collections::BTreeSet;
 
-use omx_core::manifest::{parse_build_manifest, parse_pull_manifest, PullEntry};
+use omx_core::manifest_file::{parse_build_manifest, parse_pull_manifest, PullEntry};
 use omx_core::namespace::{check_ecr_repository_name, NamespaceTable};
-use omx_core::plan::{plan_pull, PullPlan, TargetRegistry};
+use omx_core::pull_plan::{plan_pull, PullPlan, TargetRegistry};
 use omx_core::reference::{Reference, NAME_MAX_LEN, TAG_MAX_LEN};
 use omx_core::Digest;
 use proptest::prelude::*;

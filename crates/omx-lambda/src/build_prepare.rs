@@ -7,7 +7,7 @@ use omx_builder::{
     BuildOptions, BuildPlan, BuildProgress, Builder, CodeBuildEngine, Engine,
     DEFAULT_CODEBUILD_PROJECT,
 };
-use omx_core::manifest::single_build;
+use omx_core::manifest_file::single_build;
 use omx_core::report::{ImageReport, ImageStatus};
 use omx_core::state_machine::{BuildItem, BuildResult};
 use omx_puller::{CredentialChain, EcrReach, ResolvedTarget, TargetOptions};

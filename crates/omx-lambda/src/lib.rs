@@ -17,9 +17,9 @@ mod build_prepare;
 pub use build_prepare::{BuildPrepareHandler, BuildPrepareRequest, BuildPrepareResponse};
 
 use omx_aws::{AwsContext, PolicyChange};
-use omx_core::manifest::PullEntry;
+use omx_core::manifest_file::PullEntry;
 use omx_core::namespace::{Method, NamespaceTable};
-use omx_core::plan::{plan_pull, PlannedImage, TargetRegistry};
+use omx_core::pull_plan::{plan_pull, PlannedImage, TargetRegistry};
 use omx_core::report::ImageStatus;
 use omx_core::state_machine::PullResult;
 use omx_core::Digest;

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 use futures_util::stream::{self, StreamExt};
 use omx_core::namespace::Method;
-use omx_core::plan::{PlannedImage, PullPlan};
+use omx_core::pull_plan::{PlannedImage, PullPlan};
 use omx_core::report::human_duration;
 use omx_registry::manifest::media_type;
 use omx_registry::PullBudget;

@@ -12,9 +12,9 @@
 use std::collections::HashMap;
 
 use omx_core::lock::{pinned_spelling, LockReport, LockStatus, LockedEntry};
-use omx_core::manifest::{shown_input, PullEntry};
+use omx_core::manifest_file::{shown_input, PullEntry};
 use omx_core::namespace::NamespaceTable;
-use omx_core::plan::{PlannedImage, PullPlan};
+use omx_core::pull_plan::{PlannedImage, PullPlan};
 use omx_core::report::error_chain;
 use omx_core::Digest;
 use omx_registry::{ManifestDescriptor, ManifestRef, RegistryClient, Repository};

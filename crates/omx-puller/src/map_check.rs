@@ -6,7 +6,7 @@
 
 use omx_aws::{Ecr, SecretsManager};
 use omx_core::namespace::{healthomics_copies_from, NamespaceTable};
-use omx_core::plan::PullPlan;
+use omx_core::pull_plan::PullPlan;
 use omx_core::registry_map::{ContainerRegistryMap, RegistryMapping};
 use serde::Serialize;
 

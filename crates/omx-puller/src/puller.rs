@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures_util::stream::{self, StreamExt};
 use omx_aws::{AwsError, Ecr};
 use omx_core::namespace::Method;
-use omx_core::plan::{PlannedImage, PullPlan};
+use omx_core::pull_plan::{PlannedImage, PullPlan};
 use omx_core::report::{error_chain, human_bytes, ImageReport, ImageStatus, RunReport};
 use omx_core::strategy::Strategy;
 use omx_core::{Digest, Reference, ReferenceError};

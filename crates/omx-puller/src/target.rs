@@ -3,7 +3,7 @@
 
 use omx_aws::{AwsContext, AwsError, Ecr};
 use omx_core::namespace::EcrEndpoint;
-use omx_core::plan::{PlannedImage, TargetRegistry};
+use omx_core::pull_plan::{PlannedImage, TargetRegistry};
 use omx_core::{Reference, ReferenceError};
 
 /// How to reach AWS when the target is ECR.

@@ -4,10 +4,10 @@
 
 use futures_util::stream::{self, StreamExt};
 use omx_aws::TemplateScenario;
-use omx_core::manifest::EntryError;
+use omx_core::manifest_file::EntryError;
 use omx_core::namespace::{Method, NamespaceTable};
-use omx_core::plan::{PlannedImage, PullPlan, TargetRegistry};
 use omx_core::policy::{merge_omics_registry_statement, omics_grants, PolicyChange};
+use omx_core::pull_plan::{PlannedImage, PullPlan, TargetRegistry};
 use omx_core::strategy::Strategy;
 use omx_core::RegistryHost;
 use omx_registry::{ManifestRef, RegistryClient, Repository};

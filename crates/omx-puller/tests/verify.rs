@@ -7,10 +7,10 @@
 use omx_aws::testing::emulator_context;
 use omx_aws::testing::recorded::{ecr as recorded_ecr, exchange};
 use omx_aws::AwsContext;
-use omx_core::manifest::parse_pull_manifest;
+use omx_core::manifest_file::parse_pull_manifest;
 use omx_core::namespace::NamespaceTable;
-use omx_core::plan::{plan_pull, PullPlan, TargetRegistry};
 use omx_core::policy::Grant;
+use omx_core::pull_plan::{plan_pull, PullPlan, TargetRegistry};
 use omx_puller::{
     CheckKind, CheckStatus, CredentialChain, EcrReach, Fix, ResolvedTarget, TargetOptions,
     Verifier, VerifyReport,

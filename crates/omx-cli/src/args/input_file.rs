@@ -5,7 +5,7 @@ use crate::exit::UnusableInput;
 /// The most of an input file read: the manifests' own limit (the largest of our inputs). Far
 /// more than any real manifest, rule file or workflow file; it exists so that `/dev/zero`, a
 /// disk image or an endless pipe fail at once instead of filling memory.
-pub const MAX_INPUT_FILE_BYTES: usize = omx_core::manifest::MAX_MANIFEST_BYTES;
+pub const MAX_INPUT_FILE_BYTES: usize = omx_core::manifest_file::MAX_MANIFEST_BYTES;
 
 /// Reads a user-named input file, at most [`MAX_INPUT_FILE_BYTES`] and only a regular one (see
 /// [`omx_registry::input::read_user_file`]); failing to read it makes the whole run unusable
@@ -55,7 +55,7 @@ mod tests {
                     let read = read_input_file(&path).unwrap();
                     prop_assert_eq!(read.as_str(), text);
                     // What reads it next must not panic either.
-                    let _ = omx_core::manifest::parse_pull_manifest(&read);
+                    let _ = omx_core::manifest_file::parse_pull_manifest(&read);
                 }
                 Err(_) => {
                     let message = error_of(read_input_file(&path));

@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
-use omx_core::manifest::{parse_pull_manifest, Entries, PullEntry};
+use omx_core::manifest_file::{parse_pull_manifest, Entries, PullEntry};
 use omx_core::namespace::NamespaceTable;
-use omx_core::plan::{plan_pull, PullPlan, TargetRegistry};
+use omx_core::pull_plan::{plan_pull, PullPlan, TargetRegistry};
 use omx_core::strategy::{
     choose_strategies, parse_credential_arg, NativeAccess, SecretArn, StrategyChoice,
 };

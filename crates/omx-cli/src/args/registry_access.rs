@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use omx_core::excerpt::quoted;
-use omx_core::plan::check_registry_host;
+use omx_core::pull_plan::check_registry_host;
 use omx_puller::{CredentialChain, EcrReach, ResolvedTarget};
 use omx_registry::{ClientConfig, Credential, Secret, StaticCredentials};
 

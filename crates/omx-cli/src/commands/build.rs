@@ -11,8 +11,8 @@ use omx_builder::{
     safe_relative_path, BuildOptions, BuildPlan, BuildProgress, Buildah, Builder, CodeBuildEngine,
     Docker, Engine, DEFAULT_CODEBUILD_PROJECT,
 };
-use omx_core::manifest::{parse_build_manifest, single_build};
-use omx_core::plan::TargetRegistry;
+use omx_core::manifest_file::{parse_build_manifest, single_build};
+use omx_core::pull_plan::TargetRegistry;
 use omx_core::registry_map::OutputMap;
 use omx_core::report::ImageReport;
 use omx_core::{Platform, Secret};

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use clap::Args;
 use omx_aws::AwsContext;
 use omx_core::namespace::is_ecr_private_host;
-use omx_core::plan::TargetRegistry;
+use omx_core::pull_plan::TargetRegistry;
 use omx_core::Reference;
 use omx_puller::{prepare_repository, CredentialChain, EcrReach, ResolvedTarget, TargetOptions};
 use omx_registry::{

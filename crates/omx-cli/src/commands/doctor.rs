@@ -7,7 +7,7 @@ use std::sync::Arc;
 use clap::Args;
 use omx_aws::Ecr;
 use omx_core::namespace::{Method, NamespaceTable};
-use omx_core::plan::{plan_pull, PlannedImage, TargetRegistry};
+use omx_core::pull_plan::{plan_pull, PlannedImage, TargetRegistry};
 use omx_core::report::error_chain;
 use omx_registry::{ClientConfig, DockerConfigCredentials, RegistryClient};
 use serde::Serialize;
@@ -120,7 +120,7 @@ fn planned_images(
             .map_err(|e| UnusableInput(format!("{}: {e}", namespaces.display())))?;
     }
     let text = read_input_file(path)?;
-    let entries = omx_core::manifest::parse_pull_manifest(&text)
+    let entries = omx_core::manifest_file::parse_pull_manifest(&text)
         .map_err(|e| UnusableInput(format!("{}: {e}", path.display())))?;
     let registry = TargetRegistry::Ecr {
         account: Some("000000000000".to_string()),

@@ -1,7 +1,7 @@
 //! `omx-ecr-helper plan`: what `pull` would do, with no network access.
 
 use clap::Args;
-use omx_core::plan::PullPlan;
+use omx_core::pull_plan::PullPlan;
 
 use crate::args::{PullManifestArgs, StrategyArgs};
 use crate::exit::Outcome;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use clap::Args;
 use omx_core::lock::{LockReport, LockStatus};
-use omx_core::plan::TargetRegistry;
+use omx_core::pull_plan::TargetRegistry;
 use omx_core::registry_map::OutputMap;
 use omx_core::report::ImageStatus;
 use omx_core::workflow_map::{private_uris, rewrite_wdl_inputs, ImageLookup};

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::Args;
 use omx_core::namespace::NamespaceTable;
-use omx_core::plan::PullPlan;
+use omx_core::pull_plan::PullPlan;
 use omx_core::registry_map::OutputMap;
 use omx_core::report::RunReport;
 use omx_core::strategy::NativeAccess;

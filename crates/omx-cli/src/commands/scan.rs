@@ -257,7 +257,7 @@ mod tests {
             text,
             "{\n  \"manifest\": [\n    \"quay.io/biocontainers/x:1\",\n    \"ubuntu:22.04\"\n  ]\n}\n"
         );
-        let entries = omx_core::manifest::parse_pull_manifest(&text).unwrap();
+        let entries = omx_core::manifest_file::parse_pull_manifest(&text).unwrap();
         assert_eq!(entries.entries.len(), 2);
     }
 

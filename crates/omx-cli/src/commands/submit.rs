@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use omx_aws::{Execution, ExecutionStatus, StepFunctions};
 use omx_core::excerpt::excerpt;
-use omx_core::manifest::{parse_build_manifest, parse_pull_manifest, EntryError};
+use omx_core::manifest_file::{parse_build_manifest, parse_pull_manifest, EntryError};
 use omx_core::namespace::NamespaceTable;
-use omx_core::plan::{plan_pull, TargetRegistry};
+use omx_core::pull_plan::{plan_pull, TargetRegistry};
 use omx_core::report::{ImageReport, ImageStatus, RunReport};
 use omx_core::state_machine::{
     failed_items_in_cause, results_in_output, BuildItem, ExecutionInput, ItemResult, ManifestItem,
@@ -235,7 +235,7 @@ fn batch_reports(
 fn valid_entries(
     text: &str,
     builder: bool,
-) -> Result<(Vec<ManifestItem>, Vec<EntryError>), omx_core::manifest::ManifestFileError> {
+) -> Result<(Vec<ManifestItem>, Vec<EntryError>), omx_core::manifest_file::ManifestFileError> {
     if builder {
         let parsed = parse_build_manifest(text)?;
         let entries = parsed

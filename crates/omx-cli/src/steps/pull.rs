@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use omx_core::namespace::NamespaceTable;
-use omx_core::plan::PullPlan;
+use omx_core::pull_plan::PullPlan;
 use omx_core::report::{ImageReport, RunReport};
 use omx_core::strategy::NativeAccess;
 use omx_puller::{PullOptions, Puller, ResolvedTarget};

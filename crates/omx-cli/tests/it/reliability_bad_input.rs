@@ -131,7 +131,7 @@ fn unusable_manifest_files_exit_2_naming_the_file_and_the_reason() {
 fn a_manifest_file_over_the_size_limit_is_refused() {
     let home = tempfile::tempdir().unwrap();
     let file = home.path().join("huge.json");
-    let limit = omx_core::manifest::MAX_MANIFEST_BYTES;
+    let limit = omx_core::manifest_file::MAX_MANIFEST_BYTES;
     // Valid JSON, so only its size is wrong.
     let mut content = br#"{"manifest": []}"#.to_vec();
     content.resize(limit + 1, b' ');

@@ -69,7 +69,7 @@ fn input_files_that_never_end_or_are_not_files_are_refused_quickly_with_bounded_
         .unwrap()
         .set_len(3 << 30)
         .unwrap();
-    let limit = omx_core::manifest::MAX_MANIFEST_BYTES;
+    let limit = omx_core::manifest_file::MAX_MANIFEST_BYTES;
     let cases: Vec<(Vec<&str>, &str, &str)> = vec![
         (
             vec!["plan", "/dev/zero"],

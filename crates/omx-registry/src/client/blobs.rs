@@ -75,7 +75,7 @@ impl RegistryClient {
                         reason: format!("larger than the {limit}-byte limit for in-memory blobs"),
                     })
                     .await?;
-                let mut verifier = digest.verifier();
+                let mut verifier = digest.hasher();
                 verifier.update(&body);
                 let actual = verifier.finish();
                 if &actual != digest {

@@ -156,7 +156,7 @@ impl RegistryClient {
         };
         let digest = match expected {
             Some(expected) => {
-                let mut verifier = expected.verifier();
+                let mut verifier = expected.hasher();
                 verifier.update(&body);
                 let actual = verifier.finish();
                 if actual != expected {

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
-use omx_core::digest::Verifier;
+use omx_core::digest::Hasher;
 use omx_core::Digest;
 
 use crate::error::RegistryError;
@@ -32,7 +32,7 @@ pub(super) struct StreamCheck {
     what: String,
     digest: Digest,
     size: u64,
-    verifier: Verifier,
+    verifier: Hasher,
     /// Bytes accepted so far, for progress reports while the check is inside the body stream.
     pub(super) transferred: Arc<AtomicU64>,
     /// Why the stream was aborted: the upload request only sees that its body failed.
@@ -44,7 +44,7 @@ impl StreamCheck {
     pub(super) fn new(what: String, digest: Digest, size: u64) -> StreamCheck {
         StreamCheck {
             what,
-            verifier: digest.verifier(),
+            verifier: digest.hasher(),
             digest,
             size,
             transferred: Arc::new(AtomicU64::new(0)),

@@ -42,7 +42,7 @@ impl CopyEngine {
         // bytes alone reveal (checked while they stream) may be damage in transit.
         if blob.size == 0 {
             // Nothing will stream past the verifier, so check the empty content's digest now.
-            let empty = blob.digest.verifier().finish();
+            let empty = blob.digest.hasher().finish();
             if empty != blob.digest {
                 return Err(RegistryError::DescriptorMismatch {
                     what,

@@ -4,9 +4,9 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 
-use omx_core::manifest::{BuildEntry, Entries, EntryError};
+use omx_core::manifest_file::{BuildEntry, Entries, EntryError};
 use omx_core::namespace::check_ecr_repository_name;
-use omx_core::plan::TargetRegistry;
+use omx_core::pull_plan::TargetRegistry;
 use omx_core::{Reference, RegistryHost};
 
 use crate::source::BundleSource;
@@ -179,7 +179,7 @@ impl BuildPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use omx_core::manifest::parse_build_manifest;
+    use omx_core::manifest_file::parse_build_manifest;
 
     fn oci(host: &str) -> TargetRegistry {
         TargetRegistry::Oci { host: host.into() }

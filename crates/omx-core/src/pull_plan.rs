@@ -7,7 +7,7 @@ use std::str::FromStr;
 use serde::Serialize;
 
 use crate::excerpt::quoted;
-use crate::manifest::{EntryError, PullEntry};
+use crate::manifest_file::{EntryError, PullEntry};
 use crate::namespace::{
     check_ecr_repository_name, ecr_registry_host, parse_ecr_private_host, parse_ecr_registry_host,
     EcrEndpoint, Method, NamespaceTable,
@@ -287,7 +287,7 @@ fn serialize_display<S: serde::Serializer>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::parse_pull_manifest;
+    use crate::manifest_file::parse_pull_manifest;
 
     const ECR: &str = "ecr://123456789012/us-east-1";
     const HOST: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
