@@ -28,8 +28,10 @@ use std::process::{Command, Output, Stdio};
 /// `omx-fixture`) how to behave when a tool is missing, not what the product does.
 const AMBIENT_PREFIXES: [&str; 3] = ["AWS_", "DOCKER_", "OMX_"];
 const KEPT_PREFIX: &str = "OMX_TESTENV_";
-/// The log filter: a host's `RUST_LOG` would add lines to the stderr tests read.
-const AMBIENT_NAMES: [&str; 1] = ["RUST_LOG"];
+/// The log filter (a host's `RUST_LOG` would add lines to the stderr tests read) and the cache
+/// home (the blob-location cache of `pull`/`copy` would carry what one test's registries held
+/// into another's, and into the developer's own cache).
+const AMBIENT_NAMES: [&str; 2] = ["RUST_LOG", "XDG_CACHE_HOME"];
 
 /// A binary to run, built up like [`std::process::Command`] but hermetic from the start and
 /// printable (every argument and variable set is kept for failure messages).
@@ -45,7 +47,8 @@ pub struct OmxCommand {
 }
 
 impl OmxCommand {
-    /// `program` with the ambient AWS, Docker, `OMX_*` and `RUST_LOG` variables removed.
+    /// `program` with the ambient AWS, Docker, `OMX_*`, `RUST_LOG` and `XDG_CACHE_HOME`
+    /// variables removed.
     pub fn new(program: impl AsRef<Path>) -> OmxCommand {
         let envs = std::env::vars_os()
             .filter_map(|(name, _)| {
@@ -150,10 +153,21 @@ impl OmxCommand {
         command
     }
 
-    /// Runs the binary to completion and captures its output.
+    /// Runs the binary to completion and captures its output. A run given no `HOME` and no
+    /// `XDG_CACHE_HOME` gets a cache home of its own, removed afterwards, so what it caches
+    /// (blob locations) is seen by no other run.
     pub fn run(&self) -> OmxOutput {
         let mut command = self.command();
         command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let cache_home_given = self
+            .envs
+            .iter()
+            .any(|(name, value)| value.is_some() && (name == "HOME" || name == "XDG_CACHE_HOME"));
+        let own_cache_home = (!cache_home_given).then(|| {
+            let dir = tempfile::tempdir().expect("a temporary cache home");
+            command.env("XDG_CACHE_HOME", dir.path());
+            dir
+        });
         let mut child = command
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {self}: {e}"));
@@ -165,6 +179,7 @@ impl OmxCommand {
         let output = child
             .wait_with_output()
             .unwrap_or_else(|e| panic!("cannot wait for {self}: {e}"));
+        drop(own_cache_home);
         OmxOutput::of(self, output)
     }
 }
@@ -280,4 +295,34 @@ impl OmxOutput {
 /// Output bytes as (lossy) text.
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache_home(command: OmxCommand) -> String {
+        command
+            .args(["-c", "printf %s \"$XDG_CACHE_HOME\""])
+            .run()
+            .stdout()
+    }
+
+    #[test]
+    fn a_run_without_a_home_of_its_own_gets_a_cache_home_of_its_own() {
+        let first = cache_home(OmxCommand::new("sh"));
+        let second = cache_home(OmxCommand::new("sh"));
+        assert!(!first.is_empty() && first != second, "{first} {second}");
+        assert!(
+            !Path::new(&first).exists(),
+            "removed after the run: {first}"
+        );
+        // A test that gives the run a HOME keeps the cache there, as a user's run would.
+        assert_eq!(
+            cache_home(OmxCommand::new("sh").env("HOME", "/nonexistent")),
+            ""
+        );
+        let chosen = cache_home(OmxCommand::new("sh").env("XDG_CACHE_HOME", "/x"));
+        assert_eq!(chosen, "/x");
+    }
 }
