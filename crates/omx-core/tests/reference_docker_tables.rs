@@ -4,6 +4,9 @@
 //! Where the Go table exercises the un-normalized `Parse`, the expectation here is the normalized
 //! one (`test_com` is `docker.io/library/test_com`). Deliberate differences from Docker are
 //! marked `DIFFERS:`.
+//!
+//! (Over 600 lines: it is the Go tables, row for row, so that each can be checked against its
+//! source.)
 
 use omx_core::reference::{Reference, ReferenceError};
 

@@ -2,6 +2,8 @@
 //! for the calls omx-ecr-helper makes and its tests need, on the stand-in's one state. Shapes,
 //! error names and rules follow the Amazon ECR API Reference; where moto answers 500 (pull-through
 //! cache rules, creation templates) this is the only emulation the project has.
+//!
+//! (Just over 600 lines with its tests: one dispatcher and a short handler per ECR action.)
 
 use std::time::{Duration, Instant, SystemTime};
 
