@@ -7,8 +7,8 @@
 //! 1 (some entries failed) or 2 (unusable input), never a panic (101), and nothing written to
 //! the target.
 //!
-//! (Over 600 lines: ten tests, each a table of one kind of bad input with its expected error;
-//! splitting them would only scatter one catalogue.)
+//! (Over 600 lines: ten tests, one per kind of bad input, the longer ones tables of cases with
+//! their expected errors; splitting them would only scatter one catalogue.)
 
 use std::io::{BufReader, Write};
 use std::net::{TcpListener, TcpStream};
