@@ -3,7 +3,8 @@
 //! mounts a shared layer from another repository instead of sending it again.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use clap::Args;
 use omx_registry::{BlobCache, CopyEngine};
@@ -22,25 +23,36 @@ pub struct BlobCacheArgs {
     pub blob_cache_dir: Option<PathBuf>,
 }
 
-/// The cache of one run: `None` when turned off, for a dry run (which must write nothing), or
+/// The cache of one run: none when turned off, for a dry run (which must write nothing), or
 /// when there is no directory to keep it in.
-pub struct RunCache(Option<Arc<BlobCache>>);
+pub struct RunCache {
+    cache: Option<Arc<BlobCache>>,
+    /// When it was last saved during the run, if it was.
+    saved_at: Mutex<Option<Instant>>,
+}
+
+/// How often a run saves what it learned as its images finish, so that a run killed or
+/// interrupted leaves its resume what it had learned by then (all but the last seconds of it).
+const SAVE_WHILE_RUNNING_EVERY: Duration = Duration::from_secs(10);
 
 impl RunCache {
     pub fn open(args: &BlobCacheArgs, dry_run: bool) -> RunCache {
-        if args.no_blob_cache || dry_run {
-            return RunCache(None);
+        let dir = match args.no_blob_cache || dry_run {
+            true => None,
+            false => args
+                .blob_cache_dir
+                .clone()
+                .or_else(|| crate::xdg::tool_dir("XDG_CACHE_HOME", ".cache", "blob-locations")),
+        };
+        RunCache {
+            cache: dir.map(|dir| Arc::new(BlobCache::open(&dir))),
+            saved_at: Mutex::new(None),
         }
-        let dir = args
-            .blob_cache_dir
-            .clone()
-            .or_else(|| crate::xdg::tool_dir("XDG_CACHE_HOME", ".cache", "blob-locations"));
-        RunCache(dir.map(|dir| Arc::new(BlobCache::open(&dir))))
     }
 
     /// `engine`, consulting and updating this cache.
     pub fn attach(&self, engine: CopyEngine) -> CopyEngine {
-        match &self.0 {
+        match &self.cache {
             Some(cache) => engine.with_blob_cache(cache.clone()),
             None => engine,
         }
@@ -48,8 +60,23 @@ impl RunCache {
 
     /// Saves what the run learned. A cache only saves requests, so failing to save it is said
     /// at `-v` and never fails the run.
+    /// An image of the run is done: saves what the run learned if it has not saved in the last
+    /// seconds (the first image done always saves).
+    pub fn image_done(&self) {
+        let mut saved_at = self
+            .saved_at
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if saved_at.is_some_and(|at| at.elapsed() < SAVE_WHILE_RUNNING_EVERY) {
+            return;
+        }
+        *saved_at = Some(Instant::now());
+        drop(saved_at);
+        self.save();
+    }
+
     pub fn save(&self) {
-        if let Some(cache) = &self.0 {
+        if let Some(cache) = &self.cache {
             if let Err(error) = cache.save() {
                 tracing::debug!(
                     "blob-location cache {} not saved: {error}",

@@ -118,7 +118,10 @@ impl PullSession {
         for error in &plan.errors {
             progress.println(&format!("invalid  {error}"));
         }
-        let on_done = |report: &ImageReport| progress.println(&status_line(report));
+        let on_done = |report: &ImageReport| {
+            progress.println(&status_line(report));
+            blob_cache.image_done();
+        };
         // Before anything is copied: the pulls the plan needs against what the source registries
         // say is left (HEADs only, which pull limits do not count).
         let budget = puller.plan_budget(&plan).await;

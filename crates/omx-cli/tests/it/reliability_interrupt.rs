@@ -1,5 +1,6 @@
 //! A `pull` killed (SIGKILL) in the middle of a batch, then run again: the second run finishes
-//! the rest, copies nothing that was already complete, and every image ends digest-identical.
+//! the rest, copies nothing that was already complete, and every image ends digest-identical;
+//! the killed run has saved where the target holds the blobs of the images it completed.
 //!
 //! Counting fault proxies sit in front of both registries. One large layer is held mid-body
 //! by the source proxy, so the kill always lands while that blob is half uploaded, after other
@@ -221,6 +222,33 @@ fn a_killed_pull_is_finished_by_the_next_run_without_copying_anything_twice() {
     assert!(
         complete_before.len() >= 4 && complete_before.len() < images.len(),
         "run 1 was killed mid-batch: {complete_before:?}"
+    );
+    // Where the target holds blobs, run 1 saved as its images finished, not only at an end it
+    // never reached: the blobs of images it completed are in the cache its resume reads.
+    let cache_file = home
+        .path()
+        .join(".cache/omx-ecr-helper/blob-locations/locations.json");
+    let cache: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&cache_file)
+            .unwrap_or_else(|e| panic!("run 1 left no {}: {e}", cache_file.display())),
+    )
+    .expect("the blob-location cache is JSON");
+    let known = &cache["registries"][target_host.as_str()];
+    let recorded = |repository: &str, digest: &str| {
+        known[digest]
+            .as_array()
+            .is_some_and(|homes| homes.iter().any(|home| home["repository"] == repository))
+    };
+    let remembered = complete_before.iter().any(|&index| {
+        let image = &images[index];
+        let manifest = &image.fixture.images()[0];
+        std::iter::once(&manifest.config)
+            .chain(&manifest.layers)
+            .all(|blob| recorded(&repository_of(image), &blob.digest))
+    });
+    assert!(
+        remembered,
+        "no completed image's blobs in what run 1 saved: {cache}"
     );
 
     // Run 2: nothing held back.

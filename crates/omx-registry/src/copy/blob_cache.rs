@@ -1,5 +1,6 @@
 //! The blob-location cache on disk: what earlier runs learned about where a target registry
-//! holds each blob (`blob_locations.rs`), read when a run starts and saved once when it ends.
+//! holds each blob (`blob_locations.rs`), read when a run starts and saved as it goes (the
+//! caller says when: `pull` as images finish, every few seconds at most) and when it ends.
 //! The file holds registry hosts, repository names and digests only, never credentials. A file
 //! that cannot be read, is corrupt or was written by a newer version is ignored (one debug log
 //! line): the cache only saves requests, so it never fails a run.
@@ -109,8 +110,9 @@ impl BlobCache {
     /// have saved since this one read it), bounded, through a temporary file renamed over it,
     /// so a reader never sees half a file. A file of a newer format is left alone.
     pub fn save(&self) -> std::io::Result<()> {
-        let state = self.state();
-        if state.changes.is_empty() {
+        // The engine keeps recording while a save is written: it holds the lock only to copy.
+        let changes = self.state().changes.clone();
+        if changes.is_empty() {
             return Ok(());
         }
         let mut merged = match read_file(&self.file) {
@@ -118,7 +120,7 @@ impl BlobCache {
             Err(Unreadable::Format(FormatError::TooNew { .. })) => return Ok(()),
             Err(_) => BlobLocations::default(),
         };
-        for change in &state.changes {
+        for change in &changes {
             merged.apply(change);
         }
         merged.bound();
