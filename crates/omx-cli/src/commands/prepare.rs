@@ -89,6 +89,20 @@ const WDL_INPUTS_FILE: &str = "inputs.json";
 const PRIVATE_IMAGES_FILE: &str = "private-images.json";
 const REPORT_FILE: &str = "prepare-report.md";
 
+impl PrepareArgs {
+    /// The manifest `file` of --out-dir as `pull`, `verify` and `map` take it, with its text when
+    /// this run made it.
+    fn manifest_args(&self, file: &str, made: Option<String>) -> PullManifestArgs {
+        PullManifestArgs {
+            manifest: Some(self.out_dir.join(file)),
+            single: None,
+            registry: self.registry.clone(),
+            namespaces: self.namespaces.clone(),
+            made,
+        }
+    }
+}
+
 pub async fn run(args: PrepareArgs) -> anyhow::Result<Outcome> {
     let inputs = match &args.inputs {
         Some(path) => Some(read_wdl_inputs(path)?),
@@ -120,13 +134,7 @@ pub async fn run(args: PrepareArgs) -> anyhow::Result<Outcome> {
         &manifest_text,
         format!("the pull manifest: {} image(s)", scan.manifest().len()),
     )?;
-    let mut input = PullManifestArgs {
-        manifest: Some(args.out_dir.join(MANIFEST_FILE)),
-        single: None,
-        registry: args.registry.clone(),
-        namespaces: args.namespaces.clone(),
-        made: Some(manifest_text),
-    };
+    let mut input = args.manifest_args(MANIFEST_FILE, Some(manifest_text));
     // One client from lock to pull: what locking read (an index, by digest) is not pulled again.
     let session = PullSession::open(&input, &args.run).await?;
     let (locked, session) = if args.no_lock {
@@ -154,8 +162,7 @@ pub async fn run(args: PrepareArgs) -> anyhow::Result<Outcome> {
             "per image: tag, digest, media type, platforms, status".to_string(),
         )?;
         // From here on the images are the pinned ones.
-        input.manifest = Some(args.out_dir.join(LOCKED_MANIFEST_FILE));
-        input.made = Some(locked_text);
+        input = args.manifest_args(LOCKED_MANIFEST_FILE, Some(locked_text));
         (Some(report), session.replan(&input)?)
     };
 
@@ -454,13 +461,7 @@ impl Report<'_> {
                 None => MANIFEST_FILE,
             };
             let fixes = FixCommands::for_input(
-                &PullManifestArgs {
-                    manifest: Some(self.args.out_dir.join(manifest)),
-                    single: None,
-                    registry: self.args.registry.clone(),
-                    namespaces: self.args.namespaces.clone(),
-                    made: None,
-                },
+                &self.args.manifest_args(manifest, None),
                 self.args.run.aws.profile(),
                 self.args.run.aws.region(),
             );
