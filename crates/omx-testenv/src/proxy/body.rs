@@ -143,20 +143,10 @@ pub(super) fn relay_body(
     let mut buffer = vec![0u8; 64 * 1024];
     match framing {
         Framing::Empty => {}
-        Framing::Length(mut remaining) => {
-            while remaining > 0 {
-                let want = remaining.min(buffer.len() as u64) as usize;
-                let read = source.read(&mut buffer[..want])?;
-                if read == 0 {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "body shorter than its Content-Length",
-                    ));
-                }
-                remaining -= read as u64;
-                if let Some(cut) = relay.send(&mut buffer[..read])? {
-                    return Ok(RelayEnd::Cut(cut));
-                }
+        Framing::Length(length) => {
+            let short = "body shorter than its Content-Length";
+            if let Some(cut) = relay.send_exactly(source, length, &mut buffer, short)? {
+                return Ok(RelayEnd::Cut(cut));
             }
         }
         Framing::UntilClose => loop {
@@ -172,13 +162,13 @@ pub(super) fn relay_body(
             let mut size_line = String::new();
             source.read_line(&mut size_line)?;
             let size_text = size_line.split(';').next().unwrap_or_default().trim();
-            let mut remaining = u64::from_str_radix(size_text, 16).map_err(|_| {
+            let size = u64::from_str_radix(size_text, 16).map_err(|_| {
                 io::Error::new(
                     io::ErrorKind::InvalidData,
                     format!("bad chunk size {size_text:?}"),
                 )
             })?;
-            if remaining == 0 {
+            if size == 0 {
                 // Trailer section: lines until an empty one (trailers are dropped).
                 loop {
                     let mut line = String::new();
@@ -188,19 +178,9 @@ pub(super) fn relay_body(
                 }
                 break;
             }
-            while remaining > 0 {
-                let want = remaining.min(buffer.len() as u64) as usize;
-                let read = source.read(&mut buffer[..want])?;
-                if read == 0 {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "chunked body ended inside a chunk",
-                    ));
-                }
-                remaining -= read as u64;
-                if let Some(cut) = relay.send(&mut buffer[..read])? {
-                    return Ok(RelayEnd::Cut(cut));
-                }
+            let short = "chunked body ended inside a chunk";
+            if let Some(cut) = relay.send_exactly(source, size, &mut buffer, short)? {
+                return Ok(RelayEnd::Cut(cut));
             }
             let mut crlf = [0u8; 2];
             source.read_exact(&mut crlf)?;
@@ -225,6 +205,29 @@ struct FaultyRelay<'a, W: Write> {
 }
 
 impl<W: Write> FaultyRelay<'_, W> {
+    /// Relays the next `length` bytes of `source` (a body of known length, or one chunk), read
+    /// through `buffer`; a source that ends first is an error saying `short`.
+    fn send_exactly(
+        &mut self,
+        source: &mut impl BufRead,
+        mut length: u64,
+        buffer: &mut [u8],
+        short: &str,
+    ) -> io::Result<Option<Cut>> {
+        while length > 0 {
+            let want = length.min(buffer.len() as u64) as usize;
+            let read = source.read(&mut buffer[..want])?;
+            if read == 0 {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, short));
+            }
+            length -= read as u64;
+            if let Some(cut) = self.send(&mut buffer[..read])? {
+                return Ok(Some(cut));
+            }
+        }
+        Ok(None)
+    }
+
     fn cut_due(&self, end: u64) -> bool {
         self.faults
             .cut
