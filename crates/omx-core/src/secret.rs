@@ -63,7 +63,8 @@ pub(crate) fn redact_userinfo(input: &str) -> Option<String> {
     if !has_userinfo {
         return None;
     }
-    let userinfo_start = input.find("://").map_or(0, |i| i + 3).min(at);
+    // The scheme's `://` comes before the userinfo; one after the `@` belongs to the rest.
+    let userinfo_start = before.find("://").map_or(0, |i| i + 3);
     Some(format!("{}***{}", &input[..userinfo_start], &input[at..]))
 }
 
@@ -221,6 +222,9 @@ mod tests {
         assert_eq!(redact_userinfo("x:1@sha256:abcdef"), None);
         assert_eq!(redact_userinfo("x@sha256:abcdef"), None);
         assert_eq!(redact_userinfo("quay.io/x/y"), None);
+        // A `://` after the `@` is not the scheme's: what it redacted stays as it is.
+        assert_eq!(redact_userinfo("u@h://x").as_deref(), Some("***@h://x"));
+        assert_eq!(redact_userinfo("***@://").as_deref(), Some("***@://"));
     }
 
     #[test]
