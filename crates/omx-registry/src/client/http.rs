@@ -264,6 +264,7 @@ impl RegistryClient {
         body: Option<Body>,
         what: &str,
     ) -> Result<Response, RegistryError> {
+        let method_name = method.to_string();
         let mut request = self.inner.http.request(method, url).headers(headers);
         if let Some(header) = authorization {
             request = request.header(AUTHORIZATION, header.clone());
@@ -271,13 +272,24 @@ impl RegistryClient {
         if let Some(body) = body {
             request = request.body(body);
         }
-        request
-            .send()
-            .await
-            .map_err(|source| RegistryError::Transport {
-                what: what.to_string(),
-                source,
-            })
+        let started = std::time::Instant::now();
+        let sent = request.send().await;
+        // The request's timeline at -vv, by what it does: the URL is left out, since a blob
+        // download's query may hold a presigned credential.
+        tracing::trace!(
+            method = method_name,
+            what,
+            status = sent
+                .as_ref()
+                .map(|response| response.status().as_u16())
+                .unwrap_or(0),
+            millis = started.elapsed().as_millis() as u64,
+            "request answered"
+        );
+        sent.map_err(|source| RegistryError::Transport {
+            what: what.to_string(),
+            source,
+        })
     }
 
     /// Hands a 401's `WWW-Authenticate` challenges to the authenticator, which forgets what
