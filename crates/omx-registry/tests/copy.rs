@@ -10,7 +10,7 @@ use omx_registry::{
     CopyError, CopyOptions, CopyWarning, Credential, ManifestRef, NoProgress, Platform,
     RegistryError, Repository, StaticCredentials,
 };
-use omx_testenv::{FaultProxy, Format, ImageFixture, LayerSpec, Registry};
+use omx_testenv::{Fault, FaultProxy, FaultRule, Format, ImageFixture, LayerSpec, Registry};
 
 fn layers(seed: u64) -> Vec<LayerSpec> {
     LayerSpec::distinct(seed, 3, 150_000)
@@ -596,5 +596,65 @@ async fn oversized_manifest_is_refused() {
     assert!(
         matches!(cause, RegistryError::ManifestTooLarge { .. }),
         "{cause:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_upload_gives_its_place_up_while_the_registry_commits_it() {
+    // A registry answers the final PUT only once the blob is committed (distribution's
+    // filesystem driver syncs the file to disk first): the next blob may flow meanwhile.
+    let source = Registry::start();
+    let target = Registry::start();
+    let slow_commits = FaultProxy::start(&target);
+    slow_commits.add_rule(
+        FaultRule::new(Fault::Stall(std::time::Duration::from_millis(500)))
+            .method("PUT")
+            .path_contains("/blobs/uploads/"),
+    );
+    let fixture = ImageFixture::single(&LayerSpec::distinct(120, 2, 300_000), Format::Oci);
+    let pushed = digest(&fixture.push(&source, "slow/app:1"));
+    let options = CopyOptions {
+        jobs: 1,
+        ..CopyOptions::default()
+    };
+    let sink = RecordingSink::default();
+    let report = engine(config(), options)
+        .copy(
+            &reference(&format!("{}/slow/app:1", source.host())),
+            &reference(&format!("{}/slow/app:1", slow_commits.host())),
+            &sink,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{}", chain(&e)));
+    assert_eq!(report.digest, pushed);
+    assert_eq!(report.blobs_copied, 3);
+
+    // With one transfer in flight at a time, each blob still starts before the one before it
+    // is answered: its place was given up once its last byte was sent.
+    let lines = sink.lines();
+    let position = |prefix: &str| {
+        lines
+            .iter()
+            .position(|line| line.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in {lines:#?}"))
+    };
+    let blobs: Vec<String> = lines
+        .iter()
+        .filter_map(|line| line.strip_prefix("blob-started "))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(blobs.len(), 3, "{lines:#?}");
+    for pair in blobs.windows(2) {
+        assert!(
+            position(&format!("blob-started {}", pair[1]))
+                < position(&format!("blob-finished {}", pair[0])),
+            "{} started only after {} was answered: {lines:#?}",
+            pair[1],
+            pair[0]
+        );
+    }
+    assert_eq!(
+        skopeo_raw_digest(&target, &target.host(), "slow/app:1"),
+        pushed
     );
 }

@@ -18,6 +18,7 @@ use futures_util::future::try_join_all;
 use omx_core::Digest;
 
 use super::report::CopyError;
+use super::transfer_slot::TransferSlot;
 use super::{CopyEngine, ImageJob};
 use crate::auth::Scope;
 use crate::client::MountOutcome;
@@ -175,11 +176,8 @@ impl CopyEngine {
             drop(homes);
             None
         };
-        let _permit = self
-            .blob_permits
-            .acquire()
-            .await
-            .expect("the blob semaphore is never closed");
+        let slot = TransferSlot::new(&self.blob_permits);
+        slot.hold().await;
         if job.source.registry == job.target.registry && job.source.path != job.target.path {
             mount_sources.push(job.source.path.clone());
         }
@@ -191,7 +189,8 @@ impl CopyEngine {
             None
         };
         mount_sources.extend(candidate.clone());
-        let outcome = self.transfer_blob(job, blob, &mount_sources).await?;
+        let outcome = self.transfer_blob(job, blob, &mount_sources, &slot).await?;
+        drop(slot);
         let proven_home =
             candidate.filter(|home| self.judge_cached_home(job, blob, home, &outcome));
         let mut homes = match first_transfer {
@@ -311,7 +310,10 @@ impl CopyEngine {
                 .blobs()
                 .into_iter()
                 .filter(|blob| !blob.is_foreign())
-                .map(|blob| self.transfer_blob(job, blob, &[])),
+                .map(|blob| async move {
+                    let slot = TransferSlot::new(&self.blob_permits);
+                    self.transfer_blob(job, blob, &[], &slot).await
+                }),
         )
         .await
         .map(drop)
@@ -323,6 +325,7 @@ impl CopyEngine {
         job: &ImageJob<'_>,
         blob: &Descriptor,
         mount_sources: &[String],
+        slot: &TransferSlot<'_>,
     ) -> Result<BlobOutcome, CopyError> {
         let what = format!("blob {} of {}", blob.digest, job.image);
         retrying(
@@ -336,7 +339,7 @@ impl CopyEngine {
                     reason: &ErrorChain(error).to_string(),
                 })
             },
-            || self.transfer_blob_once(job, blob, mount_sources),
+            || self.transfer_blob_once(job, blob, mount_sources, slot),
         )
         .await
         .map_err(|source| CopyError::Blob {
@@ -352,7 +355,10 @@ impl CopyEngine {
         job: &ImageJob<'_>,
         blob: &Descriptor,
         mount_sources: &[String],
+        slot: &TransferSlot<'_>,
     ) -> Result<BlobOutcome, RegistryError> {
+        // A retry after an upload that had sent all its bytes gave its place up: wait for one.
+        slot.hold().await;
         let target = &job.target;
         let push_scope = [Scope::pull_push(&target.path)];
         if self
@@ -387,7 +393,7 @@ impl CopyEngine {
             digest: &blob.digest,
             size: blob.size,
         });
-        match self.upload(job, blob, &upload).await {
+        match self.upload(job, blob, &upload, slot).await {
             Ok(()) => Ok(BlobOutcome::Uploaded),
             Err(error) => {
                 self.client.cancel_upload(target, &upload).await;

@@ -21,6 +21,7 @@ mod referrers;
 mod report;
 mod select;
 mod stream;
+mod transfer_slot;
 mod upload;
 
 use std::collections::HashMap;
@@ -59,7 +60,8 @@ pub struct Known {
 /// How the engine copies.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CopyOptions {
-    /// Blob transfers (HEAD, mount or upload) in flight at once, across all images.
+    /// Blob transfers (HEAD, mount or upload) in flight at once, across all images. An upload
+    /// whose bytes are all sent gives its place up while the registry commits it.
     pub jobs: usize,
     /// Copy only this platform's image out of a multi-arch index (the target then gets that
     /// child manifest, whose digest differs from the index's).

@@ -8,6 +8,8 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use tokio::sync::Notify;
+
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use omx_core::digest::Hasher;
@@ -37,6 +39,10 @@ pub(super) struct StreamCheck {
     pub(super) transferred: Arc<AtomicU64>,
     /// Why the stream was aborted: the upload request only sees that its body failed.
     pub(super) failure: Arc<Mutex<Option<RegistryError>>>,
+    /// Notified when the last declared byte has been verified and is being passed on (a body
+    /// of known length is not polled further, so the end of the stream is not the signal). A
+    /// notification nobody waits for yet is kept for the first who does.
+    pub(super) passed_on: Arc<Notify>,
 }
 
 impl StreamCheck {
@@ -49,6 +55,7 @@ impl StreamCheck {
             size,
             transferred: Arc::new(AtomicU64::new(0)),
             failure: Arc::new(Mutex::new(None)),
+            passed_on: Arc::new(Notify::new()),
         }
     }
 
@@ -76,6 +83,7 @@ impl StreamCheck {
                     actual,
                 });
             }
+            self.passed_on.notify_one();
         }
         self.transferred.store(seen, Ordering::Relaxed);
         Ok(())

@@ -1,19 +1,23 @@
 //! Moving one blob's content: a streaming `GET` from the source through the verifying stream
 //! (`stream.rs`) into an open upload session on the target, as one streaming `PUT` or (with
 //! [`CopyOptions::chunk_size`](super::CopyOptions::chunk_size)) as `PATCH` chunks and a final
-//! `PUT`, reporting progress while bytes flow. Whether a blob needs uploading at all, and the
-//! session it goes into, are decided in `blob.rs`.
+//! `PUT`, reporting progress while bytes flow and giving the transfer's place up
+//! (`transfer_slot.rs`) once the last byte is handed over. Whether a blob needs uploading at
+//! all, and the session it goes into, are decided in `blob.rs`.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use omx_core::Digest;
 use reqwest::{Body, Url};
+use tokio::sync::Notify;
 
 use super::stream::{verified_stream, StreamAborted, StreamCheck};
+use super::transfer_slot::TransferSlot;
 use super::{CopyEngine, ImageJob};
 use crate::client::{ContentHeaders, Repository};
 use crate::error::RegistryError;
@@ -35,6 +39,7 @@ impl CopyEngine {
         job: &ImageJob<'_>,
         blob: &Descriptor,
         upload: &Url,
+        slot: &TransferSlot<'_>,
     ) -> Result<(), RegistryError> {
         let what = format!("blob {} from {}", blob.digest, job.source);
         // What the descriptor and the source's own headers say is the same on every attempt:
@@ -62,10 +67,20 @@ impl CopyEngine {
         if let Some(bytes) = fetched.filter(|bytes| bytes.len() as u64 == blob.size) {
             // Read (and its digest checked) to learn the image's platform: sent from memory.
             let size = bytes.len() as u64;
-            return self
-                .client
-                .put_blob_stream(&job.target, upload, &blob.digest, size, Body::from(bytes))
-                .await;
+            let passed_on = Arc::new(Notify::new());
+            let handing_over = passed_on.clone();
+            let body = futures_util::stream::once(async move {
+                handing_over.notify_one();
+                Ok::<_, std::convert::Infallible>(bytes)
+            });
+            let send = self.client.put_blob_stream(
+                &job.target,
+                upload,
+                &blob.digest,
+                size,
+                Body::wrap_stream(body),
+            );
+            return release_when_handed_over(send, &passed_on, slot).await;
         }
         let response = self.client.get_blob(&job.source, &blob.digest).await?;
         if let Some(length) = response.content_length().filter(|&len| len != blob.size) {
@@ -91,22 +106,22 @@ impl CopyEngine {
         let check = StreamCheck::new(what, blob.digest.clone(), blob.size);
         let transferred = check.transferred.clone();
         let failure = check.failure.clone();
+        let passed_on = check.passed_on.clone();
         let stream = verified_stream(Box::pin(response.bytes_stream()), check);
         let transfer = async {
             match self.options.chunk_size {
                 None => {
-                    self.client
-                        .put_blob_stream(
-                            &job.target,
-                            upload,
-                            &blob.digest,
-                            blob.size,
-                            Body::wrap_stream(stream),
-                        )
-                        .await
+                    let send = self.client.put_blob_stream(
+                        &job.target,
+                        upload,
+                        &blob.digest,
+                        blob.size,
+                        Body::wrap_stream(stream),
+                    );
+                    release_when_handed_over(send, &passed_on, slot).await
                 }
                 Some(chunk_size) => {
-                    self.upload_chunked(&job.target, upload, &blob.digest, stream, chunk_size)
+                    self.upload_chunked(&job.target, upload, &blob.digest, stream, chunk_size, slot)
                         .await
                 }
             }
@@ -141,6 +156,7 @@ impl CopyEngine {
         digest: &Digest,
         stream: impl Stream<Item = Result<Bytes, StreamAborted>>,
         chunk_size: u64,
+        slot: &TransferSlot<'_>,
     ) -> Result<(), RegistryError> {
         let chunk_size = usize::try_from(chunk_size.max(MIN_CHUNK_SIZE)).unwrap_or(usize::MAX);
         let mut stream = std::pin::pin!(stream);
@@ -166,9 +182,26 @@ impl CopyEngine {
                 .patch_chunk(target, &url, offset, buffer.freeze())
                 .await?;
         }
-        // The stream ended without error, so every byte was verified: safe to commit.
+        // The stream ended without error, so every byte was verified: safe to commit. The last
+        // chunk has arrived too, so the next transfer may take this one's place.
+        slot.release();
         self.client.finish_upload(target, &url, digest).await
     }
+}
+
+/// Awaits the upload request `send`, giving the transfer's place up once `passed_on` says its
+/// last byte (verified) is being handed over: the rest is the registry committing the upload.
+async fn release_when_handed_over<T>(
+    send: impl Future<Output = T>,
+    passed_on: &Notify,
+    slot: &TransferSlot<'_>,
+) -> T {
+    let mut send = std::pin::pin!(send);
+    tokio::select! {
+        result = &mut send => return result,
+        () = passed_on.notified() => slot.release(),
+    }
+    send.await
 }
 
 /// Runs `transfer`, reporting the byte counter's value every [`PROGRESS_INTERVAL`] while it
