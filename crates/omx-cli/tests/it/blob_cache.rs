@@ -290,6 +290,51 @@ fn a_stale_home_is_tried_once_then_the_layer_is_sent_and_the_home_forgotten() {
 }
 
 #[test]
+fn when_the_most_recent_home_is_gone_an_older_one_is_mounted_from() {
+    let Some(world) = World::start(1950) else {
+        return;
+    };
+    world.copy("team/a:1", "x/a:1", None);
+    // A second copy of A (its layers mounted from x/a) makes x/gone their most recent home;
+    // then x/gone is deleted from the target.
+    world.copy("team/a:1", "x/gone:1", None);
+    let repositories = world
+        .target
+        .storage_dir()
+        .join("docker/registry/v2/repositories");
+    std::fs::remove_dir_all(repositories.join("x/gone")).unwrap();
+    let (digest, sent, read) = world.logged(|| world.copy("team/b:1", "x/b:1", None));
+
+    assert_eq!(digest, world.images.b.digest());
+    let saved = world.saved_cache();
+    for shared in world.images.shared() {
+        assert_eq!(
+            mounts_of(&sent, "x/b", &shared, "x/gone"),
+            [202],
+            "{sent:#?}"
+        );
+        assert_eq!(mounts_of(&sent, "x/b", &shared, "x/a"), [201], "{sent:#?}");
+        assert_eq!(uploads_of(&sent, &shared), 0, "{sent:#?}");
+        assert_eq!(blob_reads(&read, &shared), 0, "{read:#?}");
+        let mut homes: Vec<&str> = saved["registries"][&world.target.host()][&shared]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|home| home["repository"].as_str().unwrap())
+            .collect();
+        homes.sort_unstable();
+        assert_eq!(homes, ["x/a", "x/b"], "{saved:#}");
+    }
+    // The session each refused mount opened is cancelled, not left to expire.
+    let cancelled = sent
+        .iter()
+        .filter(|r| r.method == "DELETE" && r.target.contains("/v2/x/b/blobs/uploads/"))
+        .count();
+    assert_eq!(cancelled, world.images.shared().len(), "{sent:#?}");
+    assert_holds(&world.target, "x/b", &world.images.b);
+}
+
+#[test]
 fn a_forged_home_degrades_to_an_upload_with_the_right_result() {
     let Some(world) = World::start(2000) else {
         return;

@@ -5,9 +5,9 @@
 //! are the repositories whose manifest references the blob first: ECR mounts only such blobs
 //! (aws/containers-roadmap #2860), so where [`super::CopyOptions::mount_needs_manifest`] says
 //! so, a copy waits a little for the first image's manifest rather than upload the layer again.
-//! A blob no repository of the run holds yet may have a home an earlier run saw (the
-//! [`super::BlobCache`]): a mount from it is tried once, and a refused one drops it from the
-//! cache. One attempt (`transfer_blob_once`) checks the target, tries a mount, else uploads
+//! A blob no repository of the run holds yet may have homes earlier runs saw (the
+//! [`super::BlobCache`]): a mount from each of the most recent few is tried in turn, and a
+//! refused one drops that home from the cache. One attempt (`transfer_blob_once`) checks the target, tries a mount, else uploads
 //! (`upload.rs`); `transfer_blob` retries it whole.
 
 use std::collections::HashSet;
@@ -90,6 +90,12 @@ impl RepositorySet {
 /// How long a copy waits for a manifest to reference a blob another image of the run uploaded,
 /// where the registry mounts only such blobs, before uploading it itself.
 const WAIT_FOR_REFERENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How many homes from the blob-location cache a blob's transfer tries before it uploads. Each
+/// refused mount costs a round trip (and an upload session, cancelled), while a home or two
+/// deleted since the cache saw them is common (a repository removed, images expired by a
+/// lifecycle policy): three is worth a layer not sent again, and bounded when none is left.
+const CACHED_HOMES_TRIED: usize = 3;
 
 /// How a blob got into the target repository.
 enum BlobOutcome {
@@ -181,18 +187,17 @@ impl CopyEngine {
         if job.source.registry == job.target.registry && job.source.path != job.target.path {
             mount_sources.push(job.source.path.clone());
         }
-        // No repository of this run holds the blob: one an earlier run saw holding it is worth
-        // one mount attempt (a candidate, not proof: it may have been deleted since).
-        let candidate = if mount_sources.is_empty() {
-            self.cached_home(job, blob)
+        // No repository of this run holds the blob: those an earlier run saw holding it are
+        // worth a mount attempt each (candidates, not proof: they may have been deleted since).
+        let candidates = if mount_sources.is_empty() {
+            self.cached_homes(job, blob)
         } else {
-            None
+            Vec::new()
         };
-        mount_sources.extend(candidate.clone());
+        mount_sources.extend(candidates.iter().cloned());
         let outcome = self.transfer_blob(job, blob, &mount_sources, &slot).await?;
         drop(slot);
-        let proven_home =
-            candidate.filter(|home| self.judge_cached_home(job, blob, home, &outcome));
+        let proven_home = self.judge_cached_homes(job, blob, &candidates, &outcome);
         let mut homes = match first_transfer {
             Some(homes) => homes,
             None => record.homes.lock().await,
@@ -254,48 +259,51 @@ impl CopyEngine {
         }
     }
 
-    /// What a transfer that tried the cached home `home` first says about it: `true` when the
-    /// blob was mounted from it (seen holding it now); a refused mount drops it from the cache.
-    fn judge_cached_home(
+    /// What a transfer that tried the cached homes `candidates` in turn says about them: the
+    /// one the blob was mounted from (seen holding it now), if any. Each tried before it, or
+    /// all of them when the blob was sent instead, refused the mount and leaves the cache: a
+    /// registry that cannot mount a blob answers 202 with an upload session (OCI
+    /// distribution-spec, "Mounting a blob from another repository"; opencontainers/
+    /// distribution-spec #204), so it no longer holds it there, or never did, or will not
+    /// mount from there.
+    fn judge_cached_homes(
         &self,
         job: &ImageJob<'_>,
         blob: &Descriptor,
-        home: &str,
+        candidates: &[String],
         outcome: &BlobOutcome,
-    ) -> bool {
-        let Some(cache) = &self.blob_cache else {
-            return false;
+    ) -> Option<String> {
+        let cache = self.blob_cache.as_ref()?;
+        let mounted_from = match outcome {
+            BlobOutcome::Mounted(from) => Some(from),
+            BlobOutcome::Uploaded => None,
+            BlobOutcome::Present => return None,
         };
-        match outcome {
-            BlobOutcome::Mounted(from) if from == home => {
+        for home in candidates {
+            if Some(home) == mounted_from {
                 cache.record(&job.target.registry, &blob.digest, home, false);
-                true
+                return Some(home.clone());
             }
-            // The mount was refused and the blob sent instead: a registry that cannot mount a
-            // blob answers 202 with an upload session (OCI distribution-spec, "Mounting a blob
-            // from another repository"; opencontainers/distribution-spec #204), so the registry
-            // no longer holds it there, or never did, or will not mount from there.
-            BlobOutcome::Uploaded => {
-                cache.forget(&job.target.registry, &blob.digest, home);
-                false
-            }
-            BlobOutcome::Mounted(_) | BlobOutcome::Present => false,
+            cache.forget(&job.target.registry, &blob.digest, home);
         }
+        None
     }
 
-    /// The repository of the target registry an earlier run most recently saw holding `blob`
-    /// (one where a manifest references it, where the registry mounts only such blobs).
-    fn cached_home(&self, job: &ImageJob<'_>, blob: &Descriptor) -> Option<String> {
-        let cache = self.blob_cache.as_ref().filter(|_| self.options.mount)?;
-        cache
-            .candidates(
-                &job.target.registry,
-                &blob.digest,
-                &job.target.path,
-                self.options.mount_needs_manifest,
-            )
-            .into_iter()
-            .next()
+    /// The repositories of the target registry earlier runs saw holding `blob`, most recent
+    /// first and at most [`CACHED_HOMES_TRIED`] (where the registry mounts only referenced
+    /// blobs, only those where a manifest references it).
+    fn cached_homes(&self, job: &ImageJob<'_>, blob: &Descriptor) -> Vec<String> {
+        let Some(cache) = self.blob_cache.as_ref().filter(|_| self.options.mount) else {
+            return Vec::new();
+        };
+        let mut homes = cache.candidates(
+            &job.target.registry,
+            &blob.digest,
+            &job.target.path,
+            self.options.mount_needs_manifest,
+        );
+        homes.truncate(CACHED_HOMES_TRIED);
+        homes
     }
 
     /// Makes sure the target repository holds every blob of `image`, uploading any it lacks
@@ -370,18 +378,25 @@ impl CopyEngine {
             return Ok(BlobOutcome::Present);
         }
         let mut session = None;
-        if self.options.mount {
-            if let Some(from) = mount_sources.first() {
-                match self.client.mount_blob(target, &blob.digest, from).await {
-                    Ok(MountOutcome::Mounted) => return Ok(BlobOutcome::Mounted(from.clone())),
-                    Ok(MountOutcome::Upload(url)) => session = Some(url),
-                    // A registry may refuse mounts outright (permissions on the other
-                    // repository); an ordinary upload still works.
-                    Err(error) if !error.is_retryable() => {
-                        tracing::debug!(error = %ErrorChain(&error), "mount refused, uploading");
-                    }
-                    Err(error) => return Err(error),
+        let sources = if self.options.mount {
+            mount_sources
+        } else {
+            &[]
+        };
+        for from in sources {
+            if let Some(refused) = session.take() {
+                // A refused mount opened a session; the next mount asks for one of its own.
+                self.client.cancel_upload(target, &refused).await;
+            }
+            match self.client.mount_blob(target, &blob.digest, from).await {
+                Ok(MountOutcome::Mounted) => return Ok(BlobOutcome::Mounted(from.clone())),
+                Ok(MountOutcome::Upload(url)) => session = Some(url),
+                // A registry may refuse mounts outright (permissions on the other repository);
+                // another source or an ordinary upload still works.
+                Err(error) if !error.is_retryable() => {
+                    tracing::debug!(error = %ErrorChain(&error), "mount refused");
                 }
+                Err(error) => return Err(error),
             }
         }
         let upload = match session {
