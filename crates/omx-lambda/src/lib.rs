@@ -25,8 +25,8 @@ use omx_core::state_machine::PullResult;
 use omx_core::Digest;
 use omx_puller::{CredentialChain, EcrReach, PullOptions, Puller, ResolvedTarget, TargetOptions};
 use omx_registry::{
-    ClientConfig, CopyEngine, CopyOptions, ManifestKind, ManifestRef, NoProgress, RegistryClient,
-    Repository,
+    ClientConfig, CopyEngine, CopyOptions, ManifestDescriptor, ManifestKind, ManifestRef,
+    NoProgress, RegistryClient, Repository,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -135,14 +135,22 @@ impl PullImageHandler {
             Ok(image) => image,
             Err(message) => return failed(message, None),
         };
-        let (image, too_large) = match self.sized(image).await {
+        // No blob-location cache (`CopyEngine::with_blob_cache`): a Lambda may write only
+        // /tmp, which a cold start empties and concurrent invocations do not share, so a cache
+        // there would rarely be read again; each invocation copies one image on its own.
+        let puller = Puller::new(
+            CopyEngine::new(self.client.clone(), CopyOptions::default()),
+            self.target.clone(),
+            PullOptions::default(),
+        );
+        let (image, sizing) = match self.sized(&puller, image).await {
             Ok(sized) => sized,
             Err((image, error)) => {
                 let message = format!("cannot size {}: {error}", image.source);
                 return failed(message, Some(image.target.clone()));
             }
         };
-        if let Some(bytes) = too_large {
+        if let Some(bytes) = sizing.too_large {
             let message = format!(
                 "{bytes} bytes is more than this Lambda copies ({}): handed to CodeBuild",
                 self.max_lambda_bytes
@@ -155,15 +163,9 @@ impl PullImageHandler {
                 true,
             );
         }
-        // No blob-location cache (`CopyEngine::with_blob_cache`): a Lambda may write only
-        // /tmp, which a cold start empties and concurrent invocations do not share, so a cache
-        // there would rarely be read again; each invocation copies one image on its own.
-        let puller = Puller::new(
-            CopyEngine::new(self.client.clone(), CopyOptions::default()),
-            self.target.clone(),
-            PullOptions::default(),
-        );
-        let report = puller.pull_image(&image, &NoProgress).await;
+        let report = puller
+            .pull_image_known(&image, sizing.target, &NoProgress)
+            .await;
         respond(
             report.status,
             Some(report.target),
@@ -192,22 +194,23 @@ impl PullImageHandler {
         }
     }
 
-    /// The image's total size when it must go to CodeBuild: a copy that is not yet done and whose
-    /// blobs add up to more than the limit. A missing source is left to the puller to report.
-    /// The image to pull, and its size when that is more than this Lambda copies. A manifest
-    /// read to size the image pins it to that digest: the copy then reads it by digest from the
-    /// client's cache instead of asking the source again (a second GET, which Docker Hub counts
-    /// as another pull).
+    /// The image to pull and what sizing it learned: what the target holds under its name
+    /// (handed to the puller, which then does not ask again) and its size when that is more
+    /// than this Lambda copies (a copy not yet done whose blobs add up to more than the limit).
+    /// A missing source is left to the puller to report. A manifest read to size the image pins
+    /// it to that digest: the copy then reads it by digest from the client's cache instead of
+    /// asking the source again (a second GET, which Docker Hub counts as another pull).
     async fn sized(
         &self,
+        puller: &Puller,
         mut image: PlannedImage,
-    ) -> Result<(PlannedImage, Option<u64>), (PlannedImage, String)> {
-        match self.size_if_too_large(&image).await {
-            Ok((digest, too_large)) => {
-                if let (Some(digest), None) = (digest, image.source.digest()) {
-                    image.source = image.source.with_digest(digest);
+    ) -> Result<(PlannedImage, Sizing), (PlannedImage, String)> {
+        match self.size_if_too_large(puller, &image).await {
+            Ok(sizing) => {
+                if let (Some(digest), None) = (&sizing.digest, image.source.digest()) {
+                    image.source = image.source.with_digest(digest.clone());
                 }
-                Ok((image, too_large))
+                Ok((image, sizing))
             }
             Err(error) => {
                 let error = error.to_string();
@@ -216,23 +219,25 @@ impl PullImageHandler {
         }
     }
 
-    /// The digest of the source manifest when it was read, and the image's size when that is
-    /// too large.
     async fn size_if_too_large(
         &self,
+        puller: &Puller,
         image: &PlannedImage,
-    ) -> Result<(Option<Digest>, Option<u64>), Box<dyn std::error::Error>> {
+    ) -> Result<Sizing, Box<dyn std::error::Error>> {
+        let mut sizing = Sizing::default();
         if image.method != Method::Copy {
-            return Ok((None, None));
+            return Ok(sizing);
         }
         let client = &self.client;
-        let target = self.target.api_reference(image)?;
-        if client.head_manifest(&target).await?.is_some() {
-            return Ok((None, None));
+        let target = puller.target_manifest(image).await?;
+        let present = target.is_some();
+        sizing.target = Some(target);
+        if present {
+            return Ok(sizing);
         }
         let manifest = match client.get_manifest(&image.source).await {
             Ok(manifest) => manifest,
-            Err(error) if error.is_not_found() => return Ok((None, None)),
+            Err(error) if error.is_not_found() => return Ok(sizing),
             Err(error) => return Err(error.into()),
         };
         let total = match &manifest.kind {
@@ -251,11 +256,21 @@ impl PullImageHandler {
                 total
             }
         };
-        Ok((
-            Some(manifest.digest),
-            (total > self.max_lambda_bytes).then_some(total),
-        ))
+        sizing.digest = Some(manifest.digest);
+        sizing.too_large = (total > self.max_lambda_bytes).then_some(total);
+        Ok(sizing)
     }
+}
+
+/// What sizing an image learned on the way.
+#[derive(Default)]
+struct Sizing {
+    /// What the target holds under the image's name, when it was asked.
+    target: Option<Option<ManifestDescriptor>>,
+    /// The source manifest's digest, when it was read.
+    digest: Option<Digest>,
+    /// The image's size, when that is more than this Lambda copies.
+    too_large: Option<u64>,
 }
 
 /// The output of `omx-apply-policy`.

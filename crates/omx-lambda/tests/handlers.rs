@@ -76,6 +76,15 @@ async fn pull_image_copies_then_skips_and_reports_failures_as_items() {
     };
     assert_eq!((gets("1 "), gets("sha256:")), (1, 0), "{log}");
     let repository = format!("127.0.0.1-{}/team/tool", source.port());
+    // The target is asked once whether it holds the image: sizing asks, and the copy takes
+    // that answer (and the digest its manifest PUT returned) instead of asking again.
+    let target_heads = || {
+        ecr_registry
+            .log()
+            .matches(&format!("\"HEAD /v2/{repository}/manifests/1 "))
+            .count()
+    };
+    assert_eq!(target_heads(), 1, "{}", ecr_registry.log());
     assert_eq!(
         first.result.target.as_deref(),
         Some(format!("123456789012.dkr.ecr.us-east-1.amazonaws.com/{repository}:1").as_str())
@@ -91,6 +100,7 @@ async fn pull_image_copies_then_skips_and_reports_failures_as_items() {
 
     let second = handler.handle(request(json!({"image": image}))).await;
     assert_eq!(second.result.status, ImageStatus::Skipped, "{second:?}");
+    assert_eq!(target_heads(), 2, "{}", ecr_registry.log());
 
     let missing = handler
         .handle(request(

@@ -13,8 +13,8 @@ use omx_core::report::{error_chain, human_bytes, ImageReport, ImageStatus, RunRe
 use omx_core::strategy::Strategy;
 use omx_core::{Digest, Reference, ReferenceError};
 use omx_registry::{
-    CopyEngine, CopyError, CopyReport, Known, ManifestKind, ManifestRef, ProgressSink,
-    RegistryError, Repository,
+    CopyEngine, CopyError, CopyReport, Known, ManifestDescriptor, ManifestKind, ManifestRef,
+    ProgressSink, RegistryError, Repository,
 };
 
 use crate::budget::BudgetPlan;
@@ -199,7 +199,28 @@ impl Puller {
         image: &PlannedImage,
         progress: &dyn ProgressSink,
     ) -> ImageReport {
-        let outcome = self.bring(image, progress).await;
+        self.pull_image_known(image, None, progress).await
+    }
+
+    /// What the target holds under the name a copy of `image` writes (the tag of a pinned
+    /// `tag@digest`, since the digest may be there under another tag): the answer a caller that
+    /// asks first hands to [`Puller::pull_image_known`], so the copy does not ask again.
+    pub async fn target_manifest(
+        &self,
+        image: &PlannedImage,
+    ) -> Result<Option<ManifestDescriptor>, PullError> {
+        let written = written_name(&self.target.api_reference(image)?);
+        Ok(self.engine.client().head_manifest(&written).await?)
+    }
+
+    /// [`Puller::pull_image`] with what [`Puller::target_manifest`] said, when the caller asked.
+    pub async fn pull_image_known(
+        &self,
+        image: &PlannedImage,
+        target: Option<Option<ManifestDescriptor>>,
+        progress: &dyn ProgressSink,
+    ) -> ImageReport {
+        let outcome = self.bring(image, target, progress).await;
         let (status, digest, mut message, bytes_copied) = match outcome {
             Ok(mut done) => {
                 if self.options.with_referrers && !self.options.dry_run {
@@ -242,9 +263,11 @@ impl Puller {
         }
     }
 
+    /// `target`: what the target holds under the name a copy writes, when already asked.
     async fn bring(
         &self,
         image: &PlannedImage,
+        target: Option<Option<ManifestDescriptor>>,
         progress: &dyn ProgressSink,
     ) -> Result<Done, PullError> {
         if image.strategy == Strategy::Native {
@@ -255,7 +278,9 @@ impl Puller {
             (Some(ecr), Method::PullThroughCache) if image.target_tag.is_none() => {
                 // ECR's cache imports on a pull by tag only: an uncached image asked for by
                 // digest answers 404 (aws/containers-roadmap #2837). Without a tag, copy it.
-                let mut done = self.copy(Some(ecr), image, &api_target, progress).await?;
+                let mut done = self
+                    .copy(Some(ecr), image, &api_target, target, progress)
+                    .await?;
                 if done.status == ImageStatus::Succeeded {
                     done.message.push_str(
                         " (copied: the pull-through cache cannot import an image by digest alone)",
@@ -267,9 +292,14 @@ impl Puller {
                 self.prime_through_cache(ecr, image, &api_target, progress)
                     .await
             }
-            (ecr, Method::Copy) => self.copy(ecr.as_ref(), image, &api_target, progress).await,
+            (ecr, Method::Copy) => {
+                self.copy(ecr.as_ref(), image, &api_target, target, progress)
+                    .await
+            }
             (None, Method::PullThroughCache) => {
-                let mut done = self.copy(None, image, &api_target, progress).await?;
+                let mut done = self
+                    .copy(None, image, &api_target, target, progress)
+                    .await?;
                 done.message
                     .push_str(" (pull-through cache needs an ECR target: copied instead)");
                 Ok(done)
@@ -284,9 +314,12 @@ impl Puller {
         ecr: Option<&Ecr>,
         image: &PlannedImage,
         api_target: &Reference,
+        target: Option<Option<ManifestDescriptor>>,
         progress: &dyn ProgressSink,
     ) -> Result<Done, PullError> {
-        let mut done = self.copy_image(ecr, image, api_target, progress).await?;
+        let mut done = self
+            .copy_image(ecr, image, api_target, target, progress)
+            .await?;
         if let (true, false, Some(digest)) = (
             self.options.with_referrers,
             self.options.dry_run,
@@ -301,23 +334,23 @@ impl Puller {
         Ok(done)
     }
 
-    /// Copies unless the target already has the image. The ECR repository is prepared only once
-    /// the image is known to exist somewhere, so a typo in a manifest leaves no empty repository.
+    /// Copies unless the target already has the image (`target`, when the caller asked). The
+    /// ECR repository is prepared only once the image is known to exist somewhere, so a typo in
+    /// a manifest leaves no empty repository.
     async fn copy_image(
         &self,
         ecr: Option<&Ecr>,
         image: &PlannedImage,
         api_target: &Reference,
+        target: Option<Option<ManifestDescriptor>>,
         progress: &dyn ProgressSink,
     ) -> Result<Done, PullError> {
         let client = self.engine.client();
-        // A pinned `tag@digest` is in place when its tag points at the pin: ask for the name
-        // the engine writes (the tag), since the digest may be there under another tag.
-        let written = match (api_target.tag(), api_target.digest()) {
-            (Some(_), Some(_)) => api_target.without_digest(),
-            _ => api_target.clone(),
+        let written = written_name(api_target);
+        let existing = match target {
+            Some(known) => known,
+            None => client.head_manifest(&written).await?,
         };
-        let existing = client.head_manifest(&written).await?;
         if let Some(existing) = &existing {
             // A pin is the image it names; a tag is left alone unless asked to follow its
             // upstream (the engine then finds out cheaply whether it moved).
@@ -499,7 +532,9 @@ impl Puller {
                     None,
                     Some(pinned.clone()),
                 )?;
-                let mut done = self.copy(Some(ecr), image, &by_digest, progress).await?;
+                let mut done = self
+                    .copy(Some(ecr), image, &by_digest, None, progress)
+                    .await?;
                 done.message.push_str(&format!(
                     " (copied by digest: its tag {tag} now points at {} upstream)",
                     primed.digest.short()
@@ -585,6 +620,15 @@ async fn get_child_after_import(
             },
             other => return other.map(|_| ()),
         }
+    }
+}
+
+/// The name a copy to `api_target` writes, and the one asked for to see whether the image is in
+/// place: a pinned `tag@digest` is in place when its tag points at the pin, so its tag.
+fn written_name(api_target: &Reference) -> Reference {
+    match (api_target.tag(), api_target.digest()) {
+        (Some(_), Some(_)) => api_target.without_digest(),
+        _ => api_target.clone(),
     }
 }
 
