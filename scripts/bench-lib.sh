@@ -182,10 +182,19 @@ process_cpu_seconds() {
 }
 clock_ticks=$(getconf CLK_TCK)
 
+# The whole machine's CPU ticks so far (every process, this benchmark's and others'): all of
+# them, those idle and those idle while a disk write or read was pending (iowait), from the
+# `cpu` line of /proc/stat (proc(5): user nice system idle iowait irq softirq steal, then guest
+# and guest_nice, which user and nice already count).
+machine_ticks() {
+  awk '/^cpu / {total = 0; for (i = 2; i <= 9; i++) total += $i; print total, $5 + $6, $6}' /proc/stat
+}
+
 # Runs a command under GNU time as part $1 ("scenario/tool") copying into registry $2, its
 # output going to a log. Records "wall-seconds peak-RSS-KiB user-seconds system-seconds
-# source-registry-CPU destination-registry-CPU" in $work/results/$1 (GNU time's figures cover
-# the command and every process it waited for). Fails the benchmark if the command fails.
+# source-registry-CPU destination-registry-CPU machine-busy-% machine-waiting-on-disk-%" in
+# $work/results/$1 (GNU time's figures cover the command and every process it waited for; the
+# machine's shares cover all its cores over the run). Fails the benchmark if the command fails.
 measure() {
   local id=$1 destination_name=$2
   shift 2
@@ -196,16 +205,24 @@ measure() {
   say "$id: running"
   source_before=$(process_cpu_seconds "$source_pid")
   destination_before=$(process_cpu_seconds "$destination_pid")
+  local machine_before machine_after
+  machine_before=$(machine_ticks)
   if ! run_grouped "$gnu_time" -f '%e %M %U %S' -o "$timing" "$@" >"$log" 2>&1 </dev/null; then
     fail "$id: the copy failed; last lines of its output:"$'\n'"$(tail -n 30 "$log")"
   fi
   source_after=$(process_cpu_seconds "$source_pid")
   destination_after=$(process_cpu_seconds "$destination_pid")
+  machine_after=$(machine_ticks)
   local wall rss user system
   read -r wall rss user system <"$timing"
   awk -v sa="$source_after" -v sb="$source_before" -v da="$destination_after" -v db="$destination_before" \
-    -v line="$wall $rss $user $system" 'BEGIN {printf "%s %.2f %.2f\n", line, sa - sb, da - db}' >"$timing"
-  say "$id: $(awk '{printf "%.2f s, peak RSS %.1f MiB, CPU %.2f s (registries: source %.2f s, destination %.2f s)", $1, $2 / 1024, $3 + $4, $5, $6}' "$timing")"
+    -v mb="$machine_before" -v ma="$machine_after" -v line="$wall $rss $user $system" 'BEGIN {
+      split(mb, b, " "); split(ma, a, " "); total = a[1] - b[1]
+      busy = total > 0 ? 100 * (1 - (a[2] - b[2]) / total) : 0
+      disk = total > 0 ? 100 * (a[3] - b[3]) / total : 0
+      printf "%s %.2f %.2f %.0f %.0f\n", line, sa - sb, da - db, busy, disk
+    }' >"$timing"
+  say "$id: $(awk '{printf "%.2f s, peak RSS %.1f MiB, CPU %.2f s (registries: source %.2f s, destination %.2f s); machine busy %s%%, waiting on disk %s%%", $1, $2 / 1024, $3 + $4, $5, $6, $7, $8}' "$timing")"
 }
 
 # Checks that every "source-ref destination-ref" pair in file $2 serves the same manifest digest

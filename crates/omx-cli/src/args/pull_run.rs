@@ -37,7 +37,8 @@ pub struct PullRunArgs {
     pub platform: Option<Platform>,
 
     /// Blob transfers in flight at once (up to four times as many images are worked on at once:
-    /// most of an image's time is spent waiting on blobs other images share).
+    /// most of an image's time is spent waiting on blobs other images share). A blob whose
+    /// bytes are all sent makes way for the next while the registry commits it.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,
 

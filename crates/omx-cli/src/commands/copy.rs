@@ -41,7 +41,8 @@ pub struct CopyArgs {
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     pub platform: Option<Platform>,
 
-    /// Blob transfers in flight at once.
+    /// Blob transfers in flight at once (a blob whose bytes are all sent makes way for the next
+    /// while the registry commits it).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,
 

@@ -149,6 +149,16 @@ impl World {
         (output, sent, requests_since(&self.source, source_mark))
     }
 
+    /// Deletes `repository` from the target. Distribution has no API for that: its directory
+    /// goes, as an operator would remove it.
+    fn delete_repository(&self, repository: &str) {
+        let repositories = self
+            .target
+            .storage_dir()
+            .join("docker/registry/v2/repositories");
+        std::fs::remove_dir_all(repositories.join(repository)).unwrap();
+    }
+
     fn saved_cache(&self) -> serde_json::Value {
         let text = std::fs::read_to_string(self.cache().join("locations.json")).unwrap();
         serde_json::from_str(&text).unwrap()
@@ -263,13 +273,8 @@ fn a_stale_home_is_tried_once_then_the_layer_is_sent_and_the_home_forgotten() {
         return;
     };
     world.copy("team/a:1", "x/a:1", None);
-    // The repository is deleted from the target (distribution has no API for that: its
-    // directory goes, as an operator would remove it); the cache still names it.
-    let repositories = world
-        .target
-        .storage_dir()
-        .join("docker/registry/v2/repositories");
-    std::fs::remove_dir_all(repositories.join("x/a")).unwrap();
+    // The repository is deleted from the target; the cache still names it.
+    world.delete_repository("x/a");
     let (digest, sent, _) = world.logged(|| world.copy("team/b:1", "x/b:1", None));
 
     assert_eq!(digest, world.images.b.digest());
@@ -298,11 +303,7 @@ fn when_the_most_recent_home_is_gone_an_older_one_is_mounted_from() {
     // A second copy of A (its layers mounted from x/a) makes x/gone their most recent home;
     // then x/gone is deleted from the target.
     world.copy("team/a:1", "x/gone:1", None);
-    let repositories = world
-        .target
-        .storage_dir()
-        .join("docker/registry/v2/repositories");
-    std::fs::remove_dir_all(repositories.join("x/gone")).unwrap();
+    world.delete_repository("x/gone");
     let (digest, sent, read) = world.logged(|| world.copy("team/b:1", "x/b:1", None));
 
     assert_eq!(digest, world.images.b.digest());
