@@ -7,8 +7,8 @@
 //! so, a copy waits a little for the first image's manifest rather than upload the layer again.
 //! A blob no repository of the run holds yet may have homes earlier runs saw (the
 //! [`super::BlobCache`]): a mount from each of the most recent few is tried in turn, and a
-//! refused one drops that home from the cache. One attempt (`transfer_blob_once`) checks the target, tries a mount, else uploads
-//! (`upload.rs`); `transfer_blob` retries it whole.
+//! refused one drops that home from the cache. One attempt (`transfer_blob_once`) checks the
+//! target, tries the mounts, else uploads (`upload.rs`); `transfer_blob` retries it whole.
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
