@@ -264,7 +264,8 @@ impl RegistryClient {
         body: Option<Body>,
         what: &str,
     ) -> Result<Response, RegistryError> {
-        let method_name = method.to_string();
+        // A standard method clones without allocating; the string is made only when traced.
+        let method_name = method.clone();
         let mut request = self.inner.http.request(method, url).headers(headers);
         if let Some(header) = authorization {
             request = request.header(AUTHORIZATION, header.clone());
@@ -277,7 +278,7 @@ impl RegistryClient {
         // The request's timeline at -vv, by what it does: the URL is left out, since a blob
         // download's query may hold a presigned credential.
         tracing::trace!(
-            method = method_name,
+            method = %method_name,
             what,
             status = sent
                 .as_ref()

@@ -182,8 +182,8 @@ impl CopyEngine {
             drop(homes);
             None
         };
+        // Its place among the transfers in flight is taken by each attempt (`transfer_blob_once`).
         let slot = TransferSlot::new(&self.blob_permits);
-        slot.hold().await;
         if job.source.registry == job.target.registry && job.source.path != job.target.path {
             mount_sources.push(job.source.path.clone());
         }
@@ -365,7 +365,8 @@ impl CopyEngine {
         mount_sources: &[String],
         slot: &TransferSlot<'_>,
     ) -> Result<BlobOutcome, RegistryError> {
-        // A retry after an upload that had sent all its bytes gave its place up: wait for one.
+        // Every attempt holds a place: the first takes one, and a retry after an upload that had
+        // sent all its bytes (and so gave its place up) waits for one again.
         slot.hold().await;
         let target = &job.target;
         let push_scope = [Scope::pull_push(&target.path)];
